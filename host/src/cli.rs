@@ -1,0 +1,238 @@
+//! The command line: `serve`, `check`, `routes`, `build`. Every flag has an
+//! environment-variable twin (`WASMFN_…`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::discovery::{FunctionSpec, discover};
+use crate::loader;
+use crate::manifest::Policy;
+use crate::registry::{Registry, Snapshot};
+use crate::routing::{ClaimState, RouteTable};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::server::{AppState, HostConfig};
+
+/// Serve a directory of WebAssembly HTTP components as one API.
+#[derive(Debug, Parser)]
+#[command(name = "wasmfn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, env = "WASMFN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load every function under DIR and serve them over HTTP.
+    Serve(ServeArgs),
+    /// Load and compile everything, print routes, conflicts and errors;
+    /// exit non-zero if there is any conflict or error.
+    Check(HostArgs),
+    /// Print the route table from the manifests, without compiling.
+    Routes(DirArg),
+    /// Build every function under DIR that has a build recipe (a `Cargo.toml`).
+    Build(DirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The functions directory.
+    #[arg(default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Address to listen on.
+    #[arg(long, env = "WASMFN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Build the functions (as `wasmfn build`) before serving.
+    #[arg(long, env = "WASMFN_BUILD")]
+    pub build: bool,
+}
+
+/// Host-wide settings and the defaults functions inherit.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The functions directory.
+    #[arg(default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+    /// Invocations running at once across all functions.
+    #[arg(long, env = "WASMFN_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrency: u32,
+    /// The largest `max_memory_bytes` a function may set (sizes the instance pool).
+    #[arg(long, env = "WASMFN_MEMORY_CEILING", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
+    pub memory_ceiling: u64,
+    /// Allocate instances on demand instead of from a pool.
+    #[arg(long, env = "WASMFN_NO_POOLING")]
+    pub no_pooling: bool,
+    /// Default `timeout_ms` for functions that do not set it.
+    #[arg(long, env = "WASMFN_DEFAULT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub default_timeout_ms: Option<u64>,
+    /// Default `max_concurrency` (0 = no per-function limit).
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_CONCURRENCY", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub default_max_concurrency: Option<u32>,
+    /// Default `max_queue`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_QUEUE", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub default_max_queue: Option<u32>,
+    /// Default `queue_timeout_ms`.
+    #[arg(long, env = "WASMFN_DEFAULT_QUEUE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub default_queue_timeout_ms: Option<u64>,
+    /// Default `overflow_status` (429 or 503).
+    #[arg(long, env = "WASMFN_DEFAULT_OVERFLOW_STATUS", value_parser = ["429", "503"])]
+    pub default_overflow_status: Option<String>,
+    /// Default `max_body_bytes`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_BODY_BYTES")]
+    pub default_max_body_bytes: Option<u64>,
+    /// Default `max_response_bytes`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_RESPONSE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub default_max_response_bytes: Option<u64>,
+    /// Default `max_memory_bytes`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_MEMORY_BYTES", value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
+    pub default_max_memory_bytes: Option<u64>,
+}
+
+impl HostArgs {
+    /// The host configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<HostConfig> {
+        let d = Policy::default();
+        let defaults = Policy {
+            timeout_ms: self.default_timeout_ms.unwrap_or(d.timeout_ms),
+            max_concurrency: self.default_max_concurrency.unwrap_or(d.max_concurrency),
+            max_queue: self.default_max_queue.unwrap_or(d.max_queue),
+            queue_timeout_ms: self.default_queue_timeout_ms.unwrap_or(d.queue_timeout_ms),
+            overflow_status: match &self.default_overflow_status {
+                Some(s) => s.parse()?,
+                None => d.overflow_status,
+            },
+            max_body_bytes: self.default_max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_response_bytes: self.default_max_response_bytes.unwrap_or(d.max_response_bytes),
+            max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
+            allowed_outbound_hosts: Vec::new(),
+        };
+        anyhow::ensure!(
+            defaults.max_memory_bytes <= self.memory_ceiling,
+            "`--default-max-memory-bytes` ({}) is above `--memory-ceiling` ({})",
+            defaults.max_memory_bytes,
+            self.memory_ceiling
+        );
+        Ok(HostConfig {
+            functions_dir: self.dir.clone(),
+            defaults,
+            max_concurrency: self.max_concurrency,
+            runtime: RuntimeConfig {
+                max_instances: self.max_concurrency.saturating_add(16),
+                memory_ceiling: self.memory_ceiling,
+                pooling: !self.no_pooling,
+            },
+        })
+    }
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WASMFN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => check(&args),
+        Command::Routes(args) => routes(&args.dir),
+        Command::Build(args) => {
+            let report = crate::toolchain::build_all(&args.dir)?;
+            Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.build {
+        let report = crate::toolchain::build_all(&args.host.dir)?;
+        if report.failed > 0 {
+            tracing::warn!(failed = report.failed, "some functions failed to build; serving the rest");
+        }
+    }
+    let config = args.host.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let app = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
+        let s = app.registry.snapshot();
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            %addr,
+            functions = s.functions.len(),
+            failed = s.failed.len(),
+            conflicts = s.table.conflicts().len(),
+            pooling = app.runtime.pooling(),
+            "wasmfn listening on http://{addr}"
+        );
+        drop(s);
+        crate::server::serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_table(table: &RouteTable, failed: &[(String, String)]) -> bool {
+    println!("{:<36} {:<28} {:<24} FUNCTION", "ROUTE", "METHODS", "HOSTS");
+    for (claim, methods) in table.claims() {
+        let active: Vec<&str> = methods.iter().filter(|(_, s)| *s == ClaimState::Active).map(|(m, _)| m.as_str()).collect();
+        if active.is_empty() {
+            continue;
+        }
+        let hosts: Vec<String> = claim.hosts.iter().map(|h| h.to_string()).collect();
+        let hosts = if hosts.is_empty() { "*".to_string() } else { hosts.join(",") };
+        println!("{:<36} {:<28} {:<24} {}", claim.pattern.to_string(), active.join(","), hosts, claim.function_name);
+    }
+    for c in table.conflicts() {
+        println!("conflict: {} {} is claimed by {}", c.method, c.route, c.functions.join(", "));
+    }
+    for (name, error) in failed {
+        println!("error: {name}: {error}");
+    }
+    table.conflicts().is_empty() && failed.is_empty()
+}
+
+fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let runtime = Runtime::new(config.runtime.clone())?;
+    let snapshot: Snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &Registry::default())?;
+    let failed: Vec<(String, String)> = snapshot.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    let ok = print_table(&snapshot.table, &failed);
+    println!(
+        "{} functions ready, {} failed, {} conflicts",
+        snapshot.functions.len(),
+        snapshot.failed.len(),
+        snapshot.table.conflicts().len()
+    );
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn routes(dir: &Path) -> anyhow::Result<ExitCode> {
+    let d = discover(dir, &Policy::default()).map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
+    let specs: Vec<&FunctionSpec> = d.functions.iter().collect();
+    let table = RouteTable::build(loader::claims(&specs));
+    let failed: Vec<(String, String)> = d.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    let ok = print_table(&table, &failed);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

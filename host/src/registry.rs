@@ -1,0 +1,142 @@
+//! The live set of functions: an immutable [`Snapshot`] swapped atomically
+//! on load and reload, read without locks on every request, and counters
+//! per function that outlive reloads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::discovery::{FailedSpec, FunctionSpec};
+use crate::manifest::OutboundRule;
+use crate::policy::ConcurrencyGate;
+use crate::routing::RouteTable;
+use crate::runtime::CompiledComponent;
+
+/// A function that is compiled, mounted and serving.
+pub struct LoadedFunction {
+    pub spec: FunctionSpec,
+    pub name: Arc<str>,
+    pub component: CompiledComponent,
+    pub gate: ConcurrencyGate,
+    pub outbound: Arc<[OutboundRule]>,
+    pub stats: Arc<FunctionStats>,
+}
+
+impl LoadedFunction {
+    pub fn new(spec: FunctionSpec, component: CompiledComponent, stats: Arc<FunctionStats>) -> Self {
+        let p = &spec.policy;
+        let gate = ConcurrencyGate::new(p.max_concurrency, p.max_queue, Duration::from_millis(p.queue_timeout_ms));
+        Self {
+            name: spec.name.as_str().into(),
+            outbound: p.allowed_outbound_hosts.clone().into(),
+            component,
+            gate,
+            stats,
+            spec,
+        }
+    }
+}
+
+/// Live counters of one function.
+#[derive(Debug, Default)]
+pub struct FunctionStats {
+    pub requests: AtomicU64,
+    pub rejected: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub trapped: AtomicU64,
+    pub out_of_memory: AtomicU64,
+    pub body_too_large: AtomicU64,
+    pub response_too_large: AtomicU64,
+}
+
+/// Counters as shown in the catalog.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatsView {
+    pub in_flight: u64,
+    pub queued: u64,
+    pub requests: u64,
+    pub rejected: u64,
+    pub timed_out: u64,
+    pub trapped: u64,
+    pub out_of_memory: u64,
+    pub body_too_large: u64,
+    pub response_too_large: u64,
+}
+
+impl FunctionStats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn view(&self, gate: Option<&ConcurrencyGate>) -> StatsView {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsView {
+            in_flight: gate.map_or(0, |g| g.in_flight()),
+            queued: gate.map_or(0, |g| u64::from(g.queued())),
+            requests: g(&self.requests),
+            rejected: g(&self.rejected),
+            timed_out: g(&self.timed_out),
+            trapped: g(&self.trapped),
+            out_of_memory: g(&self.out_of_memory),
+            body_too_large: g(&self.body_too_large),
+            response_too_large: g(&self.response_too_large),
+        }
+    }
+}
+
+/// Everything serving at one moment.
+pub struct Snapshot {
+    /// Indexed by `RouteClaim::function`.
+    pub functions: Vec<Arc<LoadedFunction>>,
+    pub failed: Vec<FailedSpec>,
+    pub table: RouteTable,
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    pub fn empty() -> Self {
+        Self {
+            functions: Vec::new(),
+            failed: Vec::new(),
+            table: RouteTable::default(),
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+/// The current snapshot and the counters.
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+    stats: DashMap<String, Arc<FunctionStats>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::empty()),
+            stats: DashMap::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// The snapshot serving now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot; requests in flight keep the one they began with.
+    pub fn swap(&self, next: Snapshot) {
+        self.current.store(Arc::new(next));
+    }
+
+    /// The counters of a function by name, created on first use and kept
+    /// across reloads.
+    pub fn stats_for(&self, name: &str) -> Arc<FunctionStats> {
+        self.stats.entry(name.to_string()).or_default().clone()
+    }
+}

@@ -1,0 +1,215 @@
+//! One invocation: a fresh store and instance, the guest's `handle` run
+//! under the function's deadline and memory limit, its response streamed
+//! back while the instance keeps running.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::task::AbortHandle;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use super::outbound::OutboundHooks;
+use super::state::{InstanceState, InvokeTags, MemoryLimiter};
+use super::stdio::GuestLog;
+use super::{CompiledComponent, Runtime};
+use crate::manifest::OutboundRule;
+
+/// Why a request body stopped, as the host's body wrappers report it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestBodyError {
+    #[error("request body exceeds `max_body_bytes` ({0} bytes)")]
+    TooLarge(u64),
+    #[error("request body failed: {0}")]
+    Transport(String),
+}
+
+impl From<RequestBodyError> for wasmtime_wasi_http::Error {
+    fn from(e: RequestBodyError) -> Self {
+        match e {
+            RequestBodyError::TooLarge(n) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(n)),
+            RequestBodyError::Transport(_) => wasmtime_wasi_http::Error::HttpProtocolError,
+        }
+    }
+}
+
+/// One request for a guest, with the limits it runs under.
+pub struct InvokeRequest<B> {
+    pub request: http::Request<B>,
+    pub tags: InvokeTags,
+    pub deadline: Instant,
+    pub max_memory_bytes: u64,
+    pub outbound: Arc<[OutboundRule]>,
+    /// Dropped when the instance is gone (e.g. a concurrency permit).
+    pub guard: Box<dyn Send>,
+}
+
+/// Why an invocation produced no response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    #[error("the function did not respond within its timeout")]
+    Timeout,
+    #[error("the function ran out of memory: {0}")]
+    OutOfMemory(String),
+    #[error("the function overflowed its stack: {0}")]
+    StackOverflow(String),
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    #[error("the function returned an error response: {0}")]
+    GuestError(String),
+    #[error("the function returned without sending a response")]
+    NoResponse,
+    #[error("no instance slot is free: {0}")]
+    Capacity(String),
+}
+
+impl Runtime {
+    /// Runs one request through a fresh instance of `component`.
+    ///
+    /// Returns once the guest has sent its response head; the body streams
+    /// from the still-running instance. Dropping the returned body before it
+    /// ends (a client that went away) stops the instance.
+    pub async fn invoke<B>(
+        &self,
+        component: &CompiledComponent,
+        req: InvokeRequest<B>,
+    ) -> Result<http::Response<GuestBody>, InvokeError>
+    where
+        B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
+    {
+        let InvokeRequest {
+            request,
+            tags,
+            deadline,
+            max_memory_bytes,
+            outbound,
+            guard,
+        } = req;
+        let wasi = WasiCtx::builder()
+            .stdout(GuestLog::new(tags.clone(), "stdout"))
+            .stderr(GuestLog::new(tags.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = InstanceState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: Default::default(),
+            limiter: MemoryLimiter::new(max_memory_bytes),
+            hooks: OutboundHooks { rules: outbound, tags },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        // Each tick a running guest yields to other tasks; past the
+        // deadline it is interrupted, even in a loop that never calls out.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let setup_error = |e: wasmtime::Error| InvokeError::Trap(format!("{e:#}"));
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(setup_error)?;
+        let out = store.data_mut().http().new_response_outparam(tx).map_err(setup_error)?;
+        let pre = component.pre.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            };
+            match tokio::time::timeout_at(deadline.into(), run).await {
+                Err(_) => Err(InvokeError::Timeout),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(classify(&e, store.data().limiter.denied)),
+            }
+        });
+        let mut abort = AbortOnDrop(Some(task.abort_handle()));
+        match rx.await {
+            Ok(Ok(resp)) => Ok(resp.map(|body| GuestBody {
+                inner: body,
+                abort,
+                done: false,
+            })),
+            Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
+            Err(_) => {
+                abort.0 = None;
+                match task.await {
+                    Ok(Ok(())) => Err(InvokeError::NoResponse),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(InvokeError::Trap(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+fn classify(e: &wasmtime::Error, memory_denied: bool) -> InvokeError {
+    let message = format!("{e:#}");
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Timeout,
+        Some(Trap::StackOverflow) => InvokeError::StackOverflow(message),
+        _ if memory_denied => InvokeError::OutOfMemory(message),
+        _ if message.contains("concurrent") && message.contains("limit") => InvokeError::Capacity(message),
+        _ => InvokeError::Trap(message),
+    }
+}
+
+struct AbortOnDrop(Option<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The guest's response body. Dropped before its end, it stops the
+/// instance that produces it.
+pub struct GuestBody {
+    inner: HyperOutgoingBody,
+    abort: AbortOnDrop,
+    done: bool,
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            // Finished normally: let the instance finish its work, within
+            // its deadline.
+            self.done = true;
+            self.abort.0 = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,208 @@
+//! The WebAssembly runtime: one engine for the process, components
+//! compiled and pre-instantiated at load, a fresh store and instance for
+//! every request. The only room that touches wasmtime.
+
+mod invoke;
+mod outbound;
+mod state;
+mod stdio;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+pub use invoke::{GuestBody, InvokeError, InvokeRequest, RequestBodyError};
+pub use state::{InstanceState, InvokeTags};
+
+/// How often the epoch ticks: the granularity of timeouts, and how often a
+/// guest that computes without pause yields to other requests.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Process-wide runtime settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances that may exist at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// The largest `max_memory_bytes` any function may ask for.
+    pub memory_ceiling: u64,
+    /// Use the pooling allocator when the machine allows it.
+    pub pooling: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            memory_ceiling: 1 << 30,
+            pooling: true,
+        }
+    }
+}
+
+/// A component that failed to load, with a message for the catalog.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read component `{path}`: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a WebAssembly component: {reason}")]
+    NotAComponent { path: String, reason: &'static str },
+    #[error("cannot compile `{path}`: {message}")]
+    Compile { path: String, message: String },
+    #[error("cannot link `{path}`: {message}")]
+    Link { path: String, message: String },
+    #[error("`{path}` does not export `wasi:http/incoming-handler@0.2.x`: {message}")]
+    NoHandler { path: String, message: String },
+}
+
+/// The engine, the shared linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    pooling: bool,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// A compiled, pre-instantiated component, ready for requests.
+#[derive(Clone)]
+pub struct CompiledComponent {
+    pre: ProxyPre<InstanceState>,
+}
+
+fn engine_config(pooling: Option<&RuntimeConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config.memory_init_cow(true);
+    if let Some(rc) = pooling {
+        let n = rc.max_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(16))
+            .total_memories(n.saturating_mul(4))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(8)
+            .max_core_instance_size(8 << 20)
+            .max_component_instance_size(8 << 20)
+            .max_memory_size(usize::try_from(rc.memory_ceiling).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(16 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+impl Runtime {
+    /// Creates the engine (pooling if possible), the linker and the ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, pooling) = if config.pooling {
+            match Engine::new(&engine_config(Some(&config))) {
+                Ok(e) => (e, true),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
+                    (Engine::new(&engine_config(None)).map_err(wasm_err)?, false)
+                }
+            }
+        } else {
+            (Engine::new(&engine_config(None)).map_err(wasm_err)?, false)
+        };
+        let mut linker = Linker::new(&engine);
+        // Components built from Rust std, Python or JavaScript import
+        // wasi:cli and wasi:filesystem too; they get them, empty.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.weak();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new().name("wasmfn-epoch".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        }
+        Ok(Self {
+            engine,
+            linker,
+            pooling,
+            config,
+            ticker_stop,
+        })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The settings this runtime was made with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Reads, checks, compiles and pre-instantiates a component file.
+    pub fn compile_file(&self, path: &Path) -> Result<CompiledComponent, LoadError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        self.compile(&shown, &bytes)
+    }
+
+    /// Compiles component bytes; `path` is only used in messages.
+    pub fn compile(&self, path: &str, bytes: &[u8]) -> Result<CompiledComponent, LoadError> {
+        let not = |reason| LoadError::NotAComponent {
+            path: path.to_string(),
+            reason,
+        };
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(not("it does not start with the `\\0asm` header"));
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(not("it is a core module; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`"));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+            path: path.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let pre = ProxyPre::new(pre).map_err(|e| LoadError::NoHandler {
+            path: path.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(CompiledComponent { pre })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,254 @@
+//! The request pipeline for functions: route, check limits, invoke,
+//! stream the response back. Every step that says no answers with
+//! [`ApiError`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::response::Response;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::policy::{GateError, LimitedBody, LimitedResponse};
+use crate::registry::{FunctionStats, LoadedFunction};
+use crate::routing::{RouteOutcome, split_host_port, split_path};
+use crate::runtime::{InvokeError, InvokeRequest, InvokeTags};
+
+/// The header that carries the request id, both ways.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The matched route pattern, e.g. `/users/{id}`.
+pub const FN_ROUTE: HeaderName = HeaderName::from_static("x-fn-route");
+/// The name of the function that serves the request.
+pub const FN_FUNCTION: HeaderName = HeaderName::from_static("x-fn-function");
+/// Prefix of one header per path parameter: `x-fn-param-id`.
+pub const FN_PARAM_PREFIX: &str = "x-fn-param-";
+
+/// Keeps a client's request id when it is sane, otherwise makes one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return v.to_string();
+    }
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Axum fallback: every request that is not for `/_fn/*`.
+pub(crate) async fn gateway(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let id = request_id(req.headers());
+    let mut resp = match handle(&app, req, &id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(&id),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+fn request_host(req: &Request) -> (String, Option<u16>) {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    split_host_port(&raw).unwrap_or((raw, None))
+}
+
+async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
+    let snapshot = app.registry.snapshot();
+    let path = req.uri().path().to_string();
+    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
+    let (host, port) = request_host(&req);
+    let method = req.method().clone();
+    let (function, route, params, forward_as_get) = match snapshot.table.route(&method, &host, port, &segs) {
+        RouteOutcome::Matched(m) => {
+            let f = snapshot.functions[m.claim.function].clone();
+            let as_get = method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD);
+            let params: Vec<(String, String)> = m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            (f, m.claim.pattern.to_string(), params, as_get)
+        }
+        RouteOutcome::NotFound => return Err(ApiError::NotFound { path }),
+        RouteOutcome::MethodNotAllowed { allow } => {
+            return Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: allow.iter().map(|m| m.to_string()).collect(),
+            });
+        }
+        RouteOutcome::MisdirectedHost => return Err(ApiError::MisdirectedRequest { host }),
+        RouteOutcome::Conflict { route, functions } => {
+            return Err(ApiError::RouteConflict {
+                route,
+                method: method.to_string(),
+                functions,
+            });
+        }
+    };
+    drop(snapshot);
+    invoke(app, &function, req, id, route, params, forward_as_get).await
+}
+
+fn overflow(f: &LoadedFunction, e: GateError) -> ApiError {
+    FunctionStats::bump(&f.stats.rejected);
+    let retry_after = f.spec.policy.queue_timeout_ms.div_ceil(1000).max(1);
+    if f.spec.policy.overflow_status == 503 {
+        ApiError::ServiceUnavailable {
+            reason: format!("function `{}`: {e}", f.name),
+            retry_after,
+        }
+    } else {
+        ApiError::TooManyRequests {
+            function: f.name.to_string(),
+            reason: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+async fn invoke(
+    app: &AppState,
+    f: &Arc<LoadedFunction>,
+    req: Request,
+    id: &str,
+    route: String,
+    params: Vec<(String, String)>,
+    forward_as_get: bool,
+) -> Result<Response, ApiError> {
+    let policy = &f.spec.policy;
+    FunctionStats::bump(&f.stats.requests);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > policy.max_body_bytes) {
+        FunctionStats::bump(&f.stats.body_too_large);
+        return Err(ApiError::PayloadTooLarge {
+            limit: policy.max_body_bytes,
+        });
+    }
+    let permit = f.gate.acquire().await.map_err(|e| overflow(f, e))?;
+    let host_permit = app.host_gate.acquire().await.map_err(|e| {
+        FunctionStats::bump(&f.stats.rejected);
+        ApiError::ServiceUnavailable {
+            reason: e.to_string(),
+            retry_after: 1,
+        }
+    })?;
+    // The timeout counts from the moment the function gets its slot.
+    let deadline = Instant::now() + Duration::from_millis(policy.timeout_ms);
+
+    let (mut parts, body) = req.into_parts();
+    if forward_as_get {
+        parts.method = Method::GET;
+    }
+    let h = &mut parts.headers;
+    // Nothing from the client may pose as the host's own headers.
+    let spoofed: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("x-fn-")).cloned().collect();
+    for k in spoofed {
+        h.remove(&k);
+    }
+    if let Ok(v) = HeaderValue::from_str(&route) {
+        h.insert(FN_ROUTE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&f.name) {
+        h.insert(FN_FUNCTION, v);
+    }
+    for (k, v) in &params {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes()),
+            HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            h.insert(name, value);
+        }
+    }
+    h.insert(REQUEST_ID, HeaderValue::from_str(id).expect("request ids are visible ASCII"));
+    if !h.contains_key(header::HOST) {
+        h.insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let body = LimitedBody::new(body, policy.max_body_bytes, exceeded.clone());
+    let tags = InvokeTags {
+        function: f.name.clone(),
+        request_id: id.into(),
+    };
+    let result = app
+        .runtime
+        .invoke(
+            &f.component,
+            InvokeRequest {
+                request: http::Request::from_parts(parts, body),
+                tags: tags.clone(),
+                deadline,
+                max_memory_bytes: policy.max_memory_bytes,
+                outbound: f.outbound.clone(),
+                guard: Box::new((permit, host_permit)),
+            },
+        )
+        .await;
+    // A body cut at its limit before the response began is the client's
+    // error, whatever the guest made of it.
+    if exceeded.load(Ordering::Relaxed) {
+        FunctionStats::bump(&f.stats.body_too_large);
+        return Err(ApiError::PayloadTooLarge {
+            limit: policy.max_body_bytes,
+        });
+    }
+    match result {
+        Ok(resp) => {
+            let stats = f.stats.clone();
+            Ok(resp.map(|b| {
+                Body::new(LimitedResponse::new(
+                    b,
+                    policy.max_response_bytes,
+                    tags,
+                    Box::new(move || FunctionStats::bump(&stats.response_too_large)),
+                ))
+            }))
+        }
+        Err(e) => Err(invoke_error(f, id, e)),
+    }
+}
+
+fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
+    let function = f.name.to_string();
+    match e {
+        InvokeError::Timeout => {
+            FunctionStats::bump(&f.stats.timed_out);
+            tracing::warn!(function, request_id = id, timeout_ms = f.spec.policy.timeout_ms, "function timed out");
+            ApiError::GatewayTimeout {
+                function,
+                timeout_ms: f.spec.policy.timeout_ms,
+            }
+        }
+        InvokeError::OutOfMemory(detail) => {
+            FunctionStats::bump(&f.stats.out_of_memory);
+            tracing::error!(function, request_id = id, detail, "function ran out of memory");
+            ApiError::OutOfMemory {
+                function,
+                limit: f.spec.policy.max_memory_bytes,
+            }
+        }
+        InvokeError::Capacity(detail) => {
+            FunctionStats::bump(&f.stats.rejected);
+            tracing::warn!(function, request_id = id, detail, "no instance slot free");
+            ApiError::ServiceUnavailable {
+                reason: "no instance slot is free".into(),
+                retry_after: 1,
+            }
+        }
+        other => {
+            FunctionStats::bump(&f.stats.trapped);
+            tracing::error!(function, request_id = id, error = %other, "function failed");
+            ApiError::FunctionError { function }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The HTTP server: the gateway for functions, the `/_fn/*` admin
+//! endpoints, and the one error shape. The only room that touches axum.
+
+mod admin;
+mod error;
+mod gateway;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+pub use admin::catalog_json;
+pub use error::ApiError;
+pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_ROUTE, REQUEST_ID, request_id};
+
+use crate::loader;
+use crate::manifest::Policy;
+use crate::policy::ConcurrencyGate;
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+
+/// Host-wide settings, from CLI flags or their environment twins.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub functions_dir: PathBuf,
+    /// Limits for functions that do not set their own.
+    pub defaults: Policy,
+    /// Invocations running at once across all functions.
+    pub max_concurrency: u32,
+    pub runtime: RuntimeConfig,
+}
+
+impl HostConfig {
+    pub fn new(functions_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            functions_dir: functions_dir.into(),
+            defaults: Policy::default(),
+            max_concurrency: 256,
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// Shared state of a running host.
+pub struct AppState {
+    pub registry: Registry,
+    pub runtime: Runtime,
+    pub host_gate: ConcurrencyGate,
+    pub config: HostConfig,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Creates the runtime and loads every function once.
+    pub fn load(config: HostConfig) -> anyhow::Result<Arc<Self>> {
+        let mut rc = config.runtime.clone();
+        // Room for every invocation plus loads running beside them.
+        rc.max_instances = rc.max_instances.max(config.max_concurrency.saturating_add(16));
+        let runtime = Runtime::new(rc)?;
+        let registry = Registry::default();
+        let snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &registry)?;
+        registry.swap(snapshot);
+        let host_gate = ConcurrencyGate::new(
+            config.max_concurrency,
+            config.max_concurrency.saturating_mul(4),
+            Duration::from_secs(10),
+        );
+        Ok(Arc::new(Self {
+            registry,
+            runtime,
+            host_gate,
+            config,
+            started: Instant::now(),
+        }))
+    }
+}
+
+/// The axum application.
+pub fn router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/_fn/health", get(admin::health))
+        .route("/_fn/catalog", get(admin::catalog))
+        .route("/_fn", axum::routing::any(admin::not_found))
+        .route("/_fn/{*rest}", axum::routing::any(admin::not_found))
+        .fallback(gateway::gateway)
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+}
+
+/// A host running in the background, for tests and embedding.
+pub struct RunningHost {
+    pub addr: SocketAddr,
+    pub app: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningHost {
+    /// Loads the functions and serves them on `listen` (use port 0 for any).
+    pub async fn start(config: HostConfig, listen: SocketAddr) -> anyhow::Result<Self> {
+        let app = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve(listener, app.clone(), async move {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            addr,
+            app,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Stops accepting, drains, and waits for the server to end.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task).await.unwrap_or(Ok(()))
+    }
+}

@@ -1,0 +1,54 @@
+//! The `wasmfn` binary: `check`, `routes`, `--help`.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::*;
+
+fn wasmfn(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmfn")).args(args).env("WASMFN_LOG", "error").output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_is_a_ci_gate() {
+    let good = examples();
+    let (code, out, err) = wasmfn(&["check", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("/users/{id}"), "{out}");
+    assert!(out.contains("5 functions ready, 0 failed, 0 conflicts"), "{out}");
+
+    let f = Fixture::new();
+    f.function("a", "probe", json!({"invoke": {"routes": ["/x"]}}))
+        .function("b", "probe", json!({"invoke": {"routes": ["/x"]}}))
+        .file("broken/fn.config.json", "{");
+    let (code, out, _) = wasmfn(&["check", f.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("conflict: GET /x is claimed by a, b"), "{out}");
+    assert!(out.contains("error: broken: invalid `"), "{out}");
+
+    let (code, out, _) = wasmfn(&["routes", f.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("conflict: GET /x"), "{out}");
+
+    let (code, _, err) = wasmfn(&["check", "/definitely/not/here"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read functions directory `/definitely/not/here`"), "{err}");
+}
+
+#[test]
+fn help_names_every_command_and_env_twins() {
+    let (code, out, _) = wasmfn(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "check", "routes", "build"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    let (_, out, _) = wasmfn(&["serve", "--help"]);
+    assert!(out.contains("[env: WASMFN_LISTEN=]"), "{out}");
+    assert!(out.contains("--max-concurrency"), "{out}");
+}

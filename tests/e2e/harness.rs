@@ -1,0 +1,217 @@
+//! The end-to-end harness: guest components compiled from source once per
+//! test run, function folders made in temporary directories, a real host on
+//! `127.0.0.1:0`, a real HTTP client, and a loopback fixture server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmfn::server::{HostConfig, RunningHost};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Builds `tests/guests` (once) and returns the path of guest `name`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = repo().join("tests/guests");
+        wasmfn::toolchain::ensure_rust_target(&root).expect("wasm32-wasip2 target");
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&root)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .status()
+            .expect("run cargo for the test guests");
+        assert!(status.success(), "building tests/guests failed");
+        root.join("target/wasm32-wasip2/release")
+    });
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(p.is_file(), "no guest `{name}` at {}", p.display());
+    p
+}
+
+/// Builds the example functions (once) with `wasmfn build` and returns their folder.
+pub fn examples() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = repo().join("functions");
+            let report = wasmfn::toolchain::build_all(&dir).expect("build examples");
+            assert_eq!(report.failed, 0, "an example failed to build");
+            assert!(report.built >= 5, "{report:?}");
+            dir
+        })
+        .clone()
+}
+
+/// A temporary functions directory.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds a function folder whose component is test guest `guest`;
+    /// `extra` is merged into the manifest.
+    pub fn function(&self, folder: &str, guest_name: &str, extra: serde_json::Value) -> &Self {
+        let mut manifest = serde_json::json!({ "component": guest(guest_name) });
+        if let serde_json::Value::Object(m) = extra {
+            for (k, v) in m {
+                manifest[k] = v;
+            }
+        }
+        self.file(&format!("{folder}/fn.config.json"), &manifest.to_string())
+    }
+
+    /// Writes a file below the root.
+    pub fn file(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+}
+
+/// A running host and a client for it.
+pub struct TestHost {
+    pub host: RunningHost,
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl TestHost {
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(HostConfig::new(dir)).await
+    }
+
+    pub async fn start_with(config: HostConfig) -> Self {
+        let host = RunningHost::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("host starts");
+        let base = format!("http://{}", host.addr);
+        Self {
+            host,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            base,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("json body")
+    }
+
+    /// The catalog entry of one function.
+    pub async fn function(&self, name: &str) -> serde_json::Value {
+        let catalog = self.json("/_fn/catalog").await;
+        catalog["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no function `{name}` in {catalog:#}"))
+    }
+}
+
+/// Checks the host's error shape and returns the error code.
+pub async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_json::Value) {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let id = resp.headers().get("x-request-id").expect("x-request-id header").to_str().unwrap().to_string();
+    let body: serde_json::Value = resp.json().await.expect("error body is JSON");
+    assert_eq!(body["request_id"], id.as_str(), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    (body["error"]["code"].as_str().expect("error.code").to_string(), body)
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback HTTP server for guests to call: `/ping` answers `pong`;
+/// `/enter` and `/leave` count how many callers are inside at once.
+pub struct FixtureServer {
+    pub addr: SocketAddr,
+    pub inside: Arc<AtomicUsize>,
+    pub max_inside: Arc<AtomicUsize>,
+    pub hits: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+impl FixtureServer {
+    pub async fn start() -> Self {
+        use axum::routing::get;
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max_inside = Arc::new(AtomicUsize::new(0));
+        let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Default::default();
+        let (i1, m1, i2, h1, h2) = (inside.clone(), max_inside.clone(), inside.clone(), hits.clone(), hits.clone());
+        let app = axum::Router::new()
+            .route(
+                "/ping",
+                get(move || {
+                    *h1.lock().unwrap().entry("ping".into()).or_default() += 1;
+                    async { "pong" }
+                }),
+            )
+            .route(
+                "/enter",
+                get(move || {
+                    let now = i1.fetch_add(1, Ordering::SeqCst) + 1;
+                    m1.fetch_max(now, Ordering::SeqCst);
+                    *h2.lock().unwrap().entry("enter".into()).or_default() += 1;
+                    async { "in" }
+                }),
+            )
+            .route(
+                "/leave",
+                get(move || {
+                    i2.fetch_sub(1, Ordering::SeqCst);
+                    async { "out" }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            addr,
+            inside,
+            max_inside,
+            hits,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

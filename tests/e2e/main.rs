@@ -1,0 +1,10 @@
+//! End-to-end tests: the real host, over real sockets, against guest
+//! components compiled from source by the harness.
+
+mod harness;
+
+mod admin;
+mod cli;
+mod limits;
+mod outbound;
+mod routing;

@@ -1,0 +1,17 @@
+//! Computes forever without calling the host.
+use wasmfn_test_guests::wasi;
+use wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+struct Guest;
+wasi::http::proxy::export!(Guest);
+
+impl wasi::exports::http::incoming_handler::Guest for Guest {
+    fn handle(_req: IncomingRequest, _out: ResponseOutparam) {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+}
+
+fn main() {}
