@@ -113,7 +113,9 @@ impl HostArgs {
                 None => d.overflow_status,
             },
             max_body_bytes: self.default_max_body_bytes.unwrap_or(d.max_body_bytes),
-            max_response_bytes: self.default_max_response_bytes.unwrap_or(d.max_response_bytes),
+            max_response_bytes: self
+                .default_max_response_bytes
+                .unwrap_or(d.max_response_bytes),
             max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
             allowed_outbound_hosts: Vec::new(),
         };
@@ -139,7 +141,9 @@ impl HostArgs {
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("WASMFN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -156,7 +160,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Routes(args) => routes(&args.dir),
         Command::Build(args) => {
             let report = crate::toolchain::build_all(&args.dir)?;
-            Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -165,11 +173,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.build {
         let report = crate::toolchain::build_all(&args.host.dir)?;
         if report.failed > 0 {
-            tracing::warn!(failed = report.failed, "some functions failed to build; serving the rest");
+            tracing::warn!(
+                failed = report.failed,
+                "some functions failed to build; serving the rest"
+            );
         }
     }
     let config = args.host.config()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let app = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
         let s = app.registry.snapshot();
@@ -196,16 +209,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn print_table(table: &RouteTable, failed: &[(String, String)]) -> bool {
     println!("{:<36} {:<28} {:<24} FUNCTION", "ROUTE", "METHODS", "HOSTS");
     for (claim, methods) in table.claims() {
-        let active: Vec<&str> = methods.iter().filter(|(_, s)| *s == ClaimState::Active).map(|(m, _)| m.as_str()).collect();
+        let active: Vec<&str> = methods
+            .iter()
+            .filter(|(_, s)| *s == ClaimState::Active)
+            .map(|(m, _)| m.as_str())
+            .collect();
         if active.is_empty() {
             continue;
         }
         let hosts: Vec<String> = claim.hosts.iter().map(|h| h.to_string()).collect();
-        let hosts = if hosts.is_empty() { "*".to_string() } else { hosts.join(",") };
-        println!("{:<36} {:<28} {:<24} {}", claim.pattern.to_string(), active.join(","), hosts, claim.function_name);
+        let hosts = if hosts.is_empty() {
+            "*".to_string()
+        } else {
+            hosts.join(",")
+        };
+        println!(
+            "{:<36} {:<28} {:<24} {}",
+            claim.pattern.to_string(),
+            active.join(","),
+            hosts,
+            claim.function_name
+        );
     }
     for c in table.conflicts() {
-        println!("conflict: {} {} is claimed by {}", c.method, c.route, c.functions.join(", "));
+        println!(
+            "conflict: {} {} is claimed by {}",
+            c.method,
+            c.route,
+            c.functions.join(", ")
+        );
     }
     for (name, error) in failed {
         println!("error: {name}: {error}");
@@ -216,8 +248,17 @@ fn print_table(table: &RouteTable, failed: &[(String, String)]) -> bool {
 fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     let runtime = Runtime::new(config.runtime.clone())?;
-    let snapshot: Snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &Registry::default())?;
-    let failed: Vec<(String, String)> = snapshot.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    let snapshot: Snapshot = loader::load(
+        &config.functions_dir,
+        &config.defaults,
+        &runtime,
+        &Registry::default(),
+    )?;
+    let failed: Vec<(String, String)> = snapshot
+        .failed
+        .iter()
+        .map(|f| (f.name.clone(), f.error.clone()))
+        .collect();
     let ok = print_table(&snapshot.table, &failed);
     println!(
         "{} functions ready, {} failed, {} conflicts",
@@ -225,14 +266,27 @@ fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
         snapshot.failed.len(),
         snapshot.table.conflicts().len()
     );
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn routes(dir: &Path) -> anyhow::Result<ExitCode> {
-    let d = discover(dir, &Policy::default()).map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
+    let d = discover(dir, &Policy::default())
+        .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
     let specs: Vec<&FunctionSpec> = d.functions.iter().collect();
     let table = RouteTable::build(loader::claims(&specs));
-    let failed: Vec<(String, String)> = d.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    let failed: Vec<(String, String)> = d
+        .failed
+        .iter()
+        .map(|f| (f.name.clone(), f.error.clone()))
+        .collect();
     let ok = print_table(&table, &failed);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -15,9 +15,14 @@ use crate::runtime::{CompiledComponent, LoadError, Runtime};
 ///
 /// Only an unreadable `dir` is an error; broken functions are listed in
 /// [`Snapshot::failed`] and everything else loads.
-pub fn load(dir: &Path, defaults: &Policy, runtime: &Runtime, registry: &Registry) -> anyhow::Result<Snapshot> {
-    let discovered =
-        discover(dir, defaults).map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
+pub fn load(
+    dir: &Path,
+    defaults: &Policy,
+    runtime: &Runtime,
+    registry: &Registry,
+) -> anyhow::Result<Snapshot> {
+    let discovered = discover(dir, defaults)
+        .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
     let mut failed = discovered.failed;
     let compiled = compile_all(&discovered.functions, runtime);
     let mut functions = Vec::new();
@@ -83,14 +88,23 @@ fn compile_one(spec: &FunctionSpec, runtime: &Runtime) -> Result<CompiledCompone
             spec.policy.max_memory_bytes
         ));
     }
-    runtime.compile_file(&spec.component_path).map_err(|e: LoadError| e.to_string())
+    runtime
+        .compile_file(&spec.component_path)
+        .map_err(|e: LoadError| e.to_string())
 }
 
-fn compile_all(specs: &[FunctionSpec], runtime: &Runtime) -> Vec<Result<CompiledComponent, String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(specs.len().max(1));
+fn compile_all(
+    specs: &[FunctionSpec],
+    runtime: &Runtime,
+) -> Vec<Result<CompiledComponent, String>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(specs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<CompiledComponent, String>>> = (0..specs.len()).map(|_| None).collect();
-    let slots: Vec<std::sync::Mutex<&mut Option<_>>> = results.iter_mut().map(std::sync::Mutex::new).collect();
+    let mut results: Vec<Option<Result<CompiledComponent, String>>> =
+        (0..specs.len()).map(|_| None).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<_>>> =
+        results.iter_mut().map(std::sync::Mutex::new).collect();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -104,5 +118,8 @@ fn compile_all(specs: &[FunctionSpec], runtime: &Runtime) -> Vec<Result<Compiled
         }
     });
     drop(slots);
-    results.into_iter().map(|r| r.expect("every slot is filled")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every slot is filled"))
+        .collect()
 }

@@ -27,9 +27,17 @@ pub struct LoadedFunction {
 }
 
 impl LoadedFunction {
-    pub fn new(spec: FunctionSpec, component: CompiledComponent, stats: Arc<FunctionStats>) -> Self {
+    pub fn new(
+        spec: FunctionSpec,
+        component: CompiledComponent,
+        stats: Arc<FunctionStats>,
+    ) -> Self {
         let p = &spec.policy;
-        let gate = ConcurrencyGate::new(p.max_concurrency, p.max_queue, Duration::from_millis(p.queue_timeout_ms));
+        let gate = ConcurrencyGate::new(
+            p.max_concurrency,
+            p.max_queue,
+            Duration::from_millis(p.queue_timeout_ms),
+        );
         Self {
             name: spec.name.as_str().into(),
             outbound: p.allowed_outbound_hosts.clone().into(),

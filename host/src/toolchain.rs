@@ -32,7 +32,11 @@ pub fn build_all(dir: &Path) -> anyhow::Result<BuildReport> {
             report.skipped += 1;
             continue;
         }
-        eprintln!("[{}/{total}] building {} (cargo, {RUST_TARGET})", i + 1, f.name);
+        eprintln!(
+            "[{}/{total}] building {} (cargo, {RUST_TARGET})",
+            i + 1,
+            f.name
+        );
         match build_rust(&cargo_toml, &f.component_path) {
             Ok(()) => report.built += 1,
             Err(e) => {
@@ -58,7 +62,9 @@ pub fn ensure_rust_target(dir: &Path) -> anyhow::Result<()> {
         .args(["--print", "target-libdir", "--target", RUST_TARGET])
         .current_dir(dir)
         .output()
-        .map_err(|e| anyhow::anyhow!("cannot run `rustc`: {e}; install Rust with rustup (https://rustup.rs)"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot run `rustc`: {e}; install Rust with rustup (https://rustup.rs)")
+        })?;
     let path = String::from_utf8_lossy(&libdir.stdout).trim().to_string();
     if libdir.status.success() && Path::new(&path).is_dir() {
         return Ok(());
@@ -69,7 +75,10 @@ pub fn ensure_rust_target(dir: &Path) -> anyhow::Result<()> {
         .current_dir(dir)
         .status()
         .map_err(|e| anyhow::anyhow!("the Rust target `{RUST_TARGET}` is missing and `rustup` cannot run ({e}); install it with `rustup target add {RUST_TARGET}`"))?;
-    anyhow::ensure!(status.success(), "`rustup target add {RUST_TARGET}` failed; run it by hand to see why");
+    anyhow::ensure!(
+        status.success(),
+        "`rustup target add {RUST_TARGET}` failed; run it by hand to see why"
+    );
     Ok(())
 }
 
@@ -100,11 +109,16 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).lines() {
         let line = line?;
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let same = msg["manifest_path"].as_str().and_then(|p| Path::new(p).canonicalize().ok()).is_some_and(|p| p == want);
+        let same = msg["manifest_path"]
+            .as_str()
+            .and_then(|p| Path::new(p).canonicalize().ok())
+            .is_some_and(|p| p == want);
         if !same {
             continue;
         }
@@ -117,11 +131,15 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
     let status = child.wait()?;
     anyhow::ensure!(status.success(), "cargo exited with {status}");
     let artifact = artifact.ok_or_else(|| {
-        anyhow::anyhow!("cargo built no `.wasm` for `{}`: is it a `cdylib` (or a `bin`)?", cargo_toml.display())
+        anyhow::anyhow!(
+            "cargo built no `.wasm` for `{}`: is it a `cdylib` (or a `bin`)?",
+            cargo_toml.display()
+        )
     })?;
     let new = std::fs::read(&artifact)?;
     if std::fs::read(dest).ok().as_deref() != Some(new.as_slice()) {
-        std::fs::write(dest, &new).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", dest.display()))?;
+        std::fs::write(dest, &new)
+            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", dest.display()))?;
     }
     Ok(())
 }

@@ -12,8 +12,14 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
         .file("garbage/garbage.wasm", "this is not wasm")
         .file("core/fn.config.json", r#"{"component": "core.wasm"}"#)
         .file("missing/fn.config.json", r#"{"component": "nowhere.wasm"}"#)
-        .file("malformed/fn.config.json", r#"{"component": "x.wasm", "timeout_ms": "soon""#)
-        .file("badpolicy/fn.config.json", r#"{"component": "x.wasm", "overflow_status": 500}"#);
+        .file(
+            "malformed/fn.config.json",
+            r#"{"component": "x.wasm", "timeout_ms": "soon""#,
+        )
+        .file(
+            "badpolicy/fn.config.json",
+            r#"{"component": "x.wasm", "overflow_status": 500}"#,
+        );
     // A core module (not a component): magic plus version 1.
     std::fs::write(f.path().join("core/core.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let t = TestHost::start(f.path()).await;
@@ -31,12 +37,26 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
         .unwrap()
         .iter()
         .filter(|f| f["state"] == "failed")
-        .map(|f| (f["name"].as_str().unwrap().to_string(), f["error"].as_str().unwrap().to_string()))
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["error"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let want = [
-        ("badpolicy", "field `overflow_status`: `500` is not allowed: expected 429 or 503"),
-        ("core", "is not a WebAssembly component: it is a core module"),
-        ("garbage", "is not a WebAssembly component: it does not start with the `\\0asm` header"),
+        (
+            "badpolicy",
+            "field `overflow_status`: `500` is not allowed: expected 429 or 503",
+        ),
+        (
+            "core",
+            "is not a WebAssembly component: it is a core module",
+        ),
+        (
+            "garbage",
+            "is not a WebAssembly component: it does not start with the `\\0asm` header",
+        ),
         ("malformed", "not valid JSON"),
         ("missing", "cannot read component"),
     ];
@@ -47,7 +67,10 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
     }
     for (name, error) in &errors[1..] {
         if name != "malformed" {
-            assert!(error.contains(&format!("{name}/")), "error names the file: {error}");
+            assert!(
+                error.contains(&format!("{name}/")),
+                "error names the file: {error}"
+            );
         }
     }
 }
@@ -55,13 +78,17 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
 #[tokio::test]
 async fn a_component_without_the_http_handler_is_reported() {
     let f = Fixture::new();
-    f.function("ok", "probe", json!({})).function("command", "no_handler", json!({}));
+    f.function("ok", "probe", json!({}))
+        .function("command", "no_handler", json!({}));
     let t = TestHost::start(f.path()).await;
     assert_eq!(t.get("/ok").await.status(), 200);
     let failed = t.function("command").await;
     assert_eq!(failed["state"], "failed");
     let error = failed["error"].as_str().unwrap();
-    assert!(error.contains("does not export `wasi:http/incoming-handler@0.2.x`"), "{error}");
+    assert!(
+        error.contains("does not export `wasi:http/incoming-handler@0.2.x`"),
+        "{error}"
+    );
     assert!(error.contains("no_handler.wasm"), "{error}");
     let (code, _) = error_code(t.get("/command").await, 404).await;
     assert_eq!(code, "not_found");
@@ -82,7 +109,11 @@ async fn catalog_lists_routes_policy_and_counters() {
     assert_eq!(items["allow_hosts"], json!(["*.example.org"]));
     assert_eq!(items["policy"]["timeout_ms"], 1234, "overlay cascades");
     assert_eq!(items["policy"]["max_queue"], 3, "own value wins");
-    assert_eq!(items["policy"]["max_body_bytes"], 10 * 1024 * 1024, "default");
+    assert_eq!(
+        items["policy"]["max_body_bytes"],
+        10 * 1024 * 1024,
+        "default"
+    );
     assert_eq!(items["policy"]["allowed_outbound_hosts"], json!([]));
     assert!(items["component"].as_str().unwrap().ends_with("probe.wasm"));
 
@@ -95,9 +126,15 @@ async fn catalog_lists_routes_policy_and_counters() {
     // A trap is a 500 with the request id; details stay in the log.
     let (code, body) = error_code(t.get("/trap").await, 500).await;
     assert_eq!(code, "function_error");
-    assert!(!body.to_string().contains("always fails"), "trap details leak: {body}");
+    assert!(
+        !body.to_string().contains("always fails"),
+        "trap details leak: {body}"
+    );
     let stats = &t.function("trap").await["stats"];
-    assert_eq!((stats["requests"].as_u64(), stats["trapped"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (stats["requests"].as_u64(), stats["trapped"].as_u64()),
+        (Some(1), Some(1))
+    );
     // And the function keeps serving.
     error_code(t.get("/trap").await, 500).await;
     assert_eq!(t.function("trap").await["stats"]["trapped"], 2);

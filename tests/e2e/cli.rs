@@ -7,7 +7,11 @@ use serde_json::json;
 use crate::harness::*;
 
 fn wasmfn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmfn")).args(args).env("WASMFN_LOG", "error").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args(args)
+        .env("WASMFN_LOG", "error")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -21,7 +25,10 @@ fn check_is_a_ci_gate() {
     let (code, out, err) = wasmfn(&["check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("/users/{id}"), "{out}");
-    assert!(out.contains("5 functions ready, 0 failed, 0 conflicts"), "{out}");
+    assert!(
+        out.contains("5 functions ready, 0 failed, 0 conflicts"),
+        "{out}"
+    );
 
     let f = Fixture::new();
     f.function("a", "probe", json!({"invoke": {"routes": ["/x"]}}))
@@ -38,7 +45,10 @@ fn check_is_a_ci_gate() {
 
     let (code, _, err) = wasmfn(&["check", "/definitely/not/here"]);
     assert_eq!(code, 1);
-    assert!(err.contains("cannot read functions directory `/definitely/not/here`"), "{err}");
+    assert!(
+        err.contains("cannot read functions directory `/definitely/not/here`"),
+        "{err}"
+    );
 }
 
 #[test]

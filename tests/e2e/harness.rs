@@ -14,7 +14,10 @@ use wasmfn::server::{HostConfig, RunningHost};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds `tests/guests` (once) and returns the path of guest `name`.
@@ -100,7 +103,9 @@ impl TestHost {
     }
 
     pub async fn start_with(config: HostConfig) -> Self {
-        let host = RunningHost::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("host starts");
+        let host = RunningHost::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("host starts");
         let base = format!("http://{}", host.addr);
         Self {
             host,
@@ -114,7 +119,11 @@ impl TestHost {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
@@ -137,11 +146,41 @@ impl TestHost {
 /// Checks the host's error shape and returns the error code.
 pub async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_json::Value) {
     assert_eq!(resp.status().as_u16(), status, "unexpected status");
-    let id = resp.headers().get("x-request-id").expect("x-request-id header").to_str().unwrap().to_string();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_string();
     let body: serde_json::Value = resp.json().await.expect("error body is JSON");
     assert_eq!(body["request_id"], id.as_str(), "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    (body["error"]["code"].as_str().expect("error.code").to_string(), body)
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    (
+        body["error"]["code"]
+            .as_str()
+            .expect("error.code")
+            .to_string(),
+        body,
+    )
+}
+
+/// Sends raw bytes and returns everything the server answers (as text).
+pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("server closes")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit`.
@@ -164,7 +203,6 @@ where
 /// `/enter` and `/leave` count how many callers are inside at once.
 pub struct FixtureServer {
     pub addr: SocketAddr,
-    pub inside: Arc<AtomicUsize>,
     pub max_inside: Arc<AtomicUsize>,
     pub hits: Arc<std::sync::Mutex<HashMap<String, usize>>>,
 }
@@ -175,7 +213,13 @@ impl FixtureServer {
         let inside = Arc::new(AtomicUsize::new(0));
         let max_inside = Arc::new(AtomicUsize::new(0));
         let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Default::default();
-        let (i1, m1, i2, h1, h2) = (inside.clone(), max_inside.clone(), inside.clone(), hits.clone(), hits.clone());
+        let (i1, m1, i2, h1, h2) = (
+            inside.clone(),
+            max_inside.clone(),
+            inside.clone(),
+            hits.clone(),
+            hits.clone(),
+        );
         let app = axum::Router::new()
             .route(
                 "/ping",
@@ -205,7 +249,6 @@ impl FixtureServer {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             addr,
-            inside,
             max_inside,
             hits,
         }

@@ -25,10 +25,19 @@ async fn a_spinning_guest_times_out_and_neighbours_keep_serving() {
         assert_eq!(t.get("/ok").await.status(), 200);
     }
     let r = spinning.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "spin answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "spin answered after {:?}",
+        started.elapsed()
+    );
     let (code, body) = error_code(r, 504).await;
     assert_eq!(code, "gateway_timeout");
-    assert!(body["error"]["message"].as_str().unwrap().contains("200 ms"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("200 ms")
+    );
 
     let started = Instant::now();
     let (code, _) = error_code(t.get("/sleep").await, 504).await;
@@ -72,7 +81,11 @@ async fn concurrency_slots_and_a_bounded_queue() {
     statuses.sort();
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
     assert!(retry_after.iter().all(Option::is_some));
-    assert_eq!(probe.max_inside.load(std::sync::atomic::Ordering::SeqCst), 2, "the guest saw more than 2 at once, or never 2");
+    assert_eq!(
+        probe.max_inside.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the guest saw more than 2 at once, or never 2"
+    );
     let stats = &t.function("slow").await["stats"];
     assert_eq!(stats["rejected"], 2);
     assert_eq!(stats["in_flight"], 0);
@@ -81,8 +94,16 @@ async fn concurrency_slots_and_a_bounded_queue() {
 #[tokio::test]
 async fn queue_timeout_overflow_status_and_disconnect() {
     let f = Fixture::new();
-    f.function("q429", "slow", json!({"max_concurrency": 1, "max_queue": 1, "queue_timeout_ms": 200}))
-        .function("q503", "slow", json!({"max_concurrency": 1, "max_queue": 0, "overflow_status": 503}));
+    f.function(
+        "q429",
+        "slow",
+        json!({"max_concurrency": 1, "max_queue": 1, "queue_timeout_ms": 200}),
+    )
+    .function(
+        "q503",
+        "slow",
+        json!({"max_concurrency": 1, "max_queue": 0, "overflow_status": 503}),
+    );
     let t = TestHost::start(f.path()).await;
 
     // One holds the slot for long; the queued one gives up after 200 ms.
@@ -97,17 +118,33 @@ async fn queue_timeout_overflow_status_and_disconnect() {
     let started = Instant::now();
     let (code, _) = error_code(t.get("/q429?ms=1").await, 429).await;
     assert_eq!(code, "too_many_requests");
-    assert!(started.elapsed() < Duration::from_millis(2900), "queued request waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "queued request waited {:?}",
+        started.elapsed()
+    );
     assert_eq!(holder.await.unwrap(), 200);
 
     // A client that disconnects frees its slot at once: the guest would
     // have run for 60 s.
-    let impatient = t.client.get(t.url("/q503?ms=60000")).timeout(Duration::from_millis(300)).send().await;
-    assert!(impatient.is_err(), "the impatient client should have given up");
-    let r = eventually(Duration::from_secs(20), "slot freed after disconnect", || async {
-        let r = t.get("/q503?ms=1").await;
-        (r.status() == 200).then_some(r)
-    })
+    let impatient = t
+        .client
+        .get(t.url("/q503?ms=60000"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        impatient.is_err(),
+        "the impatient client should have given up"
+    );
+    let r = eventually(
+        Duration::from_secs(20),
+        "slot freed after disconnect",
+        || async {
+            let r = t.get("/q503?ms=1").await;
+            (r.status() == 200).then_some(r)
+        },
+    )
     .await;
     assert_eq!(r.text().await.unwrap(), "done");
 
@@ -130,29 +167,64 @@ async fn queue_timeout_overflow_status_and_disconnect() {
 #[tokio::test]
 async fn request_body_limit_for_length_and_chunked_bodies() {
     let f = Fixture::new();
-    f.function("echo", "echo_body", json!({"max_body_bytes": 1000, "invoke": {"methods": ["POST"]}}));
+    f.function(
+        "echo",
+        "echo_body",
+        json!({"max_body_bytes": 1000, "invoke": {"methods": ["POST"]}}),
+    );
     let t = TestHost::start(f.path()).await;
     let chunked = |n: usize| {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
         reqwest::Body::wrap_stream(futures::stream::iter(chunks))
     };
 
     // Just under (at) the limit passes intact, both ways.
     let exact: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
-    let r = t.client.post(t.url("/echo")).body(exact.clone()).send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url("/echo"))
+        .body(exact.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), exact.as_slice());
-    let r = t.client.post(t.url("/echo")).body(chunked(1000)).send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url("/echo"))
+        .body(chunked(1000))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
 
     // Over it: 413 before the guest runs (Content-Length) ...
-    let (code, _) = error_code(t.client.post(t.url("/echo")).body(vec![0u8; 1001]).send().await.unwrap(), 413).await;
+    let (code, _) = error_code(
+        t.client
+            .post(t.url("/echo"))
+            .body(vec![0u8; 1001])
+            .send()
+            .await
+            .unwrap(),
+        413,
+    )
+    .await;
     assert_eq!(code, "payload_too_large");
     let stats = &t.function("echo").await["stats"];
     assert_eq!(stats["body_too_large"], 1);
     // ... and when the chunked stream crosses it.
-    let (code, _) = error_code(t.client.post(t.url("/echo")).body(chunked(1001)).send().await.unwrap(), 413).await;
+    let (code, _) = error_code(
+        t.client
+            .post(t.url("/echo"))
+            .body(chunked(1001))
+            .send()
+            .await
+            .unwrap(),
+        413,
+    )
+    .await;
     assert_eq!(code, "payload_too_large");
     assert_eq!(t.function("echo").await["stats"]["body_too_large"], 2);
 }
@@ -160,13 +232,22 @@ async fn request_body_limit_for_length_and_chunked_bodies() {
 #[tokio::test]
 async fn out_of_memory_and_stack_overflow_are_500_and_the_next_request_works() {
     let f = Fixture::new();
-    f.function("grow", "grow", json!({"max_memory_bytes": 16 * 1024 * 1024}))
-        .function("recurse", "recurse", json!({}));
+    f.function(
+        "grow",
+        "grow",
+        json!({"max_memory_bytes": 16 * 1024 * 1024}),
+    )
+    .function("recurse", "recurse", json!({}));
     let t = TestHost::start(f.path()).await;
 
     let (code, body) = error_code(t.get("/grow").await, 500).await;
     assert_eq!(code, "out_of_memory");
-    assert!(body["error"]["message"].as_str().unwrap().contains("16777216"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("16777216")
+    );
     let r = t.get("/grow?mb=2").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "allocated 2097152 bytes");
@@ -189,7 +270,11 @@ async fn response_body_limit_cuts_the_stream() {
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
 
     let r = t.get("/huge?bytes=8388608").await;
-    assert_eq!(r.status(), 200, "the head was sent before the limit was crossed");
+    assert_eq!(
+        r.status(),
+        200,
+        "the head was sent before the limit was crossed"
+    );
     let mut received = 0usize;
     let mut failed = false;
     let mut stream = r.bytes_stream();
@@ -203,8 +288,14 @@ async fn response_body_limit_cuts_the_stream() {
             }
         }
     }
-    assert!(failed, "the cut stream must end in an error, not look complete");
-    assert!(received <= 1048576, "received {received} bytes past the limit");
+    assert!(
+        failed,
+        "the cut stream must end in an error, not look complete"
+    );
+    assert!(
+        received <= 1048576,
+        "received {received} bytes past the limit"
+    );
     assert_eq!(t.function("huge").await["stats"]["response_too_large"], 1);
 }
 
@@ -229,23 +320,39 @@ async fn invalid_policy_values_are_load_errors() {
     f.function("neg", "probe", json!({"timeout_ms": -1}))
         .function("status", "probe", json!({"overflow_status": 418}))
         .function("unknown", "probe", json!({"timeout": 5}))
-        .function("huge_mem", "probe", json!({"max_memory_bytes": 4294967296u64}))
-        .function("good", "probe", json!({"max_memory_bytes": 1048576}));
+        .function(
+            "huge_mem",
+            "probe",
+            json!({"max_memory_bytes": 4294967296u64}),
+        )
+        .function("good", "probe", json!({"max_memory_bytes": 4194304}));
     let mut config = wasmfn::server::HostConfig::new(f.path());
     config.runtime.memory_ceiling = 512 * 1024 * 1024;
     let t = TestHost::start_with(config).await;
     let cases = [
-        ("neg", "field `timeout_ms`: `-1` is not allowed: expected a whole number of milliseconds from 1 to 3600000"),
-        ("status", "field `overflow_status`: `418` is not allowed: expected 429 or 503"),
+        (
+            "neg",
+            "field `timeout_ms`: `-1` is not allowed: expected a whole number of milliseconds from 1 to 3600000",
+        ),
+        (
+            "status",
+            "field `overflow_status`: `418` is not allowed: expected 429 or 503",
+        ),
         ("unknown", "unknown field `timeout`, expected one of"),
-        ("huge_mem", "field `max_memory_bytes`: `4294967296` is above this host's ceiling of 536870912 bytes"),
+        (
+            "huge_mem",
+            "field `max_memory_bytes`: `4294967296` is above this host's ceiling of 536870912 bytes",
+        ),
     ];
     for (name, want) in cases {
         let f = t.function(name).await;
         assert_eq!(f["state"], "failed", "{name}");
         let error = f["error"].as_str().unwrap();
         assert!(error.contains(want), "{name}: {error}");
-        assert!(error.contains(&format!("{name}/fn.config.json")), "{name}: {error}");
+        assert!(
+            error.contains(&format!("{name}/fn.config.json")),
+            "{name}: {error}"
+        );
     }
     assert_eq!(t.get("/good").await.status(), 200);
 }

@@ -11,9 +11,21 @@ async fn outbound_is_deny_by_default_and_exact() {
     let other = FixtureServer::start().await;
     let f = Fixture::new();
     f.function("none", "outbound", json!({}))
-        .function("listed", "outbound", json!({"allowed_outbound_hosts": [fixture.url()]}))
-        .function("wildcard", "outbound", json!({"allowed_outbound_hosts": ["*://*:*"]}))
-        .function("named_port_any", "outbound", json!({"allowed_outbound_hosts": ["http://127.0.0.1:*"]}));
+        .function(
+            "listed",
+            "outbound",
+            json!({"allowed_outbound_hosts": [fixture.url()]}),
+        )
+        .function(
+            "wildcard",
+            "outbound",
+            json!({"allowed_outbound_hosts": ["*://*:*"]}),
+        )
+        .function(
+            "named_port_any",
+            "outbound",
+            json!({"allowed_outbound_hosts": ["http://127.0.0.1:*"]}),
+        );
     let t = TestHost::start(f.path()).await;
     let call = |func: &str, target: &str| {
         let path = format!("/{func}?url={target}/ping");
@@ -38,8 +50,16 @@ async fn outbound_is_deny_by_default_and_exact() {
     let r = call("wildcard", &fixture.url()).await;
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("HttpRequestDenied"));
-    let r = call("wildcard", &format!("http://localhost:{}", fixture.addr.port())).await;
-    assert_eq!(r.status(), 502, "a name that resolves to loopback is refused too");
+    let r = call(
+        "wildcard",
+        &format!("http://localhost:{}", fixture.addr.port()),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        502,
+        "a name that resolves to loopback is refused too"
+    );
 
     // Naming the loopback host exactly (any port) allows it.
     let r = call("named_port_any", &other.url()).await;

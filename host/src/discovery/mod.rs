@@ -85,14 +85,24 @@ struct Walk {
 }
 
 impl Walk {
-    fn dir(&mut self, dir: &Path, rel: &[String], inherited: &PolicyOverlay, broken_overlay: Option<&str>) {
+    fn dir(
+        &mut self,
+        dir: &Path,
+        rel: &[String],
+        inherited: &PolicyOverlay,
+        broken_overlay: Option<&str>,
+    ) {
         // Symlinks are followed, but a folder is never walked twice.
         if let Ok(canon) = dir.canonicalize()
             && !self.seen.insert(canon)
         {
             return;
         }
-        let name = if rel.is_empty() { ".".to_string() } else { rel.join("/") };
+        let name = if rel.is_empty() {
+            ".".to_string()
+        } else {
+            rel.join("/")
+        };
         let manifest_path = dir.join(MANIFEST_FILE);
         let mut overlay = inherited.clone();
         let mut broken = broken_overlay.map(str::to_string);
@@ -101,7 +111,15 @@ impl Walk {
                 Ok(manifest) => {
                     overlay = inherited.overlaid_by(&manifest.policy());
                     if manifest.component.is_some() {
-                        self.function(dir, rel, &name, &manifest_path, manifest, &overlay, broken.as_deref());
+                        self.function(
+                            dir,
+                            rel,
+                            &name,
+                            &manifest_path,
+                            manifest,
+                            &overlay,
+                            broken.as_deref(),
+                        );
                     }
                 }
                 Err(e) => {
@@ -124,7 +142,11 @@ impl Walk {
                 .filter_map(Result::ok)
                 .filter(|e| e.path().is_dir())
                 .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-                .filter(|(n, _)| !n.starts_with('_') && !n.starts_with('.') && !SKIPPED_DIRS.contains(&n.as_str()))
+                .filter(|(n, _)| {
+                    !n.starts_with('_')
+                        && !n.starts_with('.')
+                        && !SKIPPED_DIRS.contains(&n.as_str())
+                })
                 .collect(),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot read folder; skipped");
@@ -139,7 +161,10 @@ impl Walk {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; a struct would only rename them"
+    )]
     fn function(
         &mut self,
         dir: &Path,
@@ -159,7 +184,9 @@ impl Walk {
             error,
         };
         if let Some(e) = broken_overlay {
-            self.out.failed.push(fail(format!("a policy overlay above this function is invalid: {e}")));
+            self.out.failed.push(fail(format!(
+                "a policy overlay above this function is invalid: {e}"
+            )));
             return;
         }
         match spec_from_manifest(rel, manifest_path, &manifest) {
@@ -185,37 +212,57 @@ impl Walk {
 
 type Mount = (Vec<RoutePattern>, Vec<Method>, Vec<HostRule>);
 
-fn spec_from_manifest(rel: &[String], manifest_path: &Path, manifest: &FunctionManifest) -> Result<Mount, String> {
-    let field = |field: &str, message: String| format!("invalid `{}`: field `{field}`: {message}", manifest_path.display());
+fn spec_from_manifest(
+    rel: &[String],
+    manifest_path: &Path,
+    manifest: &FunctionManifest,
+) -> Result<Mount, String> {
+    let field = |field: &str, message: String| {
+        format!(
+            "invalid `{}`: field `{field}`: {message}",
+            manifest_path.display()
+        )
+    };
     let invoke = manifest.invoke.clone().unwrap_or_default();
     let routes = match &invoke.routes {
         Some(list) if list.is_empty() => {
-            return Err(field("invoke.routes", "must list at least one route (or be left out to use the folder path)".into()));
+            return Err(field(
+                "invoke.routes",
+                "must list at least one route (or be left out to use the folder path)".into(),
+            ));
         }
         Some(list) => {
             let mut routes: Vec<RoutePattern> = Vec::new();
             for (i, r) in list.iter().enumerate() {
-                let p = RoutePattern::parse(r).map_err(|e| field(&format!("invoke.routes[{i}]"), e.to_string()))?;
+                let p = RoutePattern::parse(r)
+                    .map_err(|e| field(&format!("invoke.routes[{i}]"), e.to_string()))?;
                 if !routes.contains(&p) {
                     routes.push(p);
                 }
             }
             routes
         }
-        None => folder_routes(rel).map_err(|e| format!("cannot route folder `{}`: {e}", rel.join("/")))?,
+        None => folder_routes(rel)
+            .map_err(|e| format!("cannot route folder `{}`: {e}", rel.join("/")))?,
     };
     let methods = invoke
         .methods
         .as_deref()
         .unwrap_or(&["GET".to_string()])
         .iter()
-        .map(|m| m.parse::<Method>().expect("methods are checked when the manifest is parsed"))
+        .map(|m| {
+            m.parse::<Method>()
+                .expect("methods are checked when the manifest is parsed")
+        })
         .collect();
     let hosts = invoke
         .allow_hosts
         .iter()
         .enumerate()
-        .map(|(i, h)| HostRule::parse(h).map_err(|e| field(&format!("invoke.allow_hosts[{i}]"), e.to_string())))
+        .map(|(i, h)| {
+            HostRule::parse(h)
+                .map_err(|e| field(&format!("invoke.allow_hosts[{i}]"), e.to_string()))
+        })
         .collect::<Result<_, _>>()?;
     Ok((routes, methods, hosts))
 }

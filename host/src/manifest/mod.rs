@@ -102,43 +102,33 @@ impl FunctionManifest {
 
     /// Parses manifest text; `path` is used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        match serde_path_to_error::deserialize::<_, FunctionManifest>(de) {
-            Ok(m) => {
-                if let Some(c) = &m.component
-                    && c.trim().is_empty()
-                {
-                    return Err(ManifestError::Field {
-                        path: path.to_path_buf(),
-                        field: "component".into(),
-                        message: "must name the component file, e.g. `\"hello.wasm\"`".into(),
-                    });
-                }
-                Ok(m)
-            }
-            Err(e) => {
-                let field = e.path().to_string();
-                let inner = e.into_inner();
-                let message = inner.to_string();
-                if field == "." || inner.is_syntax() || inner.is_eof() {
-                    Err(ManifestError::Syntax {
-                        path: path.to_path_buf(),
-                        message: if inner.is_data() { message } else { format!("not valid JSON: {message}") },
-                    })
-                } else {
-                    // serde_json appends the position; the field name says more.
-                    let message = match message.rfind(" at line ") {
-                        Some(i) => message[..i].to_string(),
-                        None => message,
-                    };
-                    Err(ManifestError::Field {
-                        path: path.to_path_buf(),
-                        field,
-                        message,
-                    })
-                }
-            }
+        let syntax = |message: String| ManifestError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| syntax(format!("not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(syntax(
+                "must be a JSON object, e.g. `{\"component\": \"hello.wasm\"}`".into(),
+            ));
         }
+        let manifest: FunctionManifest =
+            serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Field {
+                path: path.to_path_buf(),
+                field: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            })?;
+        if let Some(c) = &manifest.component
+            && c.trim().is_empty()
+        {
+            return Err(ManifestError::Field {
+                path: path.to_path_buf(),
+                field: "component".into(),
+                message: "must name the component file, e.g. `\"hello.wasm\"`".into(),
+            });
+        }
+        Ok(manifest)
     }
 
     /// The limits this file sets.
@@ -157,7 +147,11 @@ impl FunctionManifest {
     }
 }
 
-fn ranged<'de, D: Deserializer<'de>>(d: D, (lo, hi): (u64, u64), unit: &str) -> Result<Option<u64>, D::Error> {
+fn ranged<'de, D: Deserializer<'de>>(
+    d: D,
+    (lo, hi): (u64, u64),
+    unit: &str,
+) -> Result<Option<u64>, D::Error> {
     let v = serde_json::Value::deserialize(d)?;
     match v.as_u64() {
         Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
@@ -171,7 +165,11 @@ fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> 
     ranged(d, limits::TIMEOUT_MS, "milliseconds")
 }
 fn max_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(d, limits::MAX_CONCURRENCY, "invocations (0 = no per-function limit)")
+    ranged(
+        d,
+        limits::MAX_CONCURRENCY,
+        "invocations (0 = no per-function limit)",
+    )
 }
 fn max_queue<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     ranged(d, limits::MAX_QUEUE, "waiting requests")
@@ -193,7 +191,9 @@ fn overflow_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Er
     let v = serde_json::Value::deserialize(d)?;
     match v.as_u64() {
         Some(n) if limits::OVERFLOW_STATUS.contains(&(n as u16)) && n < 1000 => Ok(Some(n as u16)),
-        _ => Err(serde::de::Error::custom(format!("`{v}` is not allowed: expected 429 or 503"))),
+        _ => Err(serde::de::Error::custom(format!(
+            "`{v}` is not allowed: expected 429 or 503"
+        ))),
     }
 }
 
@@ -248,31 +248,87 @@ mod tests {
         )
         .unwrap();
         let inv = m.invoke.as_ref().unwrap();
-        assert_eq!(inv.methods.as_deref(), Some(&["GET".to_string(), "POST".to_string()][..]));
+        assert_eq!(
+            inv.methods.as_deref(),
+            Some(&["GET".to_string(), "POST".to_string()][..])
+        );
         assert!(inv.force_url);
         let p = Policy::default().with(&m.policy());
-        assert_eq!((p.timeout_ms, p.max_concurrency, p.max_queue, p.overflow_status), (200, 2, 1, 503));
+        assert_eq!(
+            (
+                p.timeout_ms,
+                p.max_concurrency,
+                p.max_queue,
+                p.overflow_status
+            ),
+            (200, 2, 1, 503)
+        );
         assert_eq!(p.max_body_bytes, 0);
     }
 
     #[test]
     fn errors_name_file_field_and_allowed_values() {
         let cases = [
-            (r#"{"timeout_ms": -5}"#, "invalid `fns/a/fn.config.json`: field `timeout_ms`: `-5` is not allowed: expected a whole number of milliseconds from 1 to 3600000"),
-            (r#"{"timeout_ms": "fast"}"#, "field `timeout_ms`: `\"fast\"` is not allowed"),
-            (r#"{"timeout_ms": 0}"#, "field `timeout_ms`: `0` is not allowed"),
-            (r#"{"timeout_ms": 1.5}"#, "field `timeout_ms`: `1.5` is not allowed"),
-            (r#"{"overflow_status": 500}"#, "field `overflow_status`: `500` is not allowed: expected 429 or 503"),
-            (r#"{"max_memory_bytes": 10}"#, "field `max_memory_bytes`: `10` is not allowed: expected a whole number of bytes from 65536"),
-            (r#"{"colour": 1}"#, "unknown field `colour`, expected one of"),
-            (r#"{"invoke": {"method": ["GET"]}}"#, "field `invoke.method`: unknown field `method`, expected one of `methods`"),
-            (r#"{"invoke": {"methods": ["FETCH"]}}"#, "field `invoke.methods`: `FETCH` is not a supported method"),
-            (r#"{"invoke": {"methods": []}}"#, "field `invoke.methods`: must list at least one method"),
-            (r#"{"invoke": {"routes": "/x"}}"#, "field `invoke.routes`: invalid type"),
-            (r#"{"allowed_outbound_hosts": ["example.com"]}"#, "field `allowed_outbound_hosts`: invalid entry `example.com`"),
-            (r#"{"component": ""}"#, "field `component`: must name the component file"),
-            (r#"{"component": "a.wasm""#, "invalid `fns/a/fn.config.json`: not valid JSON"),
-            ("[]", "invalid `fns/a/fn.config.json`: invalid type: sequence, expected struct FunctionManifest"),
+            (
+                r#"{"timeout_ms": -5}"#,
+                "invalid `fns/a/fn.config.json`: field `timeout_ms`: `-5` is not allowed: expected a whole number of milliseconds from 1 to 3600000",
+            ),
+            (
+                r#"{"timeout_ms": "fast"}"#,
+                "field `timeout_ms`: `\"fast\"` is not allowed",
+            ),
+            (
+                r#"{"timeout_ms": 0}"#,
+                "field `timeout_ms`: `0` is not allowed",
+            ),
+            (
+                r#"{"timeout_ms": 1.5}"#,
+                "field `timeout_ms`: `1.5` is not allowed",
+            ),
+            (
+                r#"{"overflow_status": 500}"#,
+                "field `overflow_status`: `500` is not allowed: expected 429 or 503",
+            ),
+            (
+                r#"{"max_memory_bytes": 10}"#,
+                "field `max_memory_bytes`: `10` is not allowed: expected a whole number of bytes from 65536",
+            ),
+            (
+                r#"{"colour": 1}"#,
+                "unknown field `colour`, expected one of",
+            ),
+            (
+                r#"{"invoke": {"method": ["GET"]}}"#,
+                "field `invoke.method`: unknown field `method`, expected one of `methods`",
+            ),
+            (
+                r#"{"invoke": {"methods": ["FETCH"]}}"#,
+                "field `invoke.methods`: `FETCH` is not a supported method",
+            ),
+            (
+                r#"{"invoke": {"methods": []}}"#,
+                "field `invoke.methods`: must list at least one method",
+            ),
+            (
+                r#"{"invoke": {"routes": "/x"}}"#,
+                "field `invoke.routes`: invalid type",
+            ),
+            (
+                r#"{"allowed_outbound_hosts": ["example.com"]}"#,
+                "field `allowed_outbound_hosts`: invalid entry `example.com`",
+            ),
+            (
+                r#"{"component": ""}"#,
+                "field `component`: must name the component file",
+            ),
+            (
+                r#"{"component": "a.wasm""#,
+                "invalid `fns/a/fn.config.json`: not valid JSON",
+            ),
+            (
+                "[]",
+                "invalid `fns/a/fn.config.json`: must be a JSON object",
+            ),
             ("", "not valid JSON"),
         ];
         for (text, want) in cases {

@@ -37,7 +37,9 @@ impl OutboundRule {
             reason,
         };
         let lower = entry.trim().to_ascii_lowercase();
-        let (scheme, rest) = lower.split_once("://").ok_or_else(|| err("the scheme is missing"))?;
+        let (scheme, rest) = lower
+            .split_once("://")
+            .ok_or_else(|| err("the scheme is missing"))?;
         let scheme = match scheme {
             "http" | "https" => Some(scheme.to_string()),
             "*" => None,
@@ -62,7 +64,10 @@ impl OutboundRule {
                 _ => return Err(err("a port is required when the scheme is `*`")),
             },
             Some("*") => None,
-            Some(p) => Some(p.parse().map_err(|_| err("the port is not a number from 0 to 65535 or `*`"))?),
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|_| err("the port is not a number from 0 to 65535 or `*`"))?,
+            ),
         };
         let host = if host == "*" {
             OutboundHost::Any
@@ -74,7 +79,11 @@ impl OutboundRule {
         } else if host.is_empty() || host.contains('*') {
             return Err(err("bad host"));
         } else {
-            OutboundHost::Exact(host.trim_start_matches('[').trim_end_matches(']').to_string())
+            OutboundHost::Exact(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
         };
         Ok(Self {
             scheme,
@@ -87,7 +96,9 @@ impl OutboundRule {
     /// Whether a request to `scheme://host:port` is allowed by this rule.
     /// `host` is lowercase, without brackets.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if self.scheme.as_deref().is_some_and(|s| s != scheme) || self.port.is_some_and(|p| p != port) {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme)
+            || self.port.is_some_and(|p| p != port)
+        {
             return false;
         }
         match &self.host {
@@ -143,26 +154,63 @@ mod tests {
     #[test]
     fn parse_and_allow() {
         let cases = [
-            ("https://api.example.com", "https", "api.example.com", 443, true),
-            ("https://api.example.com", "http", "api.example.com", 80, false),
-            ("https://api.example.com", "https", "api.example.com", 8443, false),
+            (
+                "https://api.example.com",
+                "https",
+                "api.example.com",
+                443,
+                true,
+            ),
+            (
+                "https://api.example.com",
+                "http",
+                "api.example.com",
+                80,
+                false,
+            ),
+            (
+                "https://api.example.com",
+                "https",
+                "api.example.com",
+                8443,
+                false,
+            ),
             ("http://127.0.0.1:8080", "http", "127.0.0.1", 8080, true),
             ("http://127.0.0.1:*", "http", "127.0.0.1", 1, true),
             ("*://*.example.com:*", "https", "a.example.com", 1, true),
             ("*://*.example.com:*", "https", "example.com", 1, false),
             ("*://*:*", "http", "anything", 9, true),
             ("http://[::1]:80", "http", "::1", 80, true),
-            ("HTTPS://API.Example.com", "https", "api.example.com", 443, true),
+            (
+                "HTTPS://API.Example.com",
+                "https",
+                "api.example.com",
+                443,
+                true,
+            ),
         ];
         for (rule, scheme, host, port, want) in cases {
             let r = OutboundRule::parse(rule).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(r.allows(scheme, host, port), want, "{rule} vs {scheme}://{host}:{port}");
+            assert_eq!(
+                r.allows(scheme, host, port),
+                want,
+                "{rule} vs {scheme}://{host}:{port}"
+            );
         }
     }
 
     #[test]
     fn refuses_bad_entries() {
-        for bad in ["example.com", "ftp://x.com", "http://", "http://x.com/path", "*://x.com", "http://x:99999", "http://a*b.com", "http://*."] {
+        for bad in [
+            "example.com",
+            "ftp://x.com",
+            "http://",
+            "http://x.com/path",
+            "*://x.com",
+            "http://x:99999",
+            "http://a*b.com",
+            "http://*.",
+        ] {
             let e = OutboundRule::parse(bad).expect_err(bad);
             assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
         }
@@ -170,7 +218,19 @@ mod tests {
 
     #[test]
     fn internal_ranges() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "100.64.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+        ] {
             assert!(is_internal_address(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "2001:db8::1", "172.32.0.1"] {

@@ -54,7 +54,8 @@ impl ConcurrencyGate {
     /// `max_concurrency` 0 means no limit (and no queue).
     pub fn new(max_concurrency: u32, max_queue: u32, queue_timeout: Duration) -> Self {
         Self {
-            slots: (max_concurrency > 0).then(|| Arc::new(Semaphore::new(max_concurrency as usize))),
+            slots: (max_concurrency > 0)
+                .then(|| Arc::new(Semaphore::new(max_concurrency as usize))),
             max_concurrency,
             max_queue,
             queue_timeout,
@@ -92,7 +93,9 @@ impl ConcurrencyGate {
         // Reserve a queue place, or refuse when the queue is full.
         let reserved = self
             .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w < self.max_queue).then_some(w + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w < self.max_queue).then_some(w + 1)
+            });
         if reserved.is_err() {
             return Err(GateError::QueueFull {
                 slots: self.max_concurrency,
@@ -128,7 +131,10 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "never queued");
             tokio::task::yield_now().await;
         }
-        assert!(matches!(gate.acquire().await, Err(GateError::QueueFull { slots: 2, queue: 1 })));
+        assert!(matches!(
+            gate.acquire().await,
+            Err(GateError::QueueFull { slots: 2, queue: 1 })
+        ));
         drop(a);
         queued.await.unwrap().unwrap();
         assert_eq!(gate.queued(), 0);
@@ -138,7 +144,10 @@ mod tests {
     async fn queue_timeout_and_cancel() {
         let gate = Arc::new(ConcurrencyGate::new(1, 1, Duration::from_millis(20)));
         let _a = gate.acquire().await.unwrap();
-        assert!(matches!(gate.acquire().await, Err(GateError::QueueTimeout { waited_ms: 20 })));
+        assert!(matches!(
+            gate.acquire().await,
+            Err(GateError::QueueTimeout { waited_ms: 20 })
+        ));
         assert_eq!(gate.queued(), 0);
         // A waiter that is dropped leaves the queue.
         let g = ConcurrencyGate::new(1, 1, Duration::from_secs(60));

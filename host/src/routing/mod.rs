@@ -12,11 +12,14 @@ mod host;
 mod pattern;
 mod table;
 
-pub use host::{HostRule, HostRuleError};
 pub(crate) use host::split_host_port;
-pub use pattern::{PatternError, RoutePattern, Segment};
+pub use host::{HostRule, HostRuleError};
 pub(crate) use pattern::valid_param_name;
-pub use table::{ClaimState, PathError, RouteClaim, RouteConflict, RouteMatch, RouteOutcome, RouteTable, split_path};
+pub use pattern::{PatternError, RoutePattern, Segment};
+pub use table::{
+    ClaimState, PathError, RouteClaim, RouteConflict, RouteMatch, RouteOutcome, RouteTable,
+    split_path,
+};
 
 #[cfg(test)]
 mod tests;

@@ -247,22 +247,44 @@ mod tests {
     #[test]
     fn refuses_bad_patterns() {
         let cases: &[(&str, fn(&PatternError) -> bool)] = &[
-            ("hello", |e| matches!(e, PatternError::NoLeadingSlash { .. })),
+            ("hello", |e| {
+                matches!(e, PatternError::NoLeadingSlash { .. })
+            }),
             ("", |e| matches!(e, PatternError::NoLeadingSlash { .. })),
             ("/a//b", |e| matches!(e, PatternError::EmptySegment { .. })),
             ("//", |e| matches!(e, PatternError::EmptySegment { .. })),
             ("/a/../b", |e| matches!(e, PatternError::DotSegment { .. })),
             ("/a/./b", |e| matches!(e, PatternError::DotSegment { .. })),
-            ("/users/{id", |e| matches!(e, PatternError::BadBraces { .. })),
-            ("/users/id}", |e| matches!(e, PatternError::BadBraces { .. })),
-            ("/users/x{id}", |e| matches!(e, PatternError::BadBraces { .. })),
-            ("/users/{{id}}", |e| matches!(e, PatternError::BadBraces { .. })),
-            ("/users/{}", |e| matches!(e, PatternError::BadParamName { .. })),
-            ("/users/{a b}", |e| matches!(e, PatternError::BadParamName { .. })),
-            ("/users/{...}", |e| matches!(e, PatternError::BadParamName { .. })),
-            ("/{id}/{id}", |e| matches!(e, PatternError::DuplicateParam { .. })),
-            ("/{...p}/x", |e| matches!(e, PatternError::CatchAllNotLast { .. })),
-            ("/_fn/health", |e| matches!(e, PatternError::Reserved { .. })),
+            ("/users/{id", |e| {
+                matches!(e, PatternError::BadBraces { .. })
+            }),
+            ("/users/id}", |e| {
+                matches!(e, PatternError::BadBraces { .. })
+            }),
+            ("/users/x{id}", |e| {
+                matches!(e, PatternError::BadBraces { .. })
+            }),
+            ("/users/{{id}}", |e| {
+                matches!(e, PatternError::BadBraces { .. })
+            }),
+            ("/users/{}", |e| {
+                matches!(e, PatternError::BadParamName { .. })
+            }),
+            ("/users/{a b}", |e| {
+                matches!(e, PatternError::BadParamName { .. })
+            }),
+            ("/users/{...}", |e| {
+                matches!(e, PatternError::BadParamName { .. })
+            }),
+            ("/{id}/{id}", |e| {
+                matches!(e, PatternError::DuplicateParam { .. })
+            }),
+            ("/{...p}/x", |e| {
+                matches!(e, PatternError::CatchAllNotLast { .. })
+            }),
+            ("/_fn/health", |e| {
+                matches!(e, PatternError::Reserved { .. })
+            }),
         ];
         for (input, check) in cases {
             let err = RoutePattern::parse(input).expect_err(input);
@@ -285,9 +307,15 @@ mod tests {
     fn join_checks_the_result() {
         let users = RoutePattern::parse("/users").unwrap();
         let id = RoutePattern::parse("/{id}").unwrap();
-        assert_eq!(RoutePattern::join(&users, &id).unwrap().to_string(), "/users/{id}");
+        assert_eq!(
+            RoutePattern::join(&users, &id).unwrap().to_string(),
+            "/users/{id}"
+        );
         let root = RoutePattern::parse("/").unwrap();
-        assert_eq!(RoutePattern::join(&users, &root).unwrap().to_string(), "/users");
+        assert_eq!(
+            RoutePattern::join(&users, &root).unwrap().to_string(),
+            "/users"
+        );
         let dup = RoutePattern::parse("/x/{id}").unwrap();
         assert!(RoutePattern::join(&dup, &id).is_err());
     }

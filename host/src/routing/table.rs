@@ -28,6 +28,7 @@ impl RouteClaim {
         if m.contains(&Method::GET) && !m.contains(&Method::HEAD) {
             m.push(Method::HEAD);
         }
+        m.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         m
     }
 }
@@ -132,15 +133,25 @@ pub enum RouteOutcome<'t> {
     /// No route has this path.
     NotFound,
     /// Routes have this path, for other methods.
-    MethodNotAllowed { allow: Vec<Method> },
+    MethodNotAllowed {
+        allow: Vec<Method>,
+    },
     /// The route exists but not for this host.
     MisdirectedHost,
     /// The route and method are claimed by several functions.
-    Conflict { route: String, functions: Vec<String> },
+    Conflict {
+        route: String,
+        functions: Vec<String>,
+    },
 }
 
 fn rank_key(p: &RoutePattern) -> (bool, std::cmp::Reverse<usize>, bool, String) {
-    (!p.is_static(), std::cmp::Reverse(p.static_count()), p.has_catch_all(), p.to_string())
+    (
+        !p.is_static(),
+        std::cmp::Reverse(p.static_count()),
+        p.has_catch_all(),
+        p.to_string(),
+    )
 }
 
 impl RouteTable {
@@ -148,7 +159,10 @@ impl RouteTable {
     pub fn build(claims: Vec<RouteClaim>) -> Self {
         let mut by_shape: BTreeMap<String, Vec<RouteClaim>> = BTreeMap::new();
         for claim in claims {
-            by_shape.entry(claim.pattern.shape()).or_default().push(claim);
+            by_shape
+                .entry(claim.pattern.shape())
+                .or_default()
+                .push(claim);
         }
         // Deterministic precedence: static first, more static segments,
         // fewer catch-alls, then lexical order of the pattern.
@@ -222,7 +236,13 @@ impl RouteTable {
     }
 
     /// Finds the route for a request. `host` is lowercase without port.
-    pub fn route(&self, method: &Method, host: &str, port: Option<u16>, segs: &[Cow<'_, str>]) -> RouteOutcome<'_> {
+    pub fn route(
+        &self,
+        method: &Method,
+        host: &str,
+        port: Option<u16>,
+        segs: &[Cow<'_, str>],
+    ) -> RouteOutcome<'_> {
         let mut candidates = Vec::new();
         Self::collect(&self.root, segs, 0, &mut candidates);
         candidates.sort_unstable_by_key(|id| self.patterns[*id as usize].rank);
@@ -249,7 +269,11 @@ impl RouteTable {
                                 functions: entry
                                     .claims
                                     .iter()
-                                    .filter(|o| o.methods.iter().any(|(om, s)| om == method && *s == ClaimState::Conflicted))
+                                    .filter(|o| {
+                                        o.methods.iter().any(|(om, s)| {
+                                            om == method && *s == ClaimState::Conflicted
+                                        })
+                                    })
                                     .map(|o| o.claim.function_name.clone())
                                     .collect(),
                             },
@@ -296,7 +320,11 @@ fn resolve(group: Vec<RouteClaim>) -> (Vec<ResolvedClaim>, Vec<RouteConflict>) {
     let mut resolved: Vec<ResolvedClaim> = group
         .into_iter()
         .map(|claim| {
-            let methods = claim.effective_methods().into_iter().map(|m| (m, ClaimState::Active)).collect();
+            let methods = claim
+                .effective_methods()
+                .into_iter()
+                .map(|m| (m, ClaimState::Active))
+                .collect();
             ResolvedClaim { claim, methods }
         })
         .collect();
@@ -313,15 +341,19 @@ fn resolve(group: Vec<RouteClaim>) -> (Vec<ResolvedClaim>, Vec<RouteConflict>) {
         }
         for k in 0..resolved[i].methods.len() {
             let m = resolved[i].methods[k].0.clone();
-            let taken = (0..resolved.len())
-                .any(|j| j != i && resolved[j].claim.force_url && overlap(&resolved[i], &resolved[j], &m));
+            let taken = (0..resolved.len()).any(|j| {
+                j != i && resolved[j].claim.force_url && overlap(&resolved[i], &resolved[j], &m)
+            });
             if taken {
                 resolved[i].methods[k].1 = ClaimState::Overridden;
             }
         }
     }
     // Pass 2: what is still active and overlaps conflicts.
-    let route_name = resolved.first().map(|r| r.claim.pattern.to_string()).unwrap_or_default();
+    let route_name = resolved
+        .first()
+        .map(|r| r.claim.pattern.to_string())
+        .unwrap_or_default();
     let mut conflicts: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for i in 0..resolved.len() {
         for k in 0..resolved[i].methods.len() {
@@ -341,7 +373,10 @@ fn resolve(group: Vec<RouteClaim>) -> (Vec<ResolvedClaim>, Vec<RouteConflict>) {
                 let entry = conflicts
                     .entry((route_name.clone(), m.to_string()))
                     .or_default();
-                for name in [&resolved[i].claim.function_name, &resolved[j].claim.function_name] {
+                for name in [
+                    &resolved[i].claim.function_name,
+                    &resolved[j].claim.function_name,
+                ] {
                     if !entry.contains(name) {
                         entry.push(name.clone());
                     }
@@ -353,7 +388,11 @@ fn resolve(group: Vec<RouteClaim>) -> (Vec<ResolvedClaim>, Vec<RouteConflict>) {
         .into_iter()
         .map(|((route, method), mut functions)| {
             functions.sort();
-            RouteConflict { route, method, functions }
+            RouteConflict {
+                route,
+                method,
+                functions,
+            }
         })
         .collect();
     (resolved, conflicts)

@@ -4,7 +4,13 @@ use http::Method;
 
 use super::*;
 
-fn claim(function: usize, pattern: &str, methods: &[&str], hosts: &[&str], force: bool) -> RouteClaim {
+fn claim(
+    function: usize,
+    pattern: &str,
+    methods: &[&str],
+    hosts: &[&str],
+    force: bool,
+) -> RouteClaim {
     RouteClaim {
         function,
         function_name: format!("f{function}"),
@@ -24,16 +30,30 @@ fn get(table: &RouteTable, method: &str, host: &str, path: &str) -> String {
     match table.route(&method, host, None, &segs) {
         RouteOutcome::Matched(m) => {
             let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("f{} {} {}", m.claim.function, m.claim.pattern, params.join(","))
-                .trim_end()
-                .to_string()
+            format!(
+                "f{} {} {}",
+                m.claim.function,
+                m.claim.pattern,
+                params.join(",")
+            )
+            .trim_end()
+            .to_string()
         }
         RouteOutcome::NotFound => "404".into(),
         RouteOutcome::MethodNotAllowed { allow } => {
-            format!("405 {}", allow.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
+            format!(
+                "405 {}",
+                allow
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         RouteOutcome::MisdirectedHost => "421".into(),
-        RouteOutcome::Conflict { route, functions } => format!("409 {route} {}", functions.join(",")),
+        RouteOutcome::Conflict { route, functions } => {
+            format!("409 {route} {}", functions.join(","))
+        }
     }
 }
 
@@ -47,7 +67,13 @@ fn sample() -> RouteTable {
         claim(5, "/users/{id}/posts/{post}", &["GET"], &[], false),
         claim(6, "/{a}/{b}/{c}", &["GET"], &[], false),
         claim(7, "/x/{b}/c", &["GET"], &[], false),
-        claim(8, "/only-api", &["GET"], &["api.example.com", "*.example.org"], false),
+        claim(
+            8,
+            "/only-api",
+            &["GET"],
+            &["api.example.com", "*.example.org"],
+            false,
+        ),
         claim(9, "/café/{nom}", &["GET"], &[], false),
         claim(10, "/items/{id}", &["DELETE"], &[], false),
         claim(11, "/items/special", &["POST"], &[], false),
@@ -75,16 +101,44 @@ fn matching_table() {
         ("GET", "/users/a%2Fb", "f2 /users/{id} id=a/b"),
         ("GET", "/users/", "404"),
         ("GET", "/users", "404"),
-        ("GET", "/users/../hello", "bad path: path `/users/../hello` contains a `.` or `..` segment"),
-        ("GET", "/users/%2e%2e/hello", "bad path: path `/users/%2e%2e/hello` contains a `.` or `..` segment"),
-        ("GET", "/users/./x", "bad path: path `/users/./x` contains a `.` or `..` segment"),
-        ("GET", "/users/%ff", "bad path: path `/users/%ff` is not valid percent-encoded UTF-8"),
-        ("GET", "/users/%00", "bad path: path `/users/%00` is not valid percent-encoded UTF-8"),
+        (
+            "GET",
+            "/users/../hello",
+            "bad path: path `/users/../hello` contains a `.` or `..` segment",
+        ),
+        (
+            "GET",
+            "/users/%2e%2e/hello",
+            "bad path: path `/users/%2e%2e/hello` contains a `.` or `..` segment",
+        ),
+        (
+            "GET",
+            "/users/./x",
+            "bad path: path `/users/./x` contains a `.` or `..` segment",
+        ),
+        (
+            "GET",
+            "/users/%ff",
+            "bad path: path `/users/%ff` is not valid percent-encoded UTF-8",
+        ),
+        (
+            "GET",
+            "/users/%00",
+            "bad path: path `/users/%00` is not valid percent-encoded UTF-8",
+        ),
         ("GET", "/files/a", "f4 /files/{...path} path=a"),
-        ("GET", "/files/a/b/c.txt", "f4 /files/{...path} path=a/b/c.txt"),
+        (
+            "GET",
+            "/files/a/b/c.txt",
+            "f4 /files/{...path} path=a/b/c.txt",
+        ),
         ("GET", "/files", "404"),
         ("GET", "/files/a//b", "404"),
-        ("GET", "/users/1/posts/2", "f5 /users/{id}/posts/{post} id=1,post=2"),
+        (
+            "GET",
+            "/users/1/posts/2",
+            "f5 /users/{id}/posts/{post} id=1,post=2",
+        ),
         ("GET", "/x/y/c", "f7 /x/{b}/c b=y"),
         ("GET", "/x/y/z", "f6 /{a}/{b}/{c} a=x,b=y,c=z"),
         ("GET", "/caf%C3%A9/cr%C3%AApe", "f9 /café/{nom} nom=crêpe"),
@@ -95,7 +149,11 @@ fn matching_table() {
         ("GET", "/docs", "f12 /docs"),
         ("GET", "/docs/a/b", "f12 /docs/{...path} path=a/b"),
         ("GET", "/nope", "404"),
-        ("GET", "relative", "bad path: path `relative` must start with `/`"),
+        (
+            "GET",
+            "relative",
+            "bad path: path `relative` must start with `/`",
+        ),
     ];
     for (method, path, want) in cases {
         assert_eq!(get(&t, method, "localhost", path), want, "{method} {path}");
@@ -105,12 +163,18 @@ fn matching_table() {
 #[test]
 fn hosts() {
     let t = sample();
-    assert_eq!(get(&t, "GET", "api.example.com", "/only-api"), "f8 /only-api");
+    assert_eq!(
+        get(&t, "GET", "api.example.com", "/only-api"),
+        "f8 /only-api"
+    );
     assert_eq!(get(&t, "GET", "a.example.org", "/only-api"), "f8 /only-api");
     assert_eq!(get(&t, "GET", "example.org", "/only-api"), "421");
     assert_eq!(get(&t, "GET", "localhost", "/only-api"), "421");
     assert_eq!(get(&t, "POST", "localhost", "/only-api"), "421");
-    assert_eq!(get(&t, "POST", "api.example.com", "/only-api"), "405 GET,HEAD");
+    assert_eq!(
+        get(&t, "POST", "api.example.com", "/only-api"),
+        "405 GET,HEAD"
+    );
 }
 
 #[test]
@@ -129,24 +193,95 @@ fn same_route_on_disjoint_hosts_is_no_conflict() {
 fn conflicts_and_force() {
     let cases: &[(&[RouteClaim], &str, &str)] = &[
         // Same route and method: conflict, neither serves.
-        (&[claim(0, "/x", &["GET"], &[], false), claim(1, "/x", &["GET"], &[], false)], "409 /x f0,f1", "/x GET f0,f1; /x HEAD f0,f1"),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], false),
+                claim(1, "/x", &["GET"], &[], false),
+            ],
+            "409 /x f0,f1",
+            "/x GET f0,f1; /x HEAD f0,f1",
+        ),
         // Param names do not matter: same shape.
-        (&[claim(0, "/{id}", &["GET"], &[], false), claim(1, "/{uid}", &["GET"], &[], false)], "409 /{id} f0,f1", "/{id} GET f0,f1; /{id} HEAD f0,f1"),
+        (
+            &[
+                claim(0, "/{id}", &["GET"], &[], false),
+                claim(1, "/{uid}", &["GET"], &[], false),
+            ],
+            "409 /{id} f0,f1",
+            "/{id} GET f0,f1; /{id} HEAD f0,f1",
+        ),
         // Different methods on one route do not conflict.
-        (&[claim(0, "/x", &["GET"], &[], false), claim(1, "/x", &["POST"], &[], false)], "f0 /x", ""),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], false),
+                claim(1, "/x", &["POST"], &[], false),
+            ],
+            "f0 /x",
+            "",
+        ),
         // force_url wins.
-        (&[claim(0, "/x", &["GET"], &[], false), claim(1, "/x", &["GET"], &[], true)], "f1 /x", ""),
-        (&[claim(0, "/x", &["GET"], &[], true), claim(1, "/x", &["GET"], &[], false)], "f0 /x", ""),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], false),
+                claim(1, "/x", &["GET"], &[], true),
+            ],
+            "f1 /x",
+            "",
+        ),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], true),
+                claim(1, "/x", &["GET"], &[], false),
+            ],
+            "f0 /x",
+            "",
+        ),
         // Two forced claims still conflict.
-        (&[claim(0, "/x", &["GET"], &[], true), claim(1, "/x", &["GET"], &[], true)], "409 /x f0,f1", "/x GET f0,f1; /x HEAD f0,f1"),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], true),
+                claim(1, "/x", &["GET"], &[], true),
+            ],
+            "409 /x f0,f1",
+            "/x GET f0,f1; /x HEAD f0,f1",
+        ),
         // One forced claim beats two others, which do not conflict among themselves.
-        (&[claim(0, "/x", &["GET"], &[], false), claim(1, "/x", &["GET"], &[], false), claim(2, "/x", &["GET"], &[], true)], "f2 /x", ""),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], false),
+                claim(1, "/x", &["GET"], &[], false),
+                claim(2, "/x", &["GET"], &[], true),
+            ],
+            "f2 /x",
+            "",
+        ),
         // Overlapping hosts conflict; an empty list overlaps everything.
-        (&[claim(0, "/x", &["GET"], &["*.a.com"], false), claim(1, "/x", &["GET"], &[], false)], "409 /x f0,f1", "/x GET f0,f1; /x HEAD f0,f1"),
+        (
+            &[
+                claim(0, "/x", &["GET"], &["*.a.com"], false),
+                claim(1, "/x", &["GET"], &[], false),
+            ],
+            "409 /x f0,f1",
+            "/x GET f0,f1; /x HEAD f0,f1",
+        ),
         // Partial method overlap: only the shared method conflicts.
-        (&[claim(0, "/x", &["GET", "POST"], &[], false), claim(1, "/x", &["POST"], &[], false)], "f0 /x", "/x POST f0,f1"),
+        (
+            &[
+                claim(0, "/x", &["GET", "POST"], &[], false),
+                claim(1, "/x", &["POST"], &[], false),
+            ],
+            "f0 /x",
+            "/x POST f0,f1",
+        ),
         // Two routes of one function never conflict with each other.
-        (&[claim(0, "/x", &["GET"], &[], false), claim(0, "/x/", &["GET"], &[], false)], "f0 /x", ""),
+        (
+            &[
+                claim(0, "/x", &["GET"], &[], false),
+                claim(0, "/x/", &["GET"], &[], false),
+            ],
+            "f0 /x",
+            "",
+        ),
     ];
     for (claims, outcome, listed) in cases {
         let t = RouteTable::build(claims.to_vec());
@@ -158,7 +293,10 @@ fn conflicts_and_force() {
             .collect();
         assert_eq!(&shown.join("; "), listed, "{claims:?}");
     }
-    let t = RouteTable::build(vec![claim(0, "/x", &["GET", "POST"], &[], false), claim(1, "/x", &["POST"], &[], false)]);
+    let t = RouteTable::build(vec![
+        claim(0, "/x", &["GET", "POST"], &[], false),
+        claim(1, "/x", &["POST"], &[], false),
+    ]);
     assert_eq!(get(&t, "POST", "h", "/x"), "409 /x f0,f1");
 }
 
@@ -174,14 +312,22 @@ fn precedence_is_global_not_left_to_right() {
     assert_eq!(get(&t, "GET", "h", "/a/q/c"), "f0 /a/{x}/{y} x=q,y=c");
     assert_eq!(get(&t, "GET", "h", "/a/q"), "f2 /a/{...rest} rest=q");
     // Equal rank keys fall back to lexical order, so the result never depends on input order.
-    let a = RouteTable::build(vec![claim(0, "/{p}/x", &["GET"], &[], false), claim(1, "/x/{q}", &["GET"], &[], false)]);
-    let b = RouteTable::build(vec![claim(1, "/x/{q}", &["GET"], &[], false), claim(0, "/{p}/x", &["GET"], &[], false)]);
+    let a = RouteTable::build(vec![
+        claim(0, "/{p}/x", &["GET"], &[], false),
+        claim(1, "/x/{q}", &["GET"], &[], false),
+    ]);
+    let b = RouteTable::build(vec![
+        claim(1, "/x/{q}", &["GET"], &[], false),
+        claim(0, "/{p}/x", &["GET"], &[], false),
+    ]);
     assert_eq!(get(&a, "GET", "h", "/x/x"), get(&b, "GET", "h", "/x/x"));
 }
 
 #[test]
 fn ten_thousand_routes() {
-    let claims = (0..10_000).map(|i| claim(i, &format!("/fn{i}/{{id}}"), &["GET"], &[], false)).collect();
+    let claims = (0..10_000)
+        .map(|i| claim(i, &format!("/fn{i}/{{id}}"), &["GET"], &[], false))
+        .collect();
     let t = RouteTable::build(claims);
     assert_eq!(get(&t, "GET", "h", "/fn9999/7"), "f9999 /fn9999/{id} id=7");
     assert_eq!(get(&t, "GET", "h", "/fn10000/7"), "404");

@@ -134,15 +134,17 @@ impl Runtime {
         {
             let engine = engine.weak();
             let stop = ticker_stop.clone();
-            std::thread::Builder::new().name("wasmfn-epoch".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match engine.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
+            std::thread::Builder::new()
+                .name("wasmfn-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match engine.upgrade() {
+                            Some(e) => e.increment_epoch(),
+                            None => break,
+                        }
                     }
-                }
-            })?;
+                })?;
         }
         Ok(Self {
             engine,
@@ -183,16 +185,21 @@ impl Runtime {
             return Err(not("it does not start with the `\\0asm` header"));
         }
         if bytes[4..8] == [1, 0, 0, 0] {
-            return Err(not("it is a core module; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`"));
+            return Err(not(
+                "it is a core module; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`",
+            ));
         }
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_string(),
             message: format!("{e:#}"),
         })?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
-            path: path.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                path: path.to_string(),
+                message: format!("{e:#}"),
+            })?;
         let pre = ProxyPre::new(pre).map_err(|e| LoadError::NoHandler {
             path: path.to_string(),
             message: format!("{e:#}"),

@@ -17,12 +17,24 @@ pub struct OutboundHooks {
 }
 
 type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
 >;
 
 /// Why a destination was refused, for the log.
-fn check_rules(rules: &[OutboundRule], scheme: &str, host: &str, port: u16) -> Result<(), &'static str> {
+fn check_rules(
+    rules: &[OutboundRule],
+    scheme: &str,
+    host: &str,
+    port: u16,
+) -> Result<(), &'static str> {
     if !rules.iter().any(|r| r.allows(scheme, host, port)) {
         return Err("not listed in `allowed_outbound_hosts`");
     }
@@ -54,18 +66,30 @@ impl WasiHttpHooks for OutboundHooks {
         let Some(authority) = uri.authority() else {
             return self.deny(&uri.to_string(), "no host in the request");
         };
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let target = format!("{scheme}://{host}:{port}");
         if let Err(reason) = check_rules(&self.rules, &scheme, &host, port) {
             return self.deny(&target, reason);
         }
-        let named = self.rules.iter().any(|r| r.names_exactly(&host) && r.allows(&scheme, &host, port));
+        let named = self
+            .rules
+            .iter()
+            .any(|r| r.names_exactly(&host) && r.allows(&scheme, &host, port));
         if let Ok(ip) = host.parse::<std::net::IpAddr>()
             && is_internal_address(ip)
             && !named
         {
-            return self.deny(&target, "internal address not named exactly in `allowed_outbound_hosts`");
+            return self.deny(
+                &target,
+                "internal address not named exactly in `allowed_outbound_hosts`",
+            );
         }
         let tags = self.tags.clone();
         Box::new(async move {
@@ -74,7 +98,10 @@ impl WasiHttpHooks for OutboundHooks {
                 // like the address itself would be.
                 let addrs = tokio::net::lookup_host((host.as_str(), port))
                     .await
-                    .map_err(|_| Error::DnsError { rcode: Some("lookup failed".into()), info_code: None })?;
+                    .map_err(|_| Error::DnsError {
+                        rcode: Some("lookup failed".into()),
+                        info_code: None,
+                    })?;
                 for a in addrs {
                     if is_internal_address(a.ip()) {
                         tracing::warn!(

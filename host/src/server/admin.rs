@@ -89,12 +89,15 @@ pub fn catalog_json(s: &Snapshot) -> Value {
         if serving.is_empty() {
             continue;
         }
-        mapped.entry(claim.pattern.to_string()).or_default().push(json!({
-            "function": claim.function_name,
-            "methods": serving,
-            "hosts": claim.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-            "force_url": claim.force_url,
-        }));
+        mapped
+            .entry(claim.pattern.to_string())
+            .or_default()
+            .push(json!({
+                "function": claim.function_name,
+                "methods": serving,
+                "hosts": claim.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                "force_url": claim.force_url,
+            }));
     }
     let mut conflicts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for c in s.table.conflicts() {

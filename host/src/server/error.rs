@@ -10,17 +10,47 @@ use serde_json::json;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiError {
-    NotFound { path: String },
-    MethodNotAllowed { method: String, allow: Vec<String> },
-    RouteConflict { route: String, method: String, functions: Vec<String> },
-    MisdirectedRequest { host: String },
-    InvalidPath { message: String },
-    PayloadTooLarge { limit: u64 },
-    TooManyRequests { function: String, reason: String, retry_after: u64 },
-    ServiceUnavailable { reason: String, retry_after: u64 },
-    GatewayTimeout { function: String, timeout_ms: u64 },
-    FunctionError { function: String },
-    OutOfMemory { function: String, limit: u64 },
+    NotFound {
+        path: String,
+    },
+    MethodNotAllowed {
+        method: String,
+        allow: Vec<String>,
+    },
+    RouteConflict {
+        route: String,
+        method: String,
+        functions: Vec<String>,
+    },
+    MisdirectedRequest {
+        host: String,
+    },
+    InvalidPath {
+        message: String,
+    },
+    PayloadTooLarge {
+        limit: u64,
+    },
+    TooManyRequests {
+        function: String,
+        reason: String,
+        retry_after: u64,
+    },
+    ServiceUnavailable {
+        reason: String,
+        retry_after: u64,
+    },
+    GatewayTimeout {
+        function: String,
+        timeout_ms: u64,
+    },
+    FunctionError {
+        function: String,
+    },
+    OutOfMemory {
+        function: String,
+        limit: u64,
+    },
 }
 
 impl ApiError {
@@ -35,7 +65,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -59,22 +91,40 @@ impl ApiError {
         match self {
             ApiError::NotFound { path } => format!("no function serves `{path}`"),
             ApiError::MethodNotAllowed { method, allow } => {
-                format!("`{method}` is not allowed here; allowed: {}", allow.join(", "))
+                format!(
+                    "`{method}` is not allowed here; allowed: {}",
+                    allow.join(", ")
+                )
             }
-            ApiError::RouteConflict { route, method, functions } => format!(
+            ApiError::RouteConflict {
+                route,
+                method,
+                functions,
+            } => format!(
                 "`{method} {route}` is claimed by several functions ({}); none serves it until the conflict is resolved",
                 functions.join(", ")
             ),
-            ApiError::MisdirectedRequest { host } => format!("this route is not served for host `{host}`"),
+            ApiError::MisdirectedRequest { host } => {
+                format!("this route is not served for host `{host}`")
+            }
             ApiError::InvalidPath { message } => message.clone(),
-            ApiError::PayloadTooLarge { limit } => format!("request body exceeds the limit of {limit} bytes"),
-            ApiError::TooManyRequests { function, reason, .. } => format!("function `{function}` is busy: {reason}"),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("request body exceeds the limit of {limit} bytes")
+            }
+            ApiError::TooManyRequests {
+                function, reason, ..
+            } => format!("function `{function}` is busy: {reason}"),
             ApiError::ServiceUnavailable { reason, .. } => format!("the host is busy: {reason}"),
-            ApiError::GatewayTimeout { function, timeout_ms } => {
+            ApiError::GatewayTimeout {
+                function,
+                timeout_ms,
+            } => {
                 format!("function `{function}` did not respond within {timeout_ms} ms")
             }
             ApiError::FunctionError { function } => {
-                format!("function `{function}` failed; the host log has the details under this request id")
+                format!(
+                    "function `{function}` failed; the host log has the details under this request id"
+                )
             }
             ApiError::OutOfMemory { function, limit } => {
                 format!("function `{function}` ran out of memory (limit {limit} bytes)")
@@ -85,7 +135,9 @@ impl ApiError {
     fn details(&self) -> Option<serde_json::Value> {
         match self {
             ApiError::MethodNotAllowed { allow, .. } => Some(json!({ "allow": allow })),
-            ApiError::RouteConflict { route, functions, .. } => Some(json!({ "route": route, "functions": functions })),
+            ApiError::RouteConflict {
+                route, functions, ..
+            } => Some(json!({ "route": route, "functions": functions })),
             _ => None,
         }
     }
@@ -107,7 +159,8 @@ impl ApiError {
                     h.insert(header::ALLOW, v);
                 }
             }
-            ApiError::TooManyRequests { retry_after, .. } | ApiError::ServiceUnavailable { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::ServiceUnavailable { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}

@@ -31,24 +31,32 @@ pub const FN_PARAM_PREFIX: &str = "x-fn-param-";
 pub fn request_id(headers: &HeaderMap) -> String {
     if let Some(v) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
         && (1..=128).contains(&v.len())
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     {
         return v.to_string();
     }
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
+/// Middleware for every request: settles the request id once, in the
+/// request header (for the handlers and the guest) and in the response.
+pub(crate) async fn with_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
+    let id = request_id(req.headers());
+    let value = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(REQUEST_ID, value);
+    resp
+}
+
 /// Axum fallback: every request that is not for `/_fn/*`.
 pub(crate) async fn gateway(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let id = request_id(req.headers());
-    let mut resp = match handle(&app, req, &id).await {
+    match handle(&app, req, &id).await {
         Ok(r) => r,
         Err(e) => e.into_response_with(&id),
-    };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
     }
-    resp
 }
 
 fn request_host(req: &Request) -> (String, Option<u16>) {
@@ -65,32 +73,39 @@ fn request_host(req: &Request) -> (String, Option<u16>) {
 async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
     let snapshot = app.registry.snapshot();
     let path = req.uri().path().to_string();
-    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
+    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath {
+        message: e.to_string(),
+    })?;
     let (host, port) = request_host(&req);
     let method = req.method().clone();
-    let (function, route, params, forward_as_get) = match snapshot.table.route(&method, &host, port, &segs) {
-        RouteOutcome::Matched(m) => {
-            let f = snapshot.functions[m.claim.function].clone();
-            let as_get = method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD);
-            let params: Vec<(String, String)> = m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-            (f, m.claim.pattern.to_string(), params, as_get)
-        }
-        RouteOutcome::NotFound => return Err(ApiError::NotFound { path }),
-        RouteOutcome::MethodNotAllowed { allow } => {
-            return Err(ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                allow: allow.iter().map(|m| m.to_string()).collect(),
-            });
-        }
-        RouteOutcome::MisdirectedHost => return Err(ApiError::MisdirectedRequest { host }),
-        RouteOutcome::Conflict { route, functions } => {
-            return Err(ApiError::RouteConflict {
-                route,
-                method: method.to_string(),
-                functions,
-            });
-        }
-    };
+    let (function, route, params, forward_as_get) =
+        match snapshot.table.route(&method, &host, port, &segs) {
+            RouteOutcome::Matched(m) => {
+                let f = snapshot.functions[m.claim.function].clone();
+                let as_get = method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD);
+                let params: Vec<(String, String)> = m
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                (f, m.claim.pattern.to_string(), params, as_get)
+            }
+            RouteOutcome::NotFound => return Err(ApiError::NotFound { path }),
+            RouteOutcome::MethodNotAllowed { allow } => {
+                return Err(ApiError::MethodNotAllowed {
+                    method: method.to_string(),
+                    allow: allow.iter().map(|m| m.to_string()).collect(),
+                });
+            }
+            RouteOutcome::MisdirectedHost => return Err(ApiError::MisdirectedRequest { host }),
+            RouteOutcome::Conflict { route, functions } => {
+                return Err(ApiError::RouteConflict {
+                    route,
+                    method: method.to_string(),
+                    functions,
+                });
+            }
+        };
     drop(snapshot);
     invoke(app, &function, req, id, route, params, forward_as_get).await
 }
@@ -151,7 +166,11 @@ async fn invoke(
     }
     let h = &mut parts.headers;
     // Nothing from the client may pose as the host's own headers.
-    let spoofed: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("x-fn-")).cloned().collect();
+    let spoofed: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-fn-"))
+        .cloned()
+        .collect();
     for k in spoofed {
         h.remove(&k);
     }
@@ -163,13 +182,14 @@ async fn invoke(
     }
     for (k, v) in &params {
         if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes()),
+            HeaderName::from_bytes(
+                format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes(),
+            ),
             HeaderValue::from_bytes(v.as_bytes()),
         ) {
             h.insert(name, value);
         }
     }
-    h.insert(REQUEST_ID, HeaderValue::from_str(id).expect("request ids are visible ASCII"));
     if !h.contains_key(header::HOST) {
         h.insert(header::HOST, HeaderValue::from_static("localhost"));
     }
@@ -223,7 +243,12 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
     match e {
         InvokeError::Timeout => {
             FunctionStats::bump(&f.stats.timed_out);
-            tracing::warn!(function, request_id = id, timeout_ms = f.spec.policy.timeout_ms, "function timed out");
+            tracing::warn!(
+                function,
+                request_id = id,
+                timeout_ms = f.spec.policy.timeout_ms,
+                "function timed out"
+            );
             ApiError::GatewayTimeout {
                 function,
                 timeout_ms: f.spec.policy.timeout_ms,
@@ -231,7 +256,12 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
         }
         InvokeError::OutOfMemory(detail) => {
             FunctionStats::bump(&f.stats.out_of_memory);
-            tracing::error!(function, request_id = id, detail, "function ran out of memory");
+            tracing::error!(
+                function,
+                request_id = id,
+                detail,
+                "function ran out of memory"
+            );
             ApiError::OutOfMemory {
                 function,
                 limit: f.spec.policy.max_memory_bytes,

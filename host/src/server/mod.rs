@@ -60,7 +60,9 @@ impl AppState {
     pub fn load(config: HostConfig) -> anyhow::Result<Arc<Self>> {
         let mut rc = config.runtime.clone();
         // Room for every invocation plus loads running beside them.
-        rc.max_instances = rc.max_instances.max(config.max_concurrency.saturating_add(16));
+        rc.max_instances = rc
+            .max_instances
+            .max(config.max_concurrency.saturating_add(16));
         let runtime = Runtime::new(rc)?;
         let registry = Registry::default();
         let snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &registry)?;
@@ -88,6 +90,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/_fn", axum::routing::any(admin::not_found))
         .route("/_fn/{*rest}", axum::routing::any(admin::not_found))
         .fallback(gateway::gateway)
+        .layer(axum::middleware::from_fn(gateway::with_request_id))
         .with_state(app)
 }
 
@@ -101,7 +104,9 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A host running in the background, for tests and embedding.
