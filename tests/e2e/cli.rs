@@ -62,3 +62,52 @@ fn help_names_every_command_and_env_twins() {
     assert!(out.contains("[env: WASMFN_LISTEN=]"), "{out}");
     assert!(out.contains("--max-concurrency"), "{out}");
 }
+
+#[tokio::test]
+async fn serve_logs_guest_output_under_function_and_request_id() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let f = Fixture::new();
+    f.function("env", "env", json!({}));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args([
+            "serve",
+            f.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("WASMFN_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) -> String {
+        tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the server kept writing log lines")
+            .unwrap()
+            .expect("the server is still running")
+    }
+    let addr = loop {
+        let line = next(&mut lines).await;
+        if let Some(a) = line.split("listening on http://").nth(1) {
+            break a.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/env"))
+        .header("x-request-id", "log-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut stdout, mut stderr) = (false, false);
+    while !(stdout && stderr) {
+        let line = next(&mut lines).await;
+        if line.contains("log-me-1") && line.contains("function=env") {
+            stdout |= line.contains("env probe ran") && line.contains("stdout");
+            stderr |= line.contains("env probe stderr line") && line.contains("stderr");
+        }
+    }
+    child.kill().await.unwrap();
+}
