@@ -1,4 +1,4 @@
-//! `GET /hello`: the smallest function there is.
+//! `GET /hello`: the smallest function there is (the README shows it whole).
 
 use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
@@ -7,13 +7,10 @@ wasi::http::proxy::export!(Hello);
 
 impl wasi::exports::http::incoming_handler::Guest for Hello {
     fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-        let headers = Fields::from_list(&[("content-type".into(), b"text/plain; charset=utf-8".to_vec())]).unwrap();
-        let response = OutgoingResponse::new(headers);
+        let response = OutgoingResponse::new(Fields::new());
         let body = response.body().unwrap();
         ResponseOutparam::set(out, Ok(response));
-        let stream = body.write().unwrap();
-        stream.blocking_write_and_flush(b"Hello from wasmfn!\n").unwrap();
-        drop(stream);
+        body.write().unwrap().blocking_write_and_flush(b"Hello from wasmfn!\n").unwrap();
         OutgoingBody::finish(body, None).unwrap();
     }
 }

@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_patterns() {
-        let cases: &[(&str, fn(&PatternError) -> bool)] = &[
+        type Check = fn(&PatternError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("hello", |e| {
                 matches!(e, PatternError::NoLeadingSlash { .. })
             }),
