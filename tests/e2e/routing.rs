@@ -78,8 +78,15 @@ async fn examples_serve_their_routes() {
 fn the_readme_function_is_the_hello_example() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let source = std::fs::read_to_string(repo().join("functions/hello/src/lib.rs")).unwrap();
-    let code: String = source.lines().skip_while(|l| !l.starts_with("use ")).collect::<Vec<_>>().join("\n");
-    assert!(readme.contains(&code), "README's function differs from functions/hello/src/lib.rs");
+    let code: String = source
+        .lines()
+        .skip_while(|l| !l.starts_with("use "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        readme.contains(&code),
+        "README's function differs from functions/hello/src/lib.rs"
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -116,14 +117,15 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
+        let active = ActiveInvocation::start(self.load.clone());
+        let mut share = CpuShare::new(self.load.clone());
         // Each tick a running guest yields to other tasks; past the
         // deadline it is interrupted, even in a loop that never calls out.
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Ok(UpdateDeadline::Interrupt);
             }
+            Ok(share.next_tick())
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let setup_error = |e: wasmtime::Error| InvokeError::Trap(format!("{e:#}"));
@@ -140,6 +142,7 @@ impl Runtime {
         let pre = component.pre.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
+            let _active = active;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -169,6 +172,78 @@ impl Runtime {
                     Err(e) => Err(InvokeError::Trap(e.to_string())),
                 }
             }
+        }
+    }
+}
+
+/// How many invocations are running, and how many of them have computed
+/// without pause for longer than [`HEAVY_AFTER_TICKS`].
+#[derive(Debug, Default)]
+pub struct Load {
+    active: AtomicUsize,
+    heavy: AtomicUsize,
+}
+
+/// Ticks of continuous computation after which an invocation counts as heavy.
+const HEAVY_AFTER_TICKS: u32 = 10;
+/// How long a heavy invocation pauses per tick while lighter ones are running.
+const HEAVY_PAUSE: Duration = Duration::from_millis(9);
+
+struct ActiveInvocation(Arc<Load>);
+
+impl ActiveInvocation {
+    fn start(load: Arc<Load>) -> Self {
+        load.active.fetch_add(1, Ordering::Relaxed);
+        Self(load)
+    }
+}
+
+impl Drop for ActiveInvocation {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Fair sharing of the CPU between invocations: every tick a running guest
+/// yields; once it has computed for [`HEAVY_AFTER_TICKS`] ticks it is heavy,
+/// and while lighter invocations exist it pauses [`HEAVY_PAUSE`] per tick,
+/// so a guest spinning towards its timeout cannot starve its neighbours. A
+/// heavy guest alone on the host runs at full speed.
+struct CpuShare {
+    load: Arc<Load>,
+    ticks: u32,
+    heavy: bool,
+}
+
+impl CpuShare {
+    fn new(load: Arc<Load>) -> Self {
+        Self {
+            load,
+            ticks: 0,
+            heavy: false,
+        }
+    }
+
+    fn next_tick(&mut self) -> UpdateDeadline {
+        self.ticks = self.ticks.saturating_add(1);
+        if !self.heavy && self.ticks > HEAVY_AFTER_TICKS {
+            self.heavy = true;
+            self.load.heavy.fetch_add(1, Ordering::Relaxed);
+        }
+        let lighter_running =
+            self.load.active.load(Ordering::Relaxed) > self.load.heavy.load(Ordering::Relaxed);
+        if self.heavy && lighter_running {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(HEAVY_PAUSE)))
+        } else {
+            UpdateDeadline::Yield(1)
+        }
+    }
+}
+
+impl Drop for CpuShare {
+    fn drop(&mut self) {
+        if self.heavy {
+            self.load.heavy.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -228,5 +303,34 @@ impl Body for GuestBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pauses(u: &UpdateDeadline) -> bool {
+        matches!(u, UpdateDeadline::YieldCustom(..))
+    }
+
+    #[tokio::test]
+    async fn heavy_guests_pause_only_beside_lighter_ones() {
+        let load = Arc::new(Load::default());
+        let _me = ActiveInvocation::start(load.clone());
+        let mut share = CpuShare::new(load.clone());
+        for _ in 0..HEAVY_AFTER_TICKS {
+            assert!(!pauses(&share.next_tick()), "light guests never pause");
+        }
+        // Heavy now, but alone: full speed.
+        assert!(!pauses(&share.next_tick()));
+        assert_eq!(load.heavy.load(Ordering::Relaxed), 1);
+        // A lighter neighbour arrives: the heavy one pauses each tick.
+        let neighbour = ActiveInvocation::start(load.clone());
+        assert!(pauses(&share.next_tick()));
+        drop(neighbour);
+        assert!(!pauses(&share.next_tick()));
+        drop(share);
+        assert_eq!(load.heavy.load(Ordering::Relaxed), 0);
     }
 }

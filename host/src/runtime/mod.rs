@@ -16,7 +16,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-pub use invoke::{GuestBody, InvokeError, InvokeRequest, RequestBodyError};
+pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
 pub use state::{InstanceState, InvokeTags};
 
 /// How often the epoch ticks: the granularity of timeouts, and how often a
@@ -71,6 +71,7 @@ pub struct Runtime {
     pooling: bool,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
+    load: Arc<Load>,
 }
 
 /// A compiled, pre-instantiated component, ready for requests.
@@ -152,6 +153,7 @@ impl Runtime {
             pooling,
             config,
             ticker_stop,
+            load: Arc::default(),
         })
     }
 
