@@ -33,8 +33,11 @@ pub enum Command {
     /// Load and compile everything, print routes, conflicts and errors;
     /// exit non-zero if there is any conflict or error.
     Check(HostArgs),
-    /// Print the route table from the manifests, without compiling.
+    /// Print the route table from the manifests, without compiling
+    /// (functions that describe themselves show their mount points).
     Routes(DirArg),
+    /// Print the unified OpenAPI document without serving.
+    Openapi(OpenapiArgs),
     /// Build every function under DIR that has a build recipe (a `Cargo.toml`).
     Build(DirArg),
 }
@@ -44,6 +47,12 @@ pub struct DirArg {
     /// The functions directory.
     #[arg(default_value = "functions", env = "WASMFN_DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +103,13 @@ pub struct HostArgs {
     /// Default `max_response_bytes`.
     #[arg(long, env = "WASMFN_DEFAULT_MAX_RESPONSE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub default_max_response_bytes: Option<u64>,
+    /// Describe the host's own `/_fn/*` endpoints in the OpenAPI document too.
+    #[arg(long, env = "WASMFN_OPENAPI_ADMIN")]
+    pub openapi_admin: bool,
+    /// Check responses against their declared schemas and log mismatches
+    /// (buffers declared JSON responses; meant for development).
+    #[arg(long, env = "WASMFN_VALIDATE_RESPONSES")]
+    pub validate_responses: bool,
     /// Default `max_memory_bytes`.
     #[arg(long, env = "WASMFN_DEFAULT_MAX_MEMORY_BYTES", value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
     pub default_max_memory_bytes: Option<u64>,
@@ -113,9 +129,7 @@ impl HostArgs {
                 None => d.overflow_status,
             },
             max_body_bytes: self.default_max_body_bytes.unwrap_or(d.max_body_bytes),
-            max_response_bytes: self
-                .default_max_response_bytes
-                .unwrap_or(d.max_response_bytes),
+            max_response_bytes: self.default_max_response_bytes.unwrap_or(d.max_response_bytes),
             max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
             allowed_outbound_hosts: Vec::new(),
         };
@@ -129,6 +143,8 @@ impl HostArgs {
             functions_dir: self.dir.clone(),
             defaults,
             max_concurrency: self.max_concurrency,
+            openapi_admin: self.openapi_admin,
+            validate_responses: self.validate_responses,
             runtime: RuntimeConfig {
                 max_instances: self.max_concurrency.saturating_add(16),
                 memory_ceiling: self.memory_ceiling,
@@ -160,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(&args),
         Command::Routes(args) => routes(&args.dir),
+        Command::Openapi(args) => openapi(&args.host),
         Command::Build(args) => {
             let report = crate::toolchain::build_all(&args.dir)?;
             Ok(if report.failed == 0 {
@@ -182,9 +199,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let config = args.host.config()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let app = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
         let s = app.registry.snapshot();
@@ -255,6 +270,7 @@ fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
         &config.defaults,
         &runtime,
         &Registry::default(),
+        None,
     )?;
     let failed: Vec<(String, String)> = snapshot
         .failed
@@ -268,7 +284,25 @@ fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
         snapshot.failed.len(),
         snapshot.table.conflicts().len()
     );
-    Ok(if ok {
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn openapi(args: &HostArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let runtime = Runtime::new(config.runtime.clone())?;
+    let extra = config.openapi_admin.then(crate::server::admin_document);
+    let snapshot = loader::load(
+        &config.functions_dir,
+        &config.defaults,
+        &runtime,
+        &Registry::default(),
+        extra,
+    )?;
+    for f in &snapshot.failed {
+        eprintln!("error: {}: {}", f.name, f.error);
+    }
+    println!("{}", String::from_utf8_lossy(&snapshot.openapi));
+    Ok(if snapshot.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -278,17 +312,17 @@ fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
 fn routes(dir: &Path) -> anyhow::Result<ExitCode> {
     let d = discover(dir, &Policy::default())
         .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
-    let specs: Vec<&FunctionSpec> = d.functions.iter().collect();
-    let table = RouteTable::build(loader::claims(&specs));
-    let failed: Vec<(String, String)> = d
-        .failed
-        .iter()
-        .map(|f| (f.name.clone(), f.error.clone()))
-        .collect();
+    let mut failed: Vec<(String, String)> = d.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    let mut mounted: Vec<(&FunctionSpec, Vec<crate::openapi::Mount>)> = Vec::new();
+    for spec in &d.functions {
+        let ns = crate::openapi::namespace(&spec.name);
+        match loader::sidecar(spec).and_then(|f| crate::openapi::build_mounts(spec, &ns, f.as_ref())) {
+            Ok(m) => mounted.push((spec, m)),
+            Err(e) => failed.push((spec.name.clone(), e)),
+        }
+    }
+    let (claims, _) = loader::claims(mounted.iter().map(|(s, m)| (*s, m.as_slice())));
+    let table = RouteTable::build(claims);
     let ok = print_table(&table, &failed);
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod discovery;
 pub mod loader;
 pub mod manifest;
+pub mod openapi;
 pub mod policy;
 pub mod registry;
 pub mod routing;

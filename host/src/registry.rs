@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::discovery::{FailedSpec, FunctionSpec};
 use crate::manifest::OutboundRule;
+use crate::openapi::{Fragment, Mount};
 use crate::policy::ConcurrencyGate;
 use crate::routing::RouteTable;
 use crate::runtime::CompiledComponent;
@@ -20,6 +21,13 @@ use crate::runtime::CompiledComponent;
 pub struct LoadedFunction {
     pub spec: FunctionSpec,
     pub name: Arc<str>,
+    /// The prefix of this function's schema names in the document.
+    pub namespace: String,
+    /// Where the function's description came from: `describe`, `sidecar` or `none`.
+    pub api_source: &'static str,
+    pub fragment: Option<Fragment>,
+    /// Every route it serves, expanded by its fragment.
+    pub mounts: Vec<Mount>,
     pub component: CompiledComponent,
     pub gate: ConcurrencyGate,
     pub outbound: Arc<[OutboundRule]>,
@@ -27,11 +35,7 @@ pub struct LoadedFunction {
 }
 
 impl LoadedFunction {
-    pub fn new(
-        spec: FunctionSpec,
-        component: CompiledComponent,
-        stats: Arc<FunctionStats>,
-    ) -> Self {
+    pub fn new(spec: FunctionSpec, component: CompiledComponent, api: FunctionApi, stats: Arc<FunctionStats>) -> Self {
         let p = &spec.policy;
         let gate = ConcurrencyGate::new(
             p.max_concurrency,
@@ -40,6 +44,10 @@ impl LoadedFunction {
         );
         Self {
             name: spec.name.as_str().into(),
+            namespace: api.namespace,
+            api_source: api.source,
+            fragment: api.fragment,
+            mounts: api.mounts,
             outbound: p.allowed_outbound_hosts.clone().into(),
             component,
             gate,
@@ -47,6 +55,14 @@ impl LoadedFunction {
             spec,
         }
     }
+}
+
+/// A function's API, as the loader worked it out.
+pub struct FunctionApi {
+    pub namespace: String,
+    pub source: &'static str,
+    pub fragment: Option<Fragment>,
+    pub mounts: Vec<Mount>,
 }
 
 /// Live counters of one function.
@@ -102,15 +118,27 @@ pub struct Snapshot {
     pub functions: Vec<Arc<LoadedFunction>>,
     pub failed: Vec<FailedSpec>,
     pub table: RouteTable,
+    /// `RouteClaim::tag` → (function, mount).
+    pub mount_index: Vec<(usize, usize)>,
+    /// The unified OpenAPI document, serialised once at load.
+    pub openapi: bytes::Bytes,
     pub loaded_at: SystemTime,
 }
 
 impl Snapshot {
+    /// The mount a claim stands for.
+    pub fn mount(&self, tag: usize) -> (&Arc<LoadedFunction>, &Mount) {
+        let (f, m) = self.mount_index[tag];
+        (&self.functions[f], &self.functions[f].mounts[m])
+    }
+
     pub fn empty() -> Self {
         Self {
             functions: Vec::new(),
             failed: Vec::new(),
             table: RouteTable::default(),
+            mount_index: Vec::new(),
+            openapi: bytes::Bytes::new(),
             loaded_at: SystemTime::now(),
         }
     }

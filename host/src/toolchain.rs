@@ -32,11 +32,7 @@ pub fn build_all(dir: &Path) -> anyhow::Result<BuildReport> {
             report.skipped += 1;
             continue;
         }
-        eprintln!(
-            "[{}/{total}] building {} (cargo, {RUST_TARGET})",
-            i + 1,
-            f.name
-        );
+        eprintln!("[{}/{total}] building {} (cargo, {RUST_TARGET})", i + 1, f.name);
         match build_rust(&cargo_toml, &f.component_path) {
             Ok(()) => report.built += 1,
             Err(e) => {
@@ -62,9 +58,7 @@ pub fn ensure_rust_target(dir: &Path) -> anyhow::Result<()> {
         .args(["--print", "target-libdir", "--target", RUST_TARGET])
         .current_dir(dir)
         .output()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot run `rustc`: {e}; install Rust with rustup (https://rustup.rs)")
-        })?;
+        .map_err(|e| anyhow::anyhow!("cannot run `rustc`: {e}; install Rust with rustup (https://rustup.rs)"))?;
     let path = String::from_utf8_lossy(&libdir.stdout).trim().to_string();
     if libdir.status.success() && Path::new(&path).is_dir() {
         return Ok(());
@@ -138,8 +132,7 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
     })?;
     let new = std::fs::read(&artifact)?;
     if std::fs::read(dest).ok().as_deref() != Some(new.as_slice()) {
-        std::fs::write(dest, &new)
-            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", dest.display()))?;
+        std::fs::write(dest, &new).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", dest.display()))?;
     }
     Ok(())
 }

@@ -49,10 +49,7 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
             "badpolicy",
             "field `overflow_status`: `500` is not allowed: expected 429 or 503",
         ),
-        (
-            "core",
-            "is not a WebAssembly component: it is a core module",
-        ),
+        ("core", "is not a WebAssembly component: it is a core module"),
         (
             "garbage",
             "is not a WebAssembly component: it does not start with the `\\0asm` header",
@@ -67,10 +64,7 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
     }
     for (name, error) in &errors[1..] {
         if name != "malformed" {
-            assert!(
-                error.contains(&format!("{name}/")),
-                "error names the file: {error}"
-            );
+            assert!(error.contains(&format!("{name}/")), "error names the file: {error}");
         }
     }
 }
@@ -98,7 +92,11 @@ async fn a_component_without_the_http_handler_is_reported() {
 async fn catalog_lists_routes_policy_and_counters() {
     let f = Fixture::new();
     f.file("fn.config.json", r#"{"timeout_ms": 1234}"#)
-        .function("api/items", "probe", json!({"invoke": {"methods": ["GET", "POST"], "allow_hosts": ["*.example.org"]}, "max_queue": 3}))
+        .function(
+            "api/items",
+            "probe",
+            json!({"invoke": {"methods": ["GET", "POST"], "allow_hosts": ["*.example.org"]}, "max_queue": 3}),
+        )
         .function("trap", "trap", json!({}));
     let t = TestHost::start(f.path()).await;
 
@@ -109,11 +107,7 @@ async fn catalog_lists_routes_policy_and_counters() {
     assert_eq!(items["allow_hosts"], json!(["*.example.org"]));
     assert_eq!(items["policy"]["timeout_ms"], 1234, "overlay cascades");
     assert_eq!(items["policy"]["max_queue"], 3, "own value wins");
-    assert_eq!(
-        items["policy"]["max_body_bytes"],
-        10 * 1024 * 1024,
-        "default"
-    );
+    assert_eq!(items["policy"]["max_body_bytes"], 10 * 1024 * 1024, "default");
     assert_eq!(items["policy"]["allowed_outbound_hosts"], json!([]));
     assert!(items["component"].as_str().unwrap().ends_with("probe.wasm"));
 
@@ -126,10 +120,7 @@ async fn catalog_lists_routes_policy_and_counters() {
     // A trap is a 500 with the request id; details stay in the log.
     let (code, body) = error_code(t.get("/trap").await, 500).await;
     assert_eq!(code, "function_error");
-    assert!(
-        !body.to_string().contains("always fails"),
-        "trap details leak: {body}"
-    );
+    assert!(!body.to_string().contains("always fails"), "trap details leak: {body}");
     let stats = &t.function("trap").await["stats"];
     assert_eq!(
         (stats["requests"].as_u64(), stats["trapped"].as_u64()),

@@ -25,10 +25,7 @@ fn check_is_a_ci_gate() {
     let (code, out, err) = wasmfn(&["check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("/users/{id}"), "{out}");
-    assert!(
-        out.contains("5 functions ready, 0 failed, 0 conflicts"),
-        "{out}"
-    );
+    assert!(out.contains("5 functions ready, 0 failed, 0 conflicts"), "{out}");
 
     let f = Fixture::new();
     f.function("a", "probe", json!({"invoke": {"routes": ["/x"]}}))
@@ -69,12 +66,7 @@ async fn serve_logs_guest_output_under_function_and_request_id() {
     let f = Fixture::new();
     f.function("env", "env", json!({}));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
-        .args([
-            "serve",
-            f.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", f.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env("WASMFN_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

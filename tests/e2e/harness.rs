@@ -14,10 +14,7 @@ use wasmfn::server::{HostConfig, RunningHost};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Builds `tests/guests` (once) and returns the path of guest `name`.
@@ -119,11 +116,7 @@ impl TestHost {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.get(self.url(path)).send().await.expect("request")
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
@@ -156,18 +149,10 @@ pub async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_
     let body: serde_json::Value = resp.json().await.expect("error body is JSON");
     assert_eq!(body["request_id"], id.as_str(), "{body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
-    (
-        body["error"]["code"]
-            .as_str()
-            .expect("error.code")
-            .to_string(),
-        body,
-    )
+    (body["error"]["code"].as_str().expect("error.code").to_string(), body)
 }
 
 /// Sends raw bytes and returns everything the server answers (as text).
@@ -247,11 +232,7 @@ impl FixtureServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            addr,
-            max_inside,
-            hits,
-        }
+        Self { addr, max_inside, hits }
     }
 
     pub fn url(&self) -> String {

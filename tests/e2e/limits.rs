@@ -32,12 +32,7 @@ async fn a_spinning_guest_times_out_and_neighbours_keep_serving() {
     );
     let (code, body) = error_code(r, 504).await;
     assert_eq!(code, "gateway_timeout");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("200 ms")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("200 ms"));
 
     let started = Instant::now();
     let (code, _) = error_code(t.get("/sleep").await, 504).await;
@@ -133,18 +128,11 @@ async fn queue_timeout_overflow_status_and_disconnect() {
         .timeout(Duration::from_millis(300))
         .send()
         .await;
-    assert!(
-        impatient.is_err(),
-        "the impatient client should have given up"
-    );
-    let r = eventually(
-        Duration::from_secs(20),
-        "slot freed after disconnect",
-        || async {
-            let r = t.get("/q503?ms=1").await;
-            (r.status() == 200).then_some(r)
-        },
-    )
+    assert!(impatient.is_err(), "the impatient client should have given up");
+    let r = eventually(Duration::from_secs(20), "slot freed after disconnect", || async {
+        let r = t.get("/q503?ms=1").await;
+        (r.status() == 200).then_some(r)
+    })
     .await;
     assert_eq!(r.text().await.unwrap(), "done");
 
@@ -174,29 +162,16 @@ async fn request_body_limit_for_length_and_chunked_bodies() {
     );
     let t = TestHost::start(f.path()).await;
     let chunked = |n: usize| {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
         reqwest::Body::wrap_stream(futures::stream::iter(chunks))
     };
 
     // Just under (at) the limit passes intact, both ways.
     let exact: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
-    let r = t
-        .client
-        .post(t.url("/echo"))
-        .body(exact.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = t.client.post(t.url("/echo")).body(exact.clone()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), exact.as_slice());
-    let r = t
-        .client
-        .post(t.url("/echo"))
-        .body(chunked(1000))
-        .send()
-        .await
-        .unwrap();
+    let r = t.client.post(t.url("/echo")).body(chunked(1000)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
 
@@ -216,12 +191,7 @@ async fn request_body_limit_for_length_and_chunked_bodies() {
     assert_eq!(stats["body_too_large"], 1);
     // ... and when the chunked stream crosses it.
     let (code, _) = error_code(
-        t.client
-            .post(t.url("/echo"))
-            .body(chunked(1001))
-            .send()
-            .await
-            .unwrap(),
+        t.client.post(t.url("/echo")).body(chunked(1001)).send().await.unwrap(),
         413,
     )
     .await;
@@ -232,22 +202,13 @@ async fn request_body_limit_for_length_and_chunked_bodies() {
 #[tokio::test]
 async fn out_of_memory_and_stack_overflow_are_500_and_the_next_request_works() {
     let f = Fixture::new();
-    f.function(
-        "grow",
-        "grow",
-        json!({"max_memory_bytes": 16 * 1024 * 1024}),
-    )
-    .function("recurse", "recurse", json!({}));
+    f.function("grow", "grow", json!({"max_memory_bytes": 16 * 1024 * 1024}))
+        .function("recurse", "recurse", json!({}));
     let t = TestHost::start(f.path()).await;
 
     let (code, body) = error_code(t.get("/grow").await, 500).await;
     assert_eq!(code, "out_of_memory");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("16777216")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("16777216"));
     let r = t.get("/grow?mb=2").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "allocated 2097152 bytes");
@@ -270,11 +231,7 @@ async fn response_body_limit_cuts_the_stream() {
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
 
     let r = t.get("/huge?bytes=8388608").await;
-    assert_eq!(
-        r.status(),
-        200,
-        "the head was sent before the limit was crossed"
-    );
+    assert_eq!(r.status(), 200, "the head was sent before the limit was crossed");
     let mut received = 0usize;
     let mut failed = false;
     let mut stream = r.bytes_stream();
@@ -288,14 +245,8 @@ async fn response_body_limit_cuts_the_stream() {
             }
         }
     }
-    assert!(
-        failed,
-        "the cut stream must end in an error, not look complete"
-    );
-    assert!(
-        received <= 1048576,
-        "received {received} bytes past the limit"
-    );
+    assert!(failed, "the cut stream must end in an error, not look complete");
+    assert!(received <= 1048576, "received {received} bytes past the limit");
     assert_eq!(t.function("huge").await["stats"]["response_too_large"], 1);
 }
 
@@ -320,11 +271,7 @@ async fn invalid_policy_values_are_load_errors() {
     f.function("neg", "probe", json!({"timeout_ms": -1}))
         .function("status", "probe", json!({"overflow_status": 418}))
         .function("unknown", "probe", json!({"timeout": 5}))
-        .function(
-            "huge_mem",
-            "probe",
-            json!({"max_memory_bytes": 4294967296u64}),
-        )
+        .function("huge_mem", "probe", json!({"max_memory_bytes": 4294967296u64}))
         .function("good", "probe", json!({"max_memory_bytes": 4194304}));
     let mut config = wasmfn::server::HostConfig::new(f.path());
     config.runtime.memory_ceiling = 512 * 1024 * 1024;
@@ -349,10 +296,7 @@ async fn invalid_policy_values_are_load_errors() {
         assert_eq!(f["state"], "failed", "{name}");
         let error = f["error"].as_str().unwrap();
         assert!(error.contains(want), "{name}: {error}");
-        assert!(
-            error.contains(&format!("{name}/fn.config.json")),
-            "{name}: {error}"
-        );
+        assert!(error.contains(&format!("{name}/fn.config.json")), "{name}: {error}");
     }
     assert_eq!(t.get("/good").await.status(), 200);
 }

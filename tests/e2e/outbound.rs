@@ -11,16 +11,8 @@ async fn outbound_is_deny_by_default_and_exact() {
     let other = FixtureServer::start().await;
     let f = Fixture::new();
     f.function("none", "outbound", json!({}))
-        .function(
-            "listed",
-            "outbound",
-            json!({"allowed_outbound_hosts": [fixture.url()]}),
-        )
-        .function(
-            "wildcard",
-            "outbound",
-            json!({"allowed_outbound_hosts": ["*://*:*"]}),
-        )
+        .function("listed", "outbound", json!({"allowed_outbound_hosts": [fixture.url()]}))
+        .function("wildcard", "outbound", json!({"allowed_outbound_hosts": ["*://*:*"]}))
         .function(
             "named_port_any",
             "outbound",
@@ -50,16 +42,8 @@ async fn outbound_is_deny_by_default_and_exact() {
     let r = call("wildcard", &fixture.url()).await;
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("HttpRequestDenied"));
-    let r = call(
-        "wildcard",
-        &format!("http://localhost:{}", fixture.addr.port()),
-    )
-    .await;
-    assert_eq!(
-        r.status(),
-        502,
-        "a name that resolves to loopback is refused too"
-    );
+    let r = call("wildcard", &format!("http://localhost:{}", fixture.addr.port())).await;
+    assert_eq!(r.status(), 502, "a name that resolves to loopback is refused too");
 
     // Naming the loopback host exactly (any port) allows it.
     let r = call("named_port_any", &other.url()).await;

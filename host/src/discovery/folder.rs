@@ -6,9 +6,7 @@ use crate::routing::{PatternError, RoutePattern, Segment, valid_param_name};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FolderRouteError {
-    #[error(
-        "segment `{0}` is not closed or mixes text and brackets (expected `[name]`, `[...name]` or `[[...name]]`)"
-    )]
+    #[error("segment `{0}` is not closed or mixes text and brackets (expected `[name]`, `[...name]` or `[[...name]]`)")]
     BadBrackets(String),
     #[error("segment `{0}`: parameter names are 1-64 characters of `A-Z a-z 0-9 _ -`")]
     BadName(String),
@@ -74,18 +72,9 @@ mod tests {
     use super::*;
 
     fn routes(path: &str) -> Result<String, String> {
-        let rel: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        let rel: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
         folder_routes(&rel)
-            .map(|v| {
-                v.iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|v| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "))
             .map_err(|e| e.to_string())
     }
 

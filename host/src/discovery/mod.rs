@@ -29,6 +29,10 @@ pub struct FunctionSpec {
     pub component_path: PathBuf,
     pub description: Option<String>,
     pub routes: Vec<RoutePattern>,
+    /// Routes that serve but stay out of the OpenAPI document.
+    pub schema_hidden: Vec<RoutePattern>,
+    /// A sidecar OpenAPI fragment named by the manifest.
+    pub openapi_path: Option<PathBuf>,
     pub methods: Vec<Method>,
     pub hosts: Vec<HostRule>,
     pub force_url: bool,
@@ -85,24 +89,14 @@ struct Walk {
 }
 
 impl Walk {
-    fn dir(
-        &mut self,
-        dir: &Path,
-        rel: &[String],
-        inherited: &PolicyOverlay,
-        broken_overlay: Option<&str>,
-    ) {
+    fn dir(&mut self, dir: &Path, rel: &[String], inherited: &PolicyOverlay, broken_overlay: Option<&str>) {
         // Symlinks are followed, but a folder is never walked twice.
         if let Ok(canon) = dir.canonicalize()
             && !self.seen.insert(canon)
         {
             return;
         }
-        let name = if rel.is_empty() {
-            ".".to_string()
-        } else {
-            rel.join("/")
-        };
+        let name = if rel.is_empty() { ".".to_string() } else { rel.join("/") };
         let manifest_path = dir.join(MANIFEST_FILE);
         let mut overlay = inherited.clone();
         let mut broken = broken_overlay.map(str::to_string);
@@ -111,15 +105,7 @@ impl Walk {
                 Ok(manifest) => {
                     overlay = inherited.overlaid_by(&manifest.policy());
                     if manifest.component.is_some() {
-                        self.function(
-                            dir,
-                            rel,
-                            &name,
-                            &manifest_path,
-                            manifest,
-                            &overlay,
-                            broken.as_deref(),
-                        );
+                        self.function(dir, rel, &name, &manifest_path, manifest, &overlay, broken.as_deref());
                     }
                 }
                 Err(e) => {
@@ -142,11 +128,7 @@ impl Walk {
                 .filter_map(Result::ok)
                 .filter(|e| e.path().is_dir())
                 .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-                .filter(|(n, _)| {
-                    !n.starts_with('_')
-                        && !n.starts_with('.')
-                        && !SKIPPED_DIRS.contains(&n.as_str())
-                })
+                .filter(|(n, _)| !n.starts_with('_') && !n.starts_with('.') && !SKIPPED_DIRS.contains(&n.as_str()))
                 .collect(),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot read folder; skipped");
@@ -184,13 +166,13 @@ impl Walk {
             error,
         };
         if let Some(e) = broken_overlay {
-            self.out.failed.push(fail(format!(
-                "a policy overlay above this function is invalid: {e}"
-            )));
+            self.out
+                .failed
+                .push(fail(format!("a policy overlay above this function is invalid: {e}")));
             return;
         }
         match spec_from_manifest(rel, manifest_path, &manifest) {
-            Ok((routes, methods, hosts)) => {
+            Ok(((routes, schema_hidden), methods, hosts)) => {
                 let invoke = manifest.invoke.unwrap_or_default();
                 self.out.functions.push(FunctionSpec {
                     name: name.to_string(),
@@ -199,6 +181,8 @@ impl Walk {
                     component_path: component_path.clone(),
                     description: manifest.description.clone(),
                     routes,
+                    schema_hidden,
+                    openapi_path: manifest.openapi.as_ref().map(|p| dir.join(p)),
                     methods,
                     hosts,
                     force_url: invoke.force_url,
@@ -210,19 +194,11 @@ impl Walk {
     }
 }
 
-type Mount = (Vec<RoutePattern>, Vec<Method>, Vec<HostRule>);
+type Mount = ((Vec<RoutePattern>, Vec<RoutePattern>), Vec<Method>, Vec<HostRule>);
 
-fn spec_from_manifest(
-    rel: &[String],
-    manifest_path: &Path,
-    manifest: &FunctionManifest,
-) -> Result<Mount, String> {
-    let field = |field: &str, message: String| {
-        format!(
-            "invalid `{}`: field `{field}`: {message}",
-            manifest_path.display()
-        )
-    };
+fn spec_from_manifest(rel: &[String], manifest_path: &Path, manifest: &FunctionManifest) -> Result<Mount, String> {
+    let field =
+        |field: &str, message: String| format!("invalid `{}`: field `{field}`: {message}", manifest_path.display());
     let invoke = manifest.invoke.clone().unwrap_or_default();
     let routes = match &invoke.routes {
         Some(list) if list.is_empty() => {
@@ -233,17 +209,23 @@ fn spec_from_manifest(
         }
         Some(list) => {
             let mut routes: Vec<RoutePattern> = Vec::new();
+            let mut hidden = Vec::new();
             for (i, r) in list.iter().enumerate() {
-                let p = RoutePattern::parse(r)
-                    .map_err(|e| field(&format!("invoke.routes[{i}]"), e.to_string()))?;
+                let p =
+                    RoutePattern::parse(&r.path).map_err(|e| field(&format!("invoke.routes[{i}]"), e.to_string()))?;
                 if !routes.contains(&p) {
+                    if !r.include_in_schema {
+                        hidden.push(p.clone());
+                    }
                     routes.push(p);
                 }
             }
-            routes
+            (routes, hidden)
         }
-        None => folder_routes(rel)
-            .map_err(|e| format!("cannot route folder `{}`: {e}", rel.join("/")))?,
+        None => (
+            folder_routes(rel).map_err(|e| format!("cannot route folder `{}`: {e}", rel.join("/")))?,
+            Vec::new(),
+        ),
     };
     let methods = invoke
         .methods
@@ -259,10 +241,7 @@ fn spec_from_manifest(
         .allow_hosts
         .iter()
         .enumerate()
-        .map(|(i, h)| {
-            HostRule::parse(h)
-                .map_err(|e| field(&format!("invoke.allow_hosts[{i}]"), e.to_string()))
-        })
+        .map(|(i, h)| HostRule::parse(h).map_err(|e| field(&format!("invoke.allow_hosts[{i}]"), e.to_string())))
         .collect::<Result<_, _>>()?;
     Ok((routes, methods, hosts))
 }

@@ -27,11 +27,7 @@ fn walks_folders_routes_and_skips() {
     let r = tmp.path();
     write(r, "hello/fn.config.json", r#"{"component": "hello.wasm"}"#);
     write(r, "users/[id]/fn.config.json", r#"{"component": "u.wasm"}"#);
-    write(
-        r,
-        "docs/[[...path]]/fn.config.json",
-        r#"{"component": "d.wasm"}"#,
-    );
+    write(r, "docs/[[...path]]/fn.config.json", r#"{"component": "d.wasm"}"#);
     write(
         r,
         "alias/fn.config.json",
@@ -39,21 +35,9 @@ fn walks_folders_routes_and_skips() {
     );
     write(r, "_private/fn.config.json", r#"{"component": "p.wasm"}"#);
     write(r, ".hidden/fn.config.json", r#"{"component": "h.wasm"}"#);
-    write(
-        r,
-        "hello/target/x/fn.config.json",
-        r#"{"component": "t.wasm"}"#,
-    );
-    write(
-        r,
-        "nested/deeper/fn.config.json",
-        r#"{"component": "n.wasm"}"#,
-    );
-    write(
-        r,
-        "hello/child/fn.config.json",
-        r#"{"component": "c.wasm"}"#,
-    );
+    write(r, "hello/target/x/fn.config.json", r#"{"component": "t.wasm"}"#);
+    write(r, "nested/deeper/fn.config.json", r#"{"component": "n.wasm"}"#);
+    write(r, "hello/child/fn.config.json", r#"{"component": "c.wasm"}"#);
     let d = discover(r, &Policy::default()).unwrap();
     assert!(d.failed.is_empty(), "{:?}", d.failed);
     assert_eq!(
@@ -76,27 +60,12 @@ fn walks_folders_routes_and_skips() {
 fn overlays_cascade_and_function_wins() {
     let tmp = tempfile::tempdir().unwrap();
     let r = tmp.path();
-    write(
-        r,
-        "fn.config.json",
-        r#"{"timeout_ms": 1000, "max_queue": 5}"#,
-    );
+    write(r, "fn.config.json", r#"{"timeout_ms": 1000, "max_queue": 5}"#);
     write(r, "api/fn.config.json", r#"{"timeout_ms": 2000}"#);
-    write(
-        r,
-        "api/a/fn.config.json",
-        r#"{"component": "a.wasm", "max_queue": 7}"#,
-    );
+    write(r, "api/a/fn.config.json", r#"{"component": "a.wasm", "max_queue": 7}"#);
     write(r, "b/fn.config.json", r#"{"component": "b.wasm"}"#);
     let d = discover(r, &Policy::default()).unwrap();
-    let get = |n: &str| {
-        d.functions
-            .iter()
-            .find(|f| f.name == n)
-            .unwrap()
-            .policy
-            .clone()
-    };
+    let get = |n: &str| d.functions.iter().find(|f| f.name == n).unwrap().policy.clone();
     assert_eq!((get("api/a").timeout_ms, get("api/a").max_queue), (2000, 7));
     assert_eq!((get("b").timeout_ms, get("b").max_queue), (1000, 5));
     assert_eq!(get("b").max_body_bytes, Policy::default().max_body_bytes);
@@ -124,23 +93,11 @@ fn broken_manifests_are_reported_and_skipped() {
         r#"{"component": "x.wasm", "invoke": {"allow_hosts": ["a b"]}}"#,
     );
     write(r, "users/[id/fn.config.json", r#"{"component": "x.wasm"}"#);
-    write(
-        r,
-        "broken_overlay/fn.config.json",
-        r#"{"max_queue": "lots"}"#,
-    );
-    write(
-        r,
-        "broken_overlay/below/fn.config.json",
-        r#"{"component": "x.wasm"}"#,
-    );
+    write(r, "broken_overlay/fn.config.json", r#"{"max_queue": "lots"}"#);
+    write(r, "broken_overlay/below/fn.config.json", r#"{"component": "x.wasm"}"#);
     let d = discover(r, &Policy::default()).unwrap();
     assert_eq!(names(&d), ["good /good"]);
-    let errors: Vec<String> = d
-        .failed
-        .iter()
-        .map(|f| format!("{}: {}", f.name, f.error))
-        .collect();
+    let errors: Vec<String> = d.failed.iter().map(|f| format!("{}: {}", f.name, f.error)).collect();
     let want = [
         "bad_field: invalid `",
         "bad_host: invalid `",
@@ -154,11 +111,7 @@ fn broken_manifests_are_reported_and_skipped() {
     for (e, w) in errors.iter().zip(want) {
         assert!(e.starts_with(w), "{e}\nwant prefix {w}");
     }
-    assert!(
-        errors[1].contains("field `invoke.allow_hosts[0]`"),
-        "{}",
-        errors[1]
-    );
+    assert!(errors[1].contains("field `invoke.allow_hosts[0]`"), "{}", errors[1]);
     assert!(
         errors[3].contains("field `invoke.routes[0]`: route `nope` must start with `/`"),
         "{}",

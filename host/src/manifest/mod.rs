@@ -32,6 +32,10 @@ pub struct FunctionManifest {
     /// One line about the function, shown in the catalog.
     #[serde(default)]
     pub description: Option<String>,
+    /// An OpenAPI fragment file (relative to the folder) for components
+    /// that do not export `describe`.
+    #[serde(default)]
+    pub openapi: Option<String>,
     #[serde(default)]
     pub invoke: Option<InvokeConfig>,
     #[serde(default, deserialize_with = "timeout_ms")]
@@ -62,12 +66,43 @@ pub struct InvokeConfig {
     #[serde(default, deserialize_with = "methods")]
     pub methods: Option<Vec<String>>,
     /// Explicit routes; without them the folder path is the route.
-    #[serde(default)]
-    pub routes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "routes")]
+    pub routes: Option<Vec<RouteEntry>>,
     #[serde(default)]
     pub allow_hosts: Vec<String>,
     #[serde(default)]
     pub force_url: bool,
+}
+
+/// One entry of `invoke.routes`: a path, or `{"path", "include_in_schema"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub path: String,
+    /// `false` keeps the route out of the OpenAPI document; it still serves.
+    #[serde(default = "yes")]
+    pub include_in_schema: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn routes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<RouteEntry>>, D::Error> {
+    let list = Vec::<serde_json::Value>::deserialize(d)?;
+    list.into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(path) => Ok(RouteEntry {
+                path,
+                include_in_schema: true,
+            }),
+            serde_json::Value::Object(_) => RouteEntry::deserialize(v).map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a route: expected a string like `\"/items/{{id}}\"` or `{{\"path\": \"/old\", \"include_in_schema\": false}}`"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// A manifest that could not be read.
@@ -113,12 +148,11 @@ impl FunctionManifest {
                 "must be a JSON object, e.g. `{\"component\": \"hello.wasm\"}`".into(),
             ));
         }
-        let manifest: FunctionManifest =
-            serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Field {
-                path: path.to_path_buf(),
-                field: e.path().to_string(),
-                message: e.into_inner().to_string(),
-            })?;
+        let manifest: FunctionManifest = serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Field {
+            path: path.to_path_buf(),
+            field: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })?;
         if let Some(c) = &manifest.component
             && c.trim().is_empty()
         {
@@ -147,11 +181,7 @@ impl FunctionManifest {
     }
 }
 
-fn ranged<'de, D: Deserializer<'de>>(
-    d: D,
-    (lo, hi): (u64, u64),
-    unit: &str,
-) -> Result<Option<u64>, D::Error> {
+fn ranged<'de, D: Deserializer<'de>>(d: D, (lo, hi): (u64, u64), unit: &str) -> Result<Option<u64>, D::Error> {
     let v = serde_json::Value::deserialize(d)?;
     match v.as_u64() {
         Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
@@ -165,11 +195,7 @@ fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> 
     ranged(d, limits::TIMEOUT_MS, "milliseconds")
 }
 fn max_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(
-        d,
-        limits::MAX_CONCURRENCY,
-        "invocations (0 = no per-function limit)",
-    )
+    ranged(d, limits::MAX_CONCURRENCY, "invocations (0 = no per-function limit)")
 }
 fn max_queue<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     ranged(d, limits::MAX_QUEUE, "waiting requests")
@@ -255,12 +281,7 @@ mod tests {
         assert!(inv.force_url);
         let p = Policy::default().with(&m.policy());
         assert_eq!(
-            (
-                p.timeout_ms,
-                p.max_concurrency,
-                p.max_queue,
-                p.overflow_status
-            ),
+            (p.timeout_ms, p.max_concurrency, p.max_queue, p.overflow_status),
             (200, 2, 1, 503)
         );
         assert_eq!(p.max_body_bytes, 0);
@@ -277,14 +298,8 @@ mod tests {
                 r#"{"timeout_ms": "fast"}"#,
                 "field `timeout_ms`: `\"fast\"` is not allowed",
             ),
-            (
-                r#"{"timeout_ms": 0}"#,
-                "field `timeout_ms`: `0` is not allowed",
-            ),
-            (
-                r#"{"timeout_ms": 1.5}"#,
-                "field `timeout_ms`: `1.5` is not allowed",
-            ),
+            (r#"{"timeout_ms": 0}"#, "field `timeout_ms`: `0` is not allowed"),
+            (r#"{"timeout_ms": 1.5}"#, "field `timeout_ms`: `1.5` is not allowed"),
             (
                 r#"{"overflow_status": 500}"#,
                 "field `overflow_status`: `500` is not allowed: expected 429 or 503",
@@ -293,10 +308,7 @@ mod tests {
                 r#"{"max_memory_bytes": 10}"#,
                 "field `max_memory_bytes`: `10` is not allowed: expected a whole number of bytes from 65536",
             ),
-            (
-                r#"{"colour": 1}"#,
-                "unknown field `colour`, expected one of",
-            ),
+            (r#"{"colour": 1}"#, "unknown field `colour`, expected one of"),
             (
                 r#"{"invoke": {"method": ["GET"]}}"#,
                 "field `invoke.method`: unknown field `method`, expected one of `methods`",
@@ -309,10 +321,7 @@ mod tests {
                 r#"{"invoke": {"methods": []}}"#,
                 "field `invoke.methods`: must list at least one method",
             ),
-            (
-                r#"{"invoke": {"routes": "/x"}}"#,
-                "field `invoke.routes`: invalid type",
-            ),
+            (r#"{"invoke": {"routes": "/x"}}"#, "field `invoke.routes`: invalid type"),
             (
                 r#"{"allowed_outbound_hosts": ["example.com"]}"#,
                 "field `allowed_outbound_hosts`: invalid entry `example.com`",
@@ -325,10 +334,7 @@ mod tests {
                 r#"{"component": "a.wasm""#,
                 "invalid `fns/a/fn.config.json`: not valid JSON",
             ),
-            (
-                "[]",
-                "invalid `fns/a/fn.config.json`: must be a JSON object",
-            ),
+            ("[]", "invalid `fns/a/fn.config.json`: must be a JSON object"),
             ("", "not valid JSON"),
         ];
         for (text, want) in cases {

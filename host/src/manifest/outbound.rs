@@ -37,9 +37,7 @@ impl OutboundRule {
             reason,
         };
         let lower = entry.trim().to_ascii_lowercase();
-        let (scheme, rest) = lower
-            .split_once("://")
-            .ok_or_else(|| err("the scheme is missing"))?;
+        let (scheme, rest) = lower.split_once("://").ok_or_else(|| err("the scheme is missing"))?;
         let scheme = match scheme {
             "http" | "https" => Some(scheme.to_string()),
             "*" => None,
@@ -79,11 +77,7 @@ impl OutboundRule {
         } else if host.is_empty() || host.contains('*') {
             return Err(err("bad host"));
         } else {
-            OutboundHost::Exact(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            )
+            OutboundHost::Exact(host.trim_start_matches('[').trim_end_matches(']').to_string())
         };
         Ok(Self {
             scheme,
@@ -96,9 +90,7 @@ impl OutboundRule {
     /// Whether a request to `scheme://host:port` is allowed by this rule.
     /// `host` is lowercase, without brackets.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if self.scheme.as_deref().is_some_and(|s| s != scheme)
-            || self.port.is_some_and(|p| p != port)
-        {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme) || self.port.is_some_and(|p| p != port) {
             return false;
         }
         match &self.host {
@@ -154,48 +146,20 @@ mod tests {
     #[test]
     fn parse_and_allow() {
         let cases = [
-            (
-                "https://api.example.com",
-                "https",
-                "api.example.com",
-                443,
-                true,
-            ),
-            (
-                "https://api.example.com",
-                "http",
-                "api.example.com",
-                80,
-                false,
-            ),
-            (
-                "https://api.example.com",
-                "https",
-                "api.example.com",
-                8443,
-                false,
-            ),
+            ("https://api.example.com", "https", "api.example.com", 443, true),
+            ("https://api.example.com", "http", "api.example.com", 80, false),
+            ("https://api.example.com", "https", "api.example.com", 8443, false),
             ("http://127.0.0.1:8080", "http", "127.0.0.1", 8080, true),
             ("http://127.0.0.1:*", "http", "127.0.0.1", 1, true),
             ("*://*.example.com:*", "https", "a.example.com", 1, true),
             ("*://*.example.com:*", "https", "example.com", 1, false),
             ("*://*:*", "http", "anything", 9, true),
             ("http://[::1]:80", "http", "::1", 80, true),
-            (
-                "HTTPS://API.Example.com",
-                "https",
-                "api.example.com",
-                443,
-                true,
-            ),
+            ("HTTPS://API.Example.com", "https", "api.example.com", 443, true),
         ];
         for (rule, scheme, host, port, want) in cases {
             let r = OutboundRule::parse(rule).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(
-                r.allows(scheme, host, port),
-                want,
-                "{rule} vs {scheme}://{host}:{port}"
-            );
+            assert_eq!(r.allows(scheme, host, port), want, "{rule} vs {scheme}://{host}:{port}");
         }
     }
 

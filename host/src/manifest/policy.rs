@@ -134,9 +134,6 @@ mod tests {
         assert_eq!(p.max_body_bytes, Policy::default().max_body_bytes);
         assert_eq!(p.allowed_outbound_hosts.len(), 1);
         // An unset field keeps what is below it.
-        assert_eq!(
-            Policy::default().with(&PolicyOverlay::default()),
-            Policy::default()
-        );
+        assert_eq!(Policy::default().with(&PolicyOverlay::default()), Policy::default());
     }
 }

@@ -44,10 +44,7 @@ where
     type Data = Bytes;
     type Error = RequestBodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
         if this.exceeded.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(RequestBodyError::TooLarge(*this.limit))));
@@ -63,9 +60,7 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                Poll::Ready(Some(Err(RequestBodyError::Transport(e.to_string()))))
-            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(RequestBodyError::Transport(e.to_string())))),
             other => other.map(|_| None),
         }
     }
@@ -98,12 +93,7 @@ pin_project! {
 }
 
 impl<B> LimitedResponse<B> {
-    pub fn new(
-        inner: B,
-        limit: u64,
-        tags: InvokeTags,
-        on_exceeded: Box<dyn FnOnce() + Send>,
-    ) -> Self {
+    pub fn new(inner: B, limit: u64, tags: InvokeTags, on_exceeded: Box<dyn FnOnce() + Send>) -> Self {
         Self {
             inner,
             seen: 0,
@@ -122,10 +112,7 @@ where
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
         if *this.seen > *this.limit {
             return Poll::Ready(None);
@@ -178,13 +165,8 @@ mod tests {
         let ok = LimitedBody::new(Full::new(Bytes::from(vec![1u8; 10])), 10, flag.clone());
         assert_eq!(ok.collect().await.unwrap().to_bytes().len(), 10);
         assert!(!flag.load(Ordering::Relaxed));
-        let chunks = (0..3)
-            .map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![0u8; 5]))));
-        let over = LimitedBody::new(
-            StreamBody::new(futures::stream::iter(chunks)),
-            10,
-            flag.clone(),
-        );
+        let chunks = (0..3).map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![0u8; 5]))));
+        let over = LimitedBody::new(StreamBody::new(futures::stream::iter(chunks)), 10, flag.clone());
         let err = over.collect().await.unwrap_err();
         assert!(matches!(err, RequestBodyError::TooLarge(10)));
         assert!(flag.load(Ordering::Relaxed));

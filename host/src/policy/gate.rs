@@ -54,8 +54,7 @@ impl ConcurrencyGate {
     /// `max_concurrency` 0 means no limit (and no queue).
     pub fn new(max_concurrency: u32, max_queue: u32, queue_timeout: Duration) -> Self {
         Self {
-            slots: (max_concurrency > 0)
-                .then(|| Arc::new(Semaphore::new(max_concurrency as usize))),
+            slots: (max_concurrency > 0).then(|| Arc::new(Semaphore::new(max_concurrency as usize))),
             max_concurrency,
             max_queue,
             queue_timeout,
@@ -91,11 +90,9 @@ impl ConcurrencyGate {
             return Ok(self.permit(Some(p)));
         }
         // Reserve a queue place, or refuse when the queue is full.
-        let reserved = self
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                (w < self.max_queue).then_some(w + 1)
-            });
+        let reserved = self.waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            (w < self.max_queue).then_some(w + 1)
+        });
         if reserved.is_err() {
             return Err(GateError::QueueFull {
                 slots: self.max_concurrency,

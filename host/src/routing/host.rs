@@ -19,9 +19,7 @@ enum HostKind {
 
 /// Why an `allow_hosts` entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid host `{entry}` in `invoke.allow_hosts`: {reason} (expected `host`, `host:port` or `*.domain`)"
-)]
+#[error("invalid host `{entry}` in `invoke.allow_hosts`: {reason} (expected `host`, `host:port` or `*.domain`)")]
 pub struct HostRuleError {
     entry: String,
     reason: &'static str,
@@ -29,18 +27,11 @@ pub struct HostRuleError {
 
 fn valid_host_chars(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return !inner.is_empty()
-            && inner
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        return !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
     }
     !host.is_empty()
         && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -70,8 +61,7 @@ impl HostRule {
             entry: entry.to_string(),
             reason,
         };
-        let (host, port) = split_host_port(entry)
-            .ok_or_else(|| err("the port is not a number from 0 to 65535"))?;
+        let (host, port) = split_host_port(entry).ok_or_else(|| err("the port is not a number from 0 to 65535"))?;
         let kind = if let Some(domain) = host.strip_prefix("*.") {
             if !valid_host_chars(domain) {
                 return Err(err("the domain after `*.` is not a valid host name"));
@@ -100,9 +90,7 @@ impl HostRule {
         }
         match &self.kind {
             HostKind::Exact(h) => h == host,
-            HostKind::Subdomains(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
-            }
+            HostKind::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
         }
     }
 
@@ -115,13 +103,10 @@ impl HostRule {
         }
         match (&self.kind, &other.kind) {
             (HostKind::Exact(a), HostKind::Exact(b)) => a == b,
-            (HostKind::Exact(h), HostKind::Subdomains(s))
-            | (HostKind::Subdomains(s), HostKind::Exact(h)) => {
+            (HostKind::Exact(h), HostKind::Subdomains(s)) | (HostKind::Subdomains(s), HostKind::Exact(h)) => {
                 h.len() > s.len() && h.ends_with(s.as_str())
             }
-            (HostKind::Subdomains(a), HostKind::Subdomains(b)) => {
-                a.ends_with(b.as_str()) || b.ends_with(a.as_str())
-            }
+            (HostKind::Subdomains(a), HostKind::Subdomains(b)) => a.ends_with(b.as_str()) || b.ends_with(a.as_str()),
         }
     }
 }
@@ -217,10 +202,7 @@ mod tests {
 
     #[test]
     fn split() {
-        assert_eq!(
-            split_host_port("Ex.com:80"),
-            Some(("ex.com".into(), Some(80)))
-        );
+        assert_eq!(split_host_port("Ex.com:80"), Some(("ex.com".into(), Some(80))));
         assert_eq!(split_host_port("ex.com"), Some(("ex.com".into(), None)));
         assert_eq!(split_host_port("[::1]:8"), Some(("[::1]".into(), Some(8))));
         assert_eq!(split_host_port("ex.com:notaport"), None);

@@ -16,10 +16,7 @@ pub(crate) use host::split_host_port;
 pub use host::{HostRule, HostRuleError};
 pub(crate) use pattern::valid_param_name;
 pub use pattern::{PatternError, RoutePattern, Segment};
-pub use table::{
-    ClaimState, PathError, RouteClaim, RouteConflict, RouteMatch, RouteOutcome, RouteTable,
-    split_path,
-};
+pub use table::{ClaimState, PathError, RouteClaim, RouteConflict, RouteMatch, RouteOutcome, RouteTable, split_path};
 
 #[cfg(test)]
 mod tests;

@@ -31,9 +31,7 @@ pub enum PatternError {
     DotSegment { route: String, segment: String },
     #[error("route `{route}`: segment `{segment}` is not closed or mixes text and braces")]
     BadBraces { route: String, segment: String },
-    #[error(
-        "route `{route}`: parameter name `{name}` must be 1-64 characters of `A-Z a-z 0-9 _ -`"
-    )]
+    #[error("route `{route}`: parameter name `{name}` must be 1-64 characters of `A-Z a-z 0-9 _ -`")]
     BadParamName { route: String, name: String },
     #[error("route `{route}`: parameter `{name}` appears twice")]
     DuplicateParam { route: String, name: String },
@@ -154,10 +152,7 @@ impl RoutePattern {
 
     /// How many segments are static text.
     pub fn static_count(&self) -> usize {
-        self.segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Static(_)))
-            .count()
+        self.segments.iter().filter(|s| matches!(s, Segment::Static(_))).count()
     }
 
     /// Whether the pattern ends in a catch-all.
@@ -248,44 +243,22 @@ mod tests {
     fn refuses_bad_patterns() {
         type Check = fn(&PatternError) -> bool;
         let cases: &[(&str, Check)] = &[
-            ("hello", |e| {
-                matches!(e, PatternError::NoLeadingSlash { .. })
-            }),
+            ("hello", |e| matches!(e, PatternError::NoLeadingSlash { .. })),
             ("", |e| matches!(e, PatternError::NoLeadingSlash { .. })),
             ("/a//b", |e| matches!(e, PatternError::EmptySegment { .. })),
             ("//", |e| matches!(e, PatternError::EmptySegment { .. })),
             ("/a/../b", |e| matches!(e, PatternError::DotSegment { .. })),
             ("/a/./b", |e| matches!(e, PatternError::DotSegment { .. })),
-            ("/users/{id", |e| {
-                matches!(e, PatternError::BadBraces { .. })
-            }),
-            ("/users/id}", |e| {
-                matches!(e, PatternError::BadBraces { .. })
-            }),
-            ("/users/x{id}", |e| {
-                matches!(e, PatternError::BadBraces { .. })
-            }),
-            ("/users/{{id}}", |e| {
-                matches!(e, PatternError::BadBraces { .. })
-            }),
-            ("/users/{}", |e| {
-                matches!(e, PatternError::BadParamName { .. })
-            }),
-            ("/users/{a b}", |e| {
-                matches!(e, PatternError::BadParamName { .. })
-            }),
-            ("/users/{...}", |e| {
-                matches!(e, PatternError::BadParamName { .. })
-            }),
-            ("/{id}/{id}", |e| {
-                matches!(e, PatternError::DuplicateParam { .. })
-            }),
-            ("/{...p}/x", |e| {
-                matches!(e, PatternError::CatchAllNotLast { .. })
-            }),
-            ("/_fn/health", |e| {
-                matches!(e, PatternError::Reserved { .. })
-            }),
+            ("/users/{id", |e| matches!(e, PatternError::BadBraces { .. })),
+            ("/users/id}", |e| matches!(e, PatternError::BadBraces { .. })),
+            ("/users/x{id}", |e| matches!(e, PatternError::BadBraces { .. })),
+            ("/users/{{id}}", |e| matches!(e, PatternError::BadBraces { .. })),
+            ("/users/{}", |e| matches!(e, PatternError::BadParamName { .. })),
+            ("/users/{a b}", |e| matches!(e, PatternError::BadParamName { .. })),
+            ("/users/{...}", |e| matches!(e, PatternError::BadParamName { .. })),
+            ("/{id}/{id}", |e| matches!(e, PatternError::DuplicateParam { .. })),
+            ("/{...p}/x", |e| matches!(e, PatternError::CatchAllNotLast { .. })),
+            ("/_fn/health", |e| matches!(e, PatternError::Reserved { .. })),
         ];
         for (input, check) in cases {
             let err = RoutePattern::parse(input).expect_err(input);
@@ -308,15 +281,9 @@ mod tests {
     fn join_checks_the_result() {
         let users = RoutePattern::parse("/users").unwrap();
         let id = RoutePattern::parse("/{id}").unwrap();
-        assert_eq!(
-            RoutePattern::join(&users, &id).unwrap().to_string(),
-            "/users/{id}"
-        );
+        assert_eq!(RoutePattern::join(&users, &id).unwrap().to_string(), "/users/{id}");
         let root = RoutePattern::parse("/").unwrap();
-        assert_eq!(
-            RoutePattern::join(&users, &root).unwrap().to_string(),
-            "/users"
-        );
+        assert_eq!(RoutePattern::join(&users, &root).unwrap().to_string(), "/users");
         let dup = RoutePattern::parse("/x/{id}").unwrap();
         assert!(RoutePattern::join(&dup, &id).is_err());
     }

@@ -19,6 +19,8 @@ pub struct RouteClaim {
     pub methods: Vec<Method>,
     pub hosts: Vec<HostRule>,
     pub force_url: bool,
+    /// An index the table's owner chooses (wasmfn: which mount this is).
+    pub tag: usize,
 }
 
 impl RouteClaim {
@@ -159,10 +161,7 @@ impl RouteTable {
     pub fn build(claims: Vec<RouteClaim>) -> Self {
         let mut by_shape: BTreeMap<String, Vec<RouteClaim>> = BTreeMap::new();
         for claim in claims {
-            by_shape
-                .entry(claim.pattern.shape())
-                .or_default()
-                .push(claim);
+            by_shape.entry(claim.pattern.shape()).or_default().push(claim);
         }
         // Deterministic precedence: static first, more static segments,
         // fewer catch-alls, then lexical order of the pattern.
@@ -236,13 +235,7 @@ impl RouteTable {
     }
 
     /// Finds the route for a request. `host` is lowercase without port.
-    pub fn route(
-        &self,
-        method: &Method,
-        host: &str,
-        port: Option<u16>,
-        segs: &[Cow<'_, str>],
-    ) -> RouteOutcome<'_> {
+    pub fn route(&self, method: &Method, host: &str, port: Option<u16>, segs: &[Cow<'_, str>]) -> RouteOutcome<'_> {
         let mut candidates = Vec::new();
         Self::collect(&self.root, segs, 0, &mut candidates);
         candidates.sort_unstable_by_key(|id| self.patterns[*id as usize].rank);
@@ -270,9 +263,9 @@ impl RouteTable {
                                     .claims
                                     .iter()
                                     .filter(|o| {
-                                        o.methods.iter().any(|(om, s)| {
-                                            om == method && *s == ClaimState::Conflicted
-                                        })
+                                        o.methods
+                                            .iter()
+                                            .any(|(om, s)| om == method && *s == ClaimState::Conflicted)
                                     })
                                     .map(|o| o.claim.function_name.clone())
                                     .collect(),
@@ -341,9 +334,8 @@ fn resolve(group: Vec<RouteClaim>) -> (Vec<ResolvedClaim>, Vec<RouteConflict>) {
         }
         for k in 0..resolved[i].methods.len() {
             let m = resolved[i].methods[k].0.clone();
-            let taken = (0..resolved.len()).any(|j| {
-                j != i && resolved[j].claim.force_url && overlap(&resolved[i], &resolved[j], &m)
-            });
+            let taken = (0..resolved.len())
+                .any(|j| j != i && resolved[j].claim.force_url && overlap(&resolved[i], &resolved[j], &m));
             if taken {
                 resolved[i].methods[k].1 = ClaimState::Overridden;
             }
@@ -370,13 +362,8 @@ fn resolve(group: Vec<RouteClaim>) -> (Vec<ResolvedClaim>, Vec<RouteConflict>) {
                     continue;
                 }
                 resolved[i].methods[k].1 = ClaimState::Conflicted;
-                let entry = conflicts
-                    .entry((route_name.clone(), m.to_string()))
-                    .or_default();
-                for name in [
-                    &resolved[i].claim.function_name,
-                    &resolved[j].claim.function_name,
-                ] {
+                let entry = conflicts.entry((route_name.clone(), m.to_string())).or_default();
+                for name in [&resolved[i].claim.function_name, &resolved[j].claim.function_name] {
                     if !entry.contains(name) {
                         entry.push(name.clone());
                     }

@@ -4,13 +4,7 @@ use http::Method;
 
 use super::*;
 
-fn claim(
-    function: usize,
-    pattern: &str,
-    methods: &[&str],
-    hosts: &[&str],
-    force: bool,
-) -> RouteClaim {
+fn claim(function: usize, pattern: &str, methods: &[&str], hosts: &[&str], force: bool) -> RouteClaim {
     RouteClaim {
         function,
         function_name: format!("f{function}"),
@@ -18,6 +12,7 @@ fn claim(
         methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
         hosts: hosts.iter().map(|h| HostRule::parse(h).unwrap()).collect(),
         force_url: force,
+        tag: function,
     }
 }
 
@@ -30,25 +25,13 @@ fn get(table: &RouteTable, method: &str, host: &str, path: &str) -> String {
     match table.route(&method, host, None, &segs) {
         RouteOutcome::Matched(m) => {
             let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!(
-                "f{} {} {}",
-                m.claim.function,
-                m.claim.pattern,
-                params.join(",")
-            )
-            .trim_end()
-            .to_string()
+            format!("f{} {} {}", m.claim.function, m.claim.pattern, params.join(","))
+                .trim_end()
+                .to_string()
         }
         RouteOutcome::NotFound => "404".into(),
         RouteOutcome::MethodNotAllowed { allow } => {
-            format!(
-                "405 {}",
-                allow
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
+            format!("405 {}", allow.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
         }
         RouteOutcome::MisdirectedHost => "421".into(),
         RouteOutcome::Conflict { route, functions } => {
@@ -67,13 +50,7 @@ fn sample() -> RouteTable {
         claim(5, "/users/{id}/posts/{post}", &["GET"], &[], false),
         claim(6, "/{a}/{b}/{c}", &["GET"], &[], false),
         claim(7, "/x/{b}/c", &["GET"], &[], false),
-        claim(
-            8,
-            "/only-api",
-            &["GET"],
-            &["api.example.com", "*.example.org"],
-            false,
-        ),
+        claim(8, "/only-api", &["GET"], &["api.example.com", "*.example.org"], false),
         claim(9, "/café/{nom}", &["GET"], &[], false),
         claim(10, "/items/{id}", &["DELETE"], &[], false),
         claim(11, "/items/special", &["POST"], &[], false),
@@ -127,18 +104,10 @@ fn matching_table() {
             "bad path: path `/users/%00` is not valid percent-encoded UTF-8",
         ),
         ("GET", "/files/a", "f4 /files/{...path} path=a"),
-        (
-            "GET",
-            "/files/a/b/c.txt",
-            "f4 /files/{...path} path=a/b/c.txt",
-        ),
+        ("GET", "/files/a/b/c.txt", "f4 /files/{...path} path=a/b/c.txt"),
         ("GET", "/files", "404"),
         ("GET", "/files/a//b", "404"),
-        (
-            "GET",
-            "/users/1/posts/2",
-            "f5 /users/{id}/posts/{post} id=1,post=2",
-        ),
+        ("GET", "/users/1/posts/2", "f5 /users/{id}/posts/{post} id=1,post=2"),
         ("GET", "/x/y/c", "f7 /x/{b}/c b=y"),
         ("GET", "/x/y/z", "f6 /{a}/{b}/{c} a=x,b=y,c=z"),
         ("GET", "/caf%C3%A9/cr%C3%AApe", "f9 /café/{nom} nom=crêpe"),
@@ -149,11 +118,7 @@ fn matching_table() {
         ("GET", "/docs", "f12 /docs"),
         ("GET", "/docs/a/b", "f12 /docs/{...path} path=a/b"),
         ("GET", "/nope", "404"),
-        (
-            "GET",
-            "relative",
-            "bad path: path `relative` must start with `/`",
-        ),
+        ("GET", "relative", "bad path: path `relative` must start with `/`"),
     ];
     for (method, path, want) in cases {
         assert_eq!(get(&t, method, "localhost", path), want, "{method} {path}");
@@ -163,18 +128,12 @@ fn matching_table() {
 #[test]
 fn hosts() {
     let t = sample();
-    assert_eq!(
-        get(&t, "GET", "api.example.com", "/only-api"),
-        "f8 /only-api"
-    );
+    assert_eq!(get(&t, "GET", "api.example.com", "/only-api"), "f8 /only-api");
     assert_eq!(get(&t, "GET", "a.example.org", "/only-api"), "f8 /only-api");
     assert_eq!(get(&t, "GET", "example.org", "/only-api"), "421");
     assert_eq!(get(&t, "GET", "localhost", "/only-api"), "421");
     assert_eq!(get(&t, "POST", "localhost", "/only-api"), "421");
-    assert_eq!(
-        get(&t, "POST", "api.example.com", "/only-api"),
-        "405 GET,HEAD"
-    );
+    assert_eq!(get(&t, "POST", "api.example.com", "/only-api"), "405 GET,HEAD");
 }
 
 #[test]
@@ -238,10 +197,7 @@ fn conflicts_and_force() {
         ),
         // Two forced claims still conflict.
         (
-            &[
-                claim(0, "/x", &["GET"], &[], true),
-                claim(1, "/x", &["GET"], &[], true),
-            ],
+            &[claim(0, "/x", &["GET"], &[], true), claim(1, "/x", &["GET"], &[], true)],
             "409 /x f0,f1",
             "/x GET f0,f1; /x HEAD f0,f1",
         ),

@@ -36,9 +36,7 @@ pub enum RequestBodyError {
 impl From<RequestBodyError> for wasmtime_wasi_http::Error {
     fn from(e: RequestBodyError) -> Self {
         match e {
-            RequestBodyError::TooLarge(n) => {
-                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(n))
-            }
+            RequestBodyError::TooLarge(n) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(n)),
             RequestBodyError::Transport(_) => wasmtime_wasi_http::Error::HttpProtocolError,
         }
     }
@@ -109,10 +107,7 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             table: Default::default(),
             limiter: MemoryLimiter::new(max_memory_bytes),
-            hooks: OutboundHooks {
-                rules: outbound,
-                tags,
-            },
+            hooks: OutboundHooks { rules: outbound, tags },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -134,11 +129,7 @@ impl Runtime {
             .http()
             .new_incoming_request(Scheme::Http, request)
             .map_err(setup_error)?;
-        let out = store
-            .data_mut()
-            .http()
-            .new_response_outparam(tx)
-            .map_err(setup_error)?;
+        let out = store.data_mut().http().new_response_outparam(tx).map_err(setup_error)?;
         let pre = component.pre.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
@@ -230,8 +221,7 @@ impl CpuShare {
             self.heavy = true;
             self.load.heavy.fetch_add(1, Ordering::Relaxed);
         }
-        let lighter_running =
-            self.load.active.load(Ordering::Relaxed) > self.load.heavy.load(Ordering::Relaxed);
+        let lighter_running = self.load.active.load(Ordering::Relaxed) > self.load.heavy.load(Ordering::Relaxed);
         if self.heavy && lighter_running {
             UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(HEAVY_PAUSE)))
         } else {
@@ -254,9 +244,7 @@ fn classify(e: &wasmtime::Error, memory_denied: bool) -> InvokeError {
         Some(Trap::Interrupt) => InvokeError::Timeout,
         Some(Trap::StackOverflow) => InvokeError::StackOverflow(message),
         _ if memory_denied => InvokeError::OutOfMemory(message),
-        _ if message.contains("concurrent") && message.contains("limit") => {
-            InvokeError::Capacity(message)
-        }
+        _ if message.contains("concurrent") && message.contains("limit") => InvokeError::Capacity(message),
         _ => InvokeError::Trap(message),
     }
 }
@@ -283,10 +271,7 @@ impl Body for GuestBody {
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = r {
             // Finished normally: let the instance finish its work, within

@@ -2,6 +2,7 @@
 //! compiled and pre-instantiated at load, a fresh store and instance for
 //! every request. The only room that touches wasmtime.
 
+mod describe;
 mod invoke;
 mod outbound;
 mod state;
@@ -16,6 +17,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+pub use describe::METADATA_INTERFACE;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
 pub use state::{InstanceState, InvokeTags};
 
@@ -135,17 +137,15 @@ impl Runtime {
         {
             let engine = engine.weak();
             let stop = ticker_stop.clone();
-            std::thread::Builder::new()
-                .name("wasmfn-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        match engine.upgrade() {
-                            Some(e) => e.increment_epoch(),
-                            None => break,
-                        }
+            std::thread::Builder::new().name("wasmfn-epoch".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
                     }
-                })?;
+                }
+            })?;
         }
         Ok(Self {
             engine,
@@ -195,13 +195,10 @@ impl Runtime {
             path: path.to_string(),
             message: format!("{e:#}"),
         })?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                path: path.to_string(),
-                message: format!("{e:#}"),
-            })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+            path: path.to_string(),
+            message: format!("{e:#}"),
+        })?;
         let pre = ProxyPre::new(pre).map_err(|e| LoadError::NoHandler {
             path: path.to_string(),
             message: format!("{e:#}"),

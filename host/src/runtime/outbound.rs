@@ -29,12 +29,7 @@ type SendFuture = Box<
 >;
 
 /// Why a destination was refused, for the log.
-fn check_rules(
-    rules: &[OutboundRule],
-    scheme: &str,
-    host: &str,
-    port: u16,
-) -> Result<(), &'static str> {
+fn check_rules(rules: &[OutboundRule], scheme: &str, host: &str, port: u16) -> Result<(), &'static str> {
     if !rules.iter().any(|r| r.allows(scheme, host, port)) {
         return Err("not listed in `allowed_outbound_hosts`");
     }
@@ -71,9 +66,7 @@ impl WasiHttpHooks for OutboundHooks {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        let port = authority
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         let target = format!("{scheme}://{host}:{port}");
         if let Err(reason) = check_rules(&self.rules, &scheme, &host, port) {
             return self.deny(&target, reason);

@@ -4,17 +4,36 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
+use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
 use super::gateway::request_id;
+use crate::openapi::{SWAGGER_ASSETS, docs_page};
 use crate::registry::Snapshot;
 use crate::routing::ClaimState;
 
-/// `GET /_fn/health`
+/// The host's own endpoints, described for the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(health, catalog, openapi_json),
+    tags((name = "wasmfn", description = "The host's own endpoints."))
+)]
+struct AdminApi;
+
+/// The OpenAPI description of `/_fn/*`, merged into the document when the
+/// operator asks for it (`--openapi-admin`).
+pub fn admin_document() -> Value {
+    serde_json::to_value(AdminApi::openapi()).expect("the admin document serialises")
+}
+
+/// Liveness and a summary of what is loaded.
+#[utoipa::path(get, path = "/_fn/health", tag = "wasmfn",
+    responses((status = 200, description = "`status` is `ok`, or `degraded` while a function failed to load", body = Object)))]
 pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
     let s = app.registry.snapshot();
     let failed = s.failed.len();
@@ -28,9 +47,44 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-/// `GET /_fn/catalog`
+/// Every function (ready or failed), every mapped route, every conflict.
+#[utoipa::path(get, path = "/_fn/catalog", tag = "wasmfn",
+    responses((status = 200, description = "Functions, `mapped_routes` and `mapped_route_conflicts`", body = Object)))]
 pub(crate) async fn catalog(State(app): State<Arc<AppState>>) -> Json<Value> {
     Json(catalog_json(&app.registry.snapshot()))
+}
+
+/// The unified OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/_fn/openapi.json", tag = "wasmfn",
+    responses((status = 200, description = "The OpenAPI document of every function", body = Object)))]
+pub(crate) async fn openapi_json(State(app): State<Arc<AppState>>) -> Response {
+    openapi_response(&app)
+}
+
+pub(crate) fn openapi_response(app: &AppState) -> Response {
+    let doc = app.registry.snapshot().openapi.clone();
+    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
+}
+
+/// `GET /_fn/docs`: Swagger UI.
+pub(crate) async fn docs() -> Html<String> {
+    Html(docs_page("/_fn/docs", "/_fn/openapi.json"))
+}
+
+/// The embedded Swagger UI assets.
+pub(crate) async fn docs_asset(Path(name): Path<String>, req: Request) -> Response {
+    match SWAGGER_ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, ct, bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, *ct),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => not_found(req).await,
+    }
 }
 
 /// Unknown `/_fn/*` paths.
@@ -53,6 +107,7 @@ pub fn catalog_json(s: &Snapshot) -> Value {
             json!({
                 "name": f.spec.name,
                 "state": "ready",
+                "api": {"source": f.api_source, "namespace": f.namespace},
                 "source": f.spec.dir,
                 "manifest": f.spec.manifest_path,
                 "component": f.spec.component_path,
@@ -89,15 +144,12 @@ pub fn catalog_json(s: &Snapshot) -> Value {
         if serving.is_empty() {
             continue;
         }
-        mapped
-            .entry(claim.pattern.to_string())
-            .or_default()
-            .push(json!({
-                "function": claim.function_name,
-                "methods": serving,
-                "hosts": claim.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                "force_url": claim.force_url,
-            }));
+        mapped.entry(claim.pattern.to_string()).or_default().push(json!({
+            "function": claim.function_name,
+            "methods": serving,
+            "hosts": claim.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "force_url": claim.force_url,
+        }));
     }
     let mut conflicts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for c in s.table.conflicts() {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 /// An error answered by the host, never by a guest. One status per code;
 /// the table is in `docs/errors.md`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ApiError {
     NotFound {
@@ -47,6 +47,13 @@ pub enum ApiError {
     FunctionError {
         function: String,
     },
+    UnsupportedMediaType {
+        got: String,
+        expected: Vec<String>,
+    },
+    ValidationFailed {
+        issues: Vec<crate::openapi::Issue>,
+    },
     OutOfMemory {
         function: String,
         limit: u64,
@@ -65,9 +72,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -84,6 +91,8 @@ impl ApiError {
             ApiError::GatewayTimeout { .. } => "gateway_timeout",
             ApiError::FunctionError { .. } => "function_error",
             ApiError::OutOfMemory { .. } => "out_of_memory",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::ValidationFailed { .. } => "validation_error",
         }
     }
 
@@ -91,10 +100,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { path } => format!("no function serves `{path}`"),
             ApiError::MethodNotAllowed { method, allow } => {
-                format!(
-                    "`{method}` is not allowed here; allowed: {}",
-                    allow.join(", ")
-                )
+                format!("`{method}` is not allowed here; allowed: {}", allow.join(", "))
             }
             ApiError::RouteConflict {
                 route,
@@ -111,33 +117,39 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 format!("request body exceeds the limit of {limit} bytes")
             }
-            ApiError::TooManyRequests {
-                function, reason, ..
-            } => format!("function `{function}` is busy: {reason}"),
+            ApiError::TooManyRequests { function, reason, .. } => format!("function `{function}` is busy: {reason}"),
             ApiError::ServiceUnavailable { reason, .. } => format!("the host is busy: {reason}"),
-            ApiError::GatewayTimeout {
-                function,
-                timeout_ms,
-            } => {
+            ApiError::GatewayTimeout { function, timeout_ms } => {
                 format!("function `{function}` did not respond within {timeout_ms} ms")
             }
             ApiError::FunctionError { function } => {
-                format!(
-                    "function `{function}` failed; the host log has the details under this request id"
-                )
+                format!("function `{function}` failed; the host log has the details under this request id")
             }
             ApiError::OutOfMemory { function, limit } => {
                 format!("function `{function}` ran out of memory (limit {limit} bytes)")
             }
+            ApiError::UnsupportedMediaType { got, expected } => {
+                let got = if got.is_empty() {
+                    "no `Content-Type`".to_string()
+                } else {
+                    format!("`{got}`")
+                };
+                format!("{got} is not accepted here; expected one of: {}", expected.join(", "))
+            }
+            ApiError::ValidationFailed { issues } => format!(
+                "the request does not match the declared operation ({} problem{})",
+                issues.len(),
+                if issues.len() == 1 { "" } else { "s" }
+            ),
         }
     }
 
     fn details(&self) -> Option<serde_json::Value> {
         match self {
             ApiError::MethodNotAllowed { allow, .. } => Some(json!({ "allow": allow })),
-            ApiError::RouteConflict {
-                route, functions, ..
-            } => Some(json!({ "route": route, "functions": functions })),
+            ApiError::RouteConflict { route, functions, .. } => Some(json!({ "route": route, "functions": functions })),
+            ApiError::ValidationFailed { issues } => Some(json!(issues)),
+            ApiError::UnsupportedMediaType { expected, .. } => Some(json!({ "expected": expected })),
             _ => None,
         }
     }
@@ -159,8 +171,7 @@ impl ApiError {
                     h.insert(header::ALLOW, v);
                 }
             }
-            ApiError::TooManyRequests { retry_after, .. }
-            | ApiError::ServiceUnavailable { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. } | ApiError::ServiceUnavailable { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}

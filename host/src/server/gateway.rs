@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::openapi::{OperationValidator, Rejection};
 use crate::policy::{GateError, LimitedBody, LimitedResponse};
 use crate::registry::{FunctionStats, LoadedFunction};
 use crate::routing::{RouteOutcome, split_host_port, split_path};
@@ -31,8 +33,7 @@ pub const FN_PARAM_PREFIX: &str = "x-fn-param-";
 pub fn request_id(headers: &HeaderMap) -> String {
     if let Some(v) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
         && (1..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     {
         return v.to_string();
     }
@@ -73,41 +74,78 @@ fn request_host(req: &Request) -> (String, Option<u16>) {
 async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
     let snapshot = app.registry.snapshot();
     let path = req.uri().path().to_string();
-    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath {
-        message: e.to_string(),
-    })?;
+    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
     let (host, port) = request_host(&req);
     let method = req.method().clone();
-    let (function, route, params, forward_as_get) =
-        match snapshot.table.route(&method, &host, port, &segs) {
-            RouteOutcome::Matched(m) => {
-                let f = snapshot.functions[m.claim.function].clone();
-                let as_get = method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD);
-                let params: Vec<(String, String)> = m
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect();
-                (f, m.claim.pattern.to_string(), params, as_get)
-            }
-            RouteOutcome::NotFound => return Err(ApiError::NotFound { path }),
-            RouteOutcome::MethodNotAllowed { allow } => {
-                return Err(ApiError::MethodNotAllowed {
-                    method: method.to_string(),
-                    allow: allow.iter().map(|m| m.to_string()).collect(),
-                });
-            }
-            RouteOutcome::MisdirectedHost => return Err(ApiError::MisdirectedRequest { host }),
-            RouteOutcome::Conflict { route, functions } => {
-                return Err(ApiError::RouteConflict {
-                    route,
-                    method: method.to_string(),
-                    functions,
-                });
-            }
-        };
+    let (function, route, params, forward_as_get, operation) = match snapshot.table.route(&method, &host, port, &segs) {
+        RouteOutcome::Matched(m) => {
+            let (f, mount) = snapshot.mount(m.claim.tag);
+            let as_get = method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD);
+            let params: Vec<(String, String)> = m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let op = mount.operation(&method).cloned();
+            (f.clone(), m.claim.pattern.to_string(), params, as_get, op)
+        }
+        RouteOutcome::NotFound if method == Method::GET && path == "/openapi.json" => {
+            return Ok(super::admin::openapi_response(app));
+        }
+        RouteOutcome::NotFound if method == Method::GET && path == "/docs" => {
+            let page = crate::openapi::docs_page("/_fn/docs", "/openapi.json");
+            return Ok(axum::response::Html(page).into_response());
+        }
+        RouteOutcome::NotFound => return Err(ApiError::NotFound { path }),
+        RouteOutcome::MethodNotAllowed { allow } => {
+            return Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: allow.iter().map(|m| m.to_string()).collect(),
+            });
+        }
+        RouteOutcome::MisdirectedHost => return Err(ApiError::MisdirectedRequest { host }),
+        RouteOutcome::Conflict { route, functions } => {
+            return Err(ApiError::RouteConflict {
+                route,
+                method: method.to_string(),
+                functions,
+            });
+        }
+    };
     drop(snapshot);
+    let req = match operation.as_ref().and_then(|o| o.validator.as_ref()) {
+        Some(v) => validate(v, &function, req, &params).await?,
+        None => req,
+    };
     invoke(app, &function, req, id, route, params, forward_as_get).await
+}
+
+/// Checks a request against its declared operation before any instance
+/// exists; a JSON body is read whole (within `max_body_bytes`) to be checked.
+async fn validate(
+    v: &OperationValidator,
+    f: &LoadedFunction,
+    req: Request,
+    params: &[(String, String)],
+) -> Result<Request, ApiError> {
+    let rejected = |r: Rejection| match r {
+        Rejection::UnsupportedMediaType { got, expected } => ApiError::UnsupportedMediaType { got, expected },
+        Rejection::Invalid(issues) => ApiError::ValidationFailed { issues },
+    };
+    let has_body = req.body().size_hint().exact() != Some(0);
+    v.check_head(params, req.uri().query(), req.headers(), has_body)
+        .map_err(rejected)?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|c| c.to_str().ok());
+    if !has_body || !v.wants_json_body(content_type) {
+        return Ok(req);
+    }
+    let limit = f.spec.policy.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await {
+        Ok(b) => b,
+        Err(_) => {
+            FunctionStats::bump(&f.stats.body_too_large);
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    };
+    v.check_json_body(&bytes).map_err(rejected)?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 fn overflow(f: &LoadedFunction, e: GateError) -> ApiError {
@@ -166,11 +204,7 @@ async fn invoke(
     }
     let h = &mut parts.headers;
     // Nothing from the client may pose as the host's own headers.
-    let spoofed: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-fn-"))
-        .cloned()
-        .collect();
+    let spoofed: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("x-fn-")).cloned().collect();
     for k in spoofed {
         h.remove(&k);
     }
@@ -182,9 +216,7 @@ async fn invoke(
     }
     for (k, v) in &params {
         if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(
-                format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes(),
-            ),
+            HeaderName::from_bytes(format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes()),
             HeaderValue::from_bytes(v.as_bytes()),
         ) {
             h.insert(name, value);
@@ -256,12 +288,7 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
         }
         InvokeError::OutOfMemory(detail) => {
             FunctionStats::bump(&f.stats.out_of_memory);
-            tracing::error!(
-                function,
-                request_id = id,
-                detail,
-                "function ran out of memory"
-            );
+            tracing::error!(function, request_id = id, detail, "function ran out of memory");
             ApiError::OutOfMemory {
                 function,
                 limit: f.spec.policy.max_memory_bytes,

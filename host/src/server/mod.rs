@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use admin::catalog_json;
+pub use admin::{admin_document, catalog_json};
 pub use error::ApiError;
 pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_ROUTE, REQUEST_ID, request_id};
 
@@ -32,6 +32,10 @@ pub struct HostConfig {
     pub defaults: Policy,
     /// Invocations running at once across all functions.
     pub max_concurrency: u32,
+    /// Describe `/_fn/*` in the OpenAPI document too.
+    pub openapi_admin: bool,
+    /// Check responses against their declared schemas (development).
+    pub validate_responses: bool,
     pub runtime: RuntimeConfig,
 }
 
@@ -41,6 +45,8 @@ impl HostConfig {
             functions_dir: functions_dir.into(),
             defaults: Policy::default(),
             max_concurrency: 256,
+            openapi_admin: false,
+            validate_responses: false,
             runtime: RuntimeConfig::default(),
         }
     }
@@ -60,12 +66,11 @@ impl AppState {
     pub fn load(config: HostConfig) -> anyhow::Result<Arc<Self>> {
         let mut rc = config.runtime.clone();
         // Room for every invocation plus loads running beside them.
-        rc.max_instances = rc
-            .max_instances
-            .max(config.max_concurrency.saturating_add(16));
+        rc.max_instances = rc.max_instances.max(config.max_concurrency.saturating_add(16));
         let runtime = Runtime::new(rc)?;
         let registry = Registry::default();
-        let snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &registry)?;
+        let extra = config.openapi_admin.then(admin::admin_document);
+        let snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &registry, extra)?;
         registry.swap(snapshot);
         let host_gate = ConcurrencyGate::new(
             config.max_concurrency,
@@ -87,6 +92,9 @@ pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/_fn/health", get(admin::health))
         .route("/_fn/catalog", get(admin::catalog))
+        .route("/_fn/openapi.json", get(admin::openapi_json))
+        .route("/_fn/docs", get(admin::docs))
+        .route("/_fn/docs/{asset}", get(admin::docs_asset))
         .route("/_fn", axum::routing::any(admin::not_found))
         .route("/_fn/{*rest}", axum::routing::any(admin::not_found))
         .fallback(gateway::gateway)

@@ -1,0 +1,225 @@
+//! Mounting a function's declared paths under each of its routes, with
+//! schema names namespaced, `$ref`s rewritten, prefix parameters declared
+//! and a validator compiled per operation.
+
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Map, Value, json};
+
+use super::fragment::{Fragment, SCHEMA_REF_PREFIX, template};
+use super::validate::OperationValidator;
+use crate::discovery::FunctionSpec;
+use crate::routing::{RoutePattern, Segment};
+
+/// One operation as it appears in the document, with its request checks.
+#[derive(Debug)]
+pub struct Operation {
+    pub doc: Value,
+    pub validator: Option<Arc<OperationValidator>>,
+}
+
+/// One route a function serves: a mount point joined with a declared path.
+#[derive(Debug)]
+pub struct Mount {
+    pub pattern: RoutePattern,
+    pub methods: Vec<Method>,
+    pub in_schema: bool,
+    pub operations: Vec<(Method, Arc<Operation>)>,
+}
+
+impl Mount {
+    /// The operation for a method (`HEAD` falls back to `GET`).
+    pub fn operation(&self, method: &Method) -> Option<&Arc<Operation>> {
+        let find = |m: &Method| self.operations.iter().find(|(om, _)| om == m).map(|(_, o)| o);
+        find(method).or_else(|| {
+            if *method == Method::HEAD {
+                find(&Method::GET)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// A function's name made into a schema-name prefix: `users/[id]` → `users.id`.
+pub fn namespace(name: &str) -> String {
+    if name == "." {
+        return "root".into();
+    }
+    let mut out = String::new();
+    for part in name.split('/') {
+        let clean: String = part
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if clean.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(&clean);
+    }
+    if out.is_empty() { "fn".into() } else { out }
+}
+
+/// Rewrites `#/components/schemas/X` to `#/components/schemas/{ns}.X`.
+pub fn rewrite_refs(v: &mut Value, ns: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if k == "$ref" {
+                    if let Some(name) = child.as_str().and_then(|s| s.strip_prefix(SCHEMA_REF_PREFIX)) {
+                        *child = Value::String(format!("{SCHEMA_REF_PREFIX}{ns}.{name}"));
+                    }
+                } else {
+                    rewrite_refs(child, ns);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| rewrite_refs(c, ns)),
+        _ => {}
+    }
+}
+
+/// The fragment's schemas under their namespaced names.
+pub fn namespaced_schemas(fragment: Option<&Fragment>, ns: &str) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(f) = fragment {
+        for (name, schema) in &f.schemas {
+            let mut s = schema.clone();
+            rewrite_refs(&mut s, ns);
+            out.insert(format!("{ns}.{name}"), s);
+        }
+    }
+    out
+}
+
+fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    out.trim_matches('_').to_string()
+}
+
+fn prefix_params(prefix: &RoutePattern) -> Vec<Value> {
+    prefix
+        .segments()
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Param(n) => Some(json!({"name": n, "in": "path", "required": true, "schema": {"type": "string"}})),
+            Segment::CatchAll(n) => Some(json!({"name": n, "in": "path", "required": true,
+                "description": "one or more path segments, joined with `/`", "schema": {"type": "string"}})),
+            Segment::Static(_) => None,
+        })
+        .collect()
+}
+
+fn has_param(list: &[Value], name: &str) -> bool {
+    list.iter().any(|p| p["name"] == name && p["in"] == "path")
+}
+
+/// Every route of a function, expanded by its fragment when it has one.
+pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) -> Result<Vec<Mount>, String> {
+    let schemas = namespaced_schemas(fragment, ns);
+    let mut mounts = Vec::new();
+    for (i, prefix) in spec.routes.iter().enumerate() {
+        let in_schema = !spec.schema_hidden.contains(prefix);
+        let alias = if i == 0 {
+            String::new()
+        } else {
+            format!(".{}", sanitize(&prefix.to_string()))
+        };
+        let from_prefix = prefix_params(prefix);
+        let Some(fragment) = fragment else {
+            let operations = spec
+                .methods
+                .iter()
+                .map(|m| {
+                    let doc = json!({
+                        "operationId": format!("{ns}.{}{alias}", m.as_str().to_ascii_lowercase()),
+                        "summary": spec.description.clone().unwrap_or_else(|| format!("Function `{}`", spec.name)),
+                        "tags": [ns],
+                        "parameters": from_prefix,
+                        "responses": {"default": {"description": format!("The response of function `{}`.", spec.name)}},
+                    });
+                    (m.clone(), Arc::new(Operation { doc, validator: None }))
+                })
+                .collect();
+            mounts.push(Mount {
+                pattern: prefix.clone(),
+                methods: spec.methods.clone(),
+                in_schema,
+                operations,
+            });
+            continue;
+        };
+        for declared in &fragment.paths {
+            let pattern = RoutePattern::join(prefix, &declared.pattern).map_err(|e| {
+                format!(
+                    "cannot mount `{}` under route `{prefix}`: {e}",
+                    template(&declared.pattern)
+                )
+            })?;
+            let mut operations = Vec::new();
+            for (method, op) in &declared.operations {
+                let mut doc = Value::Object(op.clone());
+                rewrite_refs(&mut doc, ns);
+                let mut params: Vec<Value> = doc["parameters"].as_array().cloned().unwrap_or_default();
+                let mut inherited = declared.parameters.clone();
+                inherited.iter_mut().for_each(|p| rewrite_refs(p, ns));
+                for p in &inherited {
+                    if !params.iter().any(|q| q["name"] == p["name"] && q["in"] == p["in"]) {
+                        params.push(p.clone());
+                    }
+                }
+                for p in &from_prefix {
+                    if !has_param(&params, p["name"].as_str().unwrap_or_default()) {
+                        params.push(p.clone());
+                    }
+                }
+                let path_part = sanitize(&template(&declared.pattern));
+                let base_id = op
+                    .get("operationId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{}_{}",
+                            method.as_str().to_ascii_lowercase(),
+                            if path_part.is_empty() { "root".into() } else { path_part }
+                        )
+                    });
+                let d = doc.as_object_mut().expect("operations are objects");
+                d.insert("operationId".into(), json!(format!("{ns}.{base_id}{alias}")));
+                if !params.is_empty() {
+                    d.insert("parameters".into(), Value::Array(params.clone()));
+                }
+                if !d.contains_key("tags") {
+                    d.insert("tags".into(), json!([ns]));
+                }
+                if !d.contains_key("responses") {
+                    d.insert("responses".into(), json!({"default": {"description": "Response."}}));
+                }
+                let validator = OperationValidator::compile(d, &[], &schemas)
+                    .map_err(|e| format!("operation `{} {}`: {e}", method, template(&pattern)))?;
+                operations.push((
+                    method.clone(),
+                    Arc::new(Operation {
+                        doc,
+                        validator: Some(Arc::new(validator)),
+                    }),
+                ));
+            }
+            mounts.push(Mount {
+                methods: operations.iter().map(|(m, _)| m.clone()).collect(),
+                pattern,
+                in_schema,
+                operations,
+            });
+        }
+    }
+    Ok(mounts)
+}

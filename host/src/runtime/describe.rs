@@ -1,0 +1,86 @@
+//! `wasmfn:function/metadata.describe`, called once at load under the
+//! function's own limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use super::outbound::OutboundHooks;
+use super::state::{InstanceState, InvokeTags, MemoryLimiter};
+use super::stdio::GuestLog;
+use super::{CompiledComponent, Runtime};
+
+/// The export that describes a function.
+pub const METADATA_INTERFACE: &str = "wasmfn:function/metadata@0.1.0";
+
+impl Runtime {
+    /// Calls `describe` if the component exports it. `Ok(None)` when it
+    /// does not; an error when the call fails or traps.
+    pub fn describe(
+        &self,
+        component: &CompiledComponent,
+        function: &str,
+        timeout: Duration,
+        max_memory_bytes: u64,
+    ) -> Result<Option<String>, String> {
+        let pre = component.pre.instance_pre();
+        let c = pre.component();
+        let Some(iface) = c.get_export_index(None, METADATA_INTERFACE) else {
+            return Ok(None);
+        };
+        let func = c
+            .get_export_index(Some(&iface), "describe")
+            .ok_or_else(|| format!("`{METADATA_INTERFACE}` has no `describe` function"))?;
+        let tags = InvokeTags {
+            function: function.into(),
+            request_id: "describe".into(),
+        };
+        let state = InstanceState {
+            wasi: WasiCtx::builder()
+                .stdout(GuestLog::new(tags.clone(), "stdout"))
+                .stderr(GuestLog::new(tags.clone(), "stderr"))
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            http: WasiHttpCtx::new(),
+            table: Default::default(),
+            limiter: MemoryLimiter::new(max_memory_bytes),
+            hooks: OutboundHooks {
+                rules: Arc::from([]),
+                tags,
+            },
+        };
+        let deadline = Instant::now() + timeout;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime for `describe`: {e}"))?;
+        rt.block_on(async {
+            let mut store = Store::new(&self.engine, state);
+            store.limiter(|s| &mut s.limiter);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline {
+                    Ok(UpdateDeadline::Interrupt)
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+            let run = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let f = instance.get_typed_func::<(), (String,)>(&mut store, &func)?;
+                let (text,) = f.call_async(&mut store, ()).await?;
+                Ok::<String, wasmtime::Error>(text)
+            };
+            match tokio::time::timeout_at(deadline.into(), run).await {
+                Ok(Ok(text)) => Ok(Some(text)),
+                Ok(Err(e)) => Err(format!("`describe` failed: {e:#}")),
+                Err(_) => Err(format!("`describe` did not return within {} ms", timeout.as_millis())),
+            }
+        })
+    }
+}
