@@ -33,7 +33,8 @@ pub fn load(
     let mut failed = discovered.failed;
     let prepared = prepare_all(&discovered.functions, runtime);
     let mut functions = Vec::new();
-    let mut namespaces = HashSet::new();
+    // `wasmfn` names the host's own schemas.
+    let mut namespaces = HashSet::from(["wasmfn".to_string()]);
     for (spec, result) in discovered.functions.into_iter().zip(prepared) {
         let loaded = result.and_then(|(component, fragment, source)| {
             let ns = unique_namespace(&spec.name, &mut namespaces);

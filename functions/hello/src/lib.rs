@@ -1,16 +1,12 @@
 //! `GET /hello`: the smallest function there is (the README shows it whole).
 
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasmfn_sdk::Text;
 
-struct Hello;
-wasi::http::proxy::export!(Hello);
+fn hello() -> Text {
+    Text("Hello from wasmfn!\n".into())
+}
 
-impl wasi::exports::http::incoming_handler::Guest for Hello {
-    fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-        let response = OutgoingResponse::new(Fields::new());
-        let body = response.body().unwrap();
-        ResponseOutparam::set(out, Ok(response));
-        body.write().unwrap().blocking_write_and_flush(b"Hello from wasmfn!\n").unwrap();
-        OutgoingBody::finish(body, None).unwrap();
-    }
+wasmfn_sdk::function! {
+    /// Says hello.
+    get "/" => hello,
 }

@@ -1,20 +1,21 @@
 //! `GET /internal`, served only when the request is for `admin.localhost`
 //! (`invoke.allow_hosts`); any other host gets `421` from the host.
 
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use schemars::JsonSchema;
+use serde::Serialize;
+use wasmfn_sdk::Json;
 
-struct Internal;
-wasi::http::proxy::export!(Internal);
+#[derive(Serialize, JsonSchema)]
+struct Status {
+    area: String,
+    ok: bool,
+}
 
-impl wasi::exports::http::incoming_handler::Guest for Internal {
-    fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-        let headers = Fields::from_list(&[("content-type".into(), b"application/json".to_vec())]).unwrap();
-        let response = OutgoingResponse::new(headers);
-        let body = response.body().unwrap();
-        ResponseOutparam::set(out, Ok(response));
-        let stream = body.write().unwrap();
-        stream.blocking_write_and_flush(br#"{"area":"internal","ok":true}"#).unwrap();
-        drop(stream);
-        OutgoingBody::finish(body, None).unwrap();
-    }
+fn status() -> Json<Status> {
+    Json(Status { area: "internal".into(), ok: true })
+}
+
+wasmfn_sdk::function! {
+    /// Internal status.
+    get "/" => status,
 }

@@ -14,7 +14,7 @@ use utoipa::openapi::{InfoBuilder, OpenApiBuilder};
 
 pub use docs::{SWAGGER_ASSETS, docs_page};
 pub use fragment::{DeclaredPath, Fragment, FragmentError, template};
-pub use mount::{Mount, Operation, build_mounts, namespace, namespaced_schemas};
+pub use mount::{Mount, Operation, build_mounts, host_schemas, namespace, namespaced_schemas};
 pub use validate::{Issue, OperationValidator, Rejection, parse_query};
 
 /// What the document needs to know of one loaded function.
@@ -58,6 +58,9 @@ pub fn document<'a>(
         if let Some(t) = extra["tags"].as_array() {
             tags.extend(t.iter().cloned());
         }
+    }
+    if functions.iter().any(|f| f.fragment.is_some()) {
+        schemas.extend(host_schemas());
     }
     for f in functions {
         schemas.extend(namespaced_schemas(f.fragment, f.namespace));

@@ -12,6 +12,43 @@ use super::validate::OperationValidator;
 use crate::discovery::FunctionSpec;
 use crate::routing::{RoutePattern, Segment};
 
+/// The host's error schemas in the document.
+pub const HOST_ERROR: &str = "#/components/schemas/wasmfn.Error";
+pub const HOST_VALIDATION_ERROR: &str = "#/components/schemas/wasmfn.ValidationError";
+
+/// The schemas of the errors the host itself answers with.
+pub fn host_schemas() -> Map<String, Value> {
+    let error = json!({
+        "type": "object",
+        "description": "An error answered by the host, never by a function.",
+        "required": ["error", "request_id"],
+        "properties": {
+            "error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}},
+            "request_id": {"type": "string"}
+        }
+    });
+    let validation = json!({
+        "type": "object",
+        "description": "`422`: what does not match the declared operation, FastAPI style.",
+        "required": ["error", "request_id"],
+        "properties": {
+            "error": {"type": "object", "required": ["code", "message", "details"], "properties": {
+                "code": {"const": "validation_error"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object", "required": ["loc", "msg", "type"], "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"}}}}}},
+            "request_id": {"type": "string"}
+        }
+    });
+    let mut m = Map::new();
+    m.insert("wasmfn.Error".into(), error);
+    m.insert("wasmfn.ValidationError".into(), validation);
+    m
+}
+
 /// One operation as it appears in the document, with its request checks.
 #[derive(Debug)]
 pub struct Operation {
@@ -23,6 +60,9 @@ pub struct Operation {
 #[derive(Debug)]
 pub struct Mount {
     pub pattern: RoutePattern,
+    /// The path as the function declared it, relative to its mount point
+    /// (sent to the guest as `x-fn-path`); `None` without a fragment.
+    pub declared_path: Option<String>,
     pub methods: Vec<Method>,
     pub in_schema: bool,
     pub operations: Vec<(Method, Arc<Operation>)>,
@@ -150,6 +190,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 .collect();
             mounts.push(Mount {
                 pattern: prefix.clone(),
+                declared_path: None,
                 methods: spec.methods.clone(),
                 in_schema,
                 operations,
@@ -203,6 +244,19 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 if !d.contains_key("responses") {
                     d.insert("responses".into(), json!({"default": {"description": "Response."}}));
                 }
+                // The host answers these before the function runs.
+                let responses = d["responses"].as_object_mut().expect("checked when parsed");
+                responses.entry("422").or_insert_with(|| {
+                    json!({"description": "The request does not match this operation (checked by the host).",
+                           "content": {"application/json": {"schema": {"$ref": HOST_VALIDATION_ERROR}}}})
+                });
+                if d.contains_key("requestBody") {
+                    let responses = d["responses"].as_object_mut().expect("checked when parsed");
+                    responses.entry("415").or_insert_with(|| {
+                        json!({"description": "Unsupported `Content-Type` (checked by the host).",
+                               "content": {"application/json": {"schema": {"$ref": HOST_ERROR}}}})
+                    });
+                }
                 let validator = OperationValidator::compile(d, &[], &schemas)
                     .map_err(|e| format!("operation `{} {}`: {e}", method, template(&pattern)))?;
                 operations.push((
@@ -214,6 +268,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 ));
             }
             mounts.push(Mount {
+                declared_path: Some(template(&declared.pattern)),
                 methods: operations.iter().map(|(m, _)| m.clone()).collect(),
                 pattern,
                 in_schema,

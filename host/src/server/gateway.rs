@@ -26,6 +26,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const FN_ROUTE: HeaderName = HeaderName::from_static("x-fn-route");
 /// The name of the function that serves the request.
 pub const FN_FUNCTION: HeaderName = HeaderName::from_static("x-fn-function");
+/// The operation's path as the function declared it: `/{id}`.
+pub const FN_PATH: HeaderName = HeaderName::from_static("x-fn-path");
 /// Prefix of one header per path parameter: `x-fn-param-id`.
 pub const FN_PARAM_PREFIX: &str = "x-fn-param-";
 
@@ -77,13 +79,16 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
     let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
     let (host, port) = request_host(&req);
     let method = req.method().clone();
-    let (function, route, params, forward_as_get, operation) = match snapshot.table.route(&method, &host, port, &segs) {
+    let (function, target, operation) = match snapshot.table.route(&method, &host, port, &segs) {
         RouteOutcome::Matched(m) => {
             let (f, mount) = snapshot.mount(m.claim.tag);
-            let as_get = method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD);
-            let params: Vec<(String, String)> = m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-            let op = mount.operation(&method).cloned();
-            (f.clone(), m.claim.pattern.to_string(), params, as_get, op)
+            let target = Target {
+                route: m.claim.pattern.to_string(),
+                declared_path: mount.declared_path.clone(),
+                params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
+            };
+            (f.clone(), target, mount.operation(&method).cloned())
         }
         RouteOutcome::NotFound if method == Method::GET && path == "/openapi.json" => {
             return Ok(super::admin::openapi_response(app));
@@ -110,10 +115,18 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
     };
     drop(snapshot);
     let req = match operation.as_ref().and_then(|o| o.validator.as_ref()) {
-        Some(v) => validate(v, &function, req, &params).await?,
+        Some(v) => validate(v, &function, req, &target.params).await?,
         None => req,
     };
-    invoke(app, &function, req, id, route, params, forward_as_get).await
+    invoke(app, &function, req, id, target).await
+}
+
+/// What routing decided, for the guest's headers.
+struct Target {
+    route: String,
+    declared_path: Option<String>,
+    params: Vec<(String, String)>,
+    forward_as_get: bool,
 }
 
 /// Checks a request against its declared operation before any instance
@@ -170,9 +183,7 @@ async fn invoke(
     f: &Arc<LoadedFunction>,
     req: Request,
     id: &str,
-    route: String,
-    params: Vec<(String, String)>,
-    forward_as_get: bool,
+    target: Target,
 ) -> Result<Response, ApiError> {
     let policy = &f.spec.policy;
     FunctionStats::bump(&f.stats.requests);
@@ -199,7 +210,7 @@ async fn invoke(
     let deadline = Instant::now() + Duration::from_millis(policy.timeout_ms);
 
     let (mut parts, body) = req.into_parts();
-    if forward_as_get {
+    if target.forward_as_get {
         parts.method = Method::GET;
     }
     let h = &mut parts.headers;
@@ -208,13 +219,20 @@ async fn invoke(
     for k in spoofed {
         h.remove(&k);
     }
-    if let Ok(v) = HeaderValue::from_str(&route) {
+    if let Ok(v) = HeaderValue::from_str(&target.route) {
         h.insert(FN_ROUTE, v);
+    }
+    if let Some(v) = target
+        .declared_path
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        h.insert(FN_PATH, v);
     }
     if let Ok(v) = HeaderValue::from_str(&f.name) {
         h.insert(FN_FUNCTION, v);
     }
-    for (k, v) in &params {
+    for (k, v) in &target.params {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes()),
             HeaderValue::from_bytes(v.as_bytes()),

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 pub use admin::{admin_document, catalog_json};
 pub use error::ApiError;
-pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_ROUTE, REQUEST_ID, request_id};
+pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE, REQUEST_ID, request_id};
 
 use crate::loader;
 use crate::manifest::Policy;

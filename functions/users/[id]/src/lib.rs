@@ -1,43 +1,36 @@
 //! `GET /users/{id}`: the folder `users/[id]` makes the route; the host
-//! passes the parameter in `x-fn-param-id`.
+//! passes the parameter, and `Path` reads it.
 
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use wasmfn_sdk::{Json, Path, RequestInfo};
 
-struct User;
-wasi::http::proxy::export!(User);
-
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+#[derive(Deserialize, JsonSchema)]
+struct UserPath {
+    id: String,
 }
 
-impl wasi::exports::http::incoming_handler::Guest for User {
-    fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let header = |name: &str| {
-            let v = request.headers().get(name);
-            v.first().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
-        };
-        let json = format!(
-            "{{\"id\":{},\"route\":{}}}",
-            json_string(&header("x-fn-param-id")),
-            json_string(&header("x-fn-route"))
-        );
-        let headers = Fields::from_list(&[("content-type".into(), b"application/json".to_vec())]).unwrap();
-        let response = OutgoingResponse::new(headers);
-        let body = response.body().unwrap();
-        ResponseOutparam::set(out, Ok(response));
-        let stream = body.write().unwrap();
-        stream.blocking_write_and_flush(json.as_bytes()).unwrap();
-        drop(stream);
-        OutgoingBody::finish(body, None).unwrap();
-    }
+/// The user as this function sees it.
+#[derive(Serialize, JsonSchema)]
+struct User {
+    /// The `id` from the path, decoded.
+    id: String,
+    /// The route pattern that matched.
+    route: String,
+}
+
+fn show(Path(p): Path<UserPath>, info: RequestInfo) -> Json<User> {
+    let route = info
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-fn-route")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    Json(User { id: p.id, route })
+}
+
+wasmfn_sdk::function! {
+    title: "Users",
+    /// Shows one user.
+    get "/" => show,
 }
