@@ -35,6 +35,34 @@ impl OperationDoc {
     }
 }
 
+/// Integer formats a schema cannot enforce by itself get their bounds, so
+/// the host refuses `2^40` for a `u32` instead of the handler failing.
+fn bound_integer_formats(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let bounds: Option<(i128, i128)> = match m.get("format").and_then(Value::as_str) {
+                Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+                Some("uint8") => Some((0, u8::MAX.into())),
+                Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+                Some("uint16") => Some((0, u16::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("uint32") => Some((0, u32::MAX.into())),
+                Some("int64") => Some((i64::MIN.into(), i64::MAX.into())),
+                Some("uint64") => Some((0, u64::MAX.into())),
+                _ => None,
+            };
+            if let Some((lo, hi)) = bounds {
+                let num = |n: i128| serde_json::from_str::<Value>(&n.to_string()).expect("integers are JSON");
+                m.entry("minimum").or_insert_with(|| num(lo));
+                m.entry("maximum").or_insert_with(|| num(hi));
+            }
+            m.values_mut().for_each(bound_integer_formats);
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_integer_formats),
+        _ => {}
+    }
+}
+
 /// A handler: a function whose arguments are extractors and whose return
 /// type is a response.
 #[diagnostic::on_unimplemented(
@@ -190,7 +218,13 @@ impl App {
             let item = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
             item[r.method.as_str()] = Value::Object(doc);
         }
-        let schemas = generator.take_definitions(true);
+        let mut schemas = generator.take_definitions(true);
+        for schema in schemas.values_mut() {
+            bound_integer_formats(schema);
+        }
+        for item in paths.values_mut() {
+            bound_integer_formats(item);
+        }
         let mut fragment = json!({ "paths": paths });
         if !schemas.is_empty() {
             fragment["components"] = json!({ "schemas": schemas });

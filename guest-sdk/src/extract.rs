@@ -52,6 +52,30 @@ fn from_pairs<T: DeserializeOwned>(pairs: &[(String, String)], what: &str) -> Re
     }
 }
 
+fn integral_floats_to_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(m) => m.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
+}
+
+/// Declares the `400` an extractor answers when the host-checked input
+/// still does not fit the Rust type.
+fn declare_bad_request(op: &mut OperationDoc, generator: &mut SchemaGenerator) {
+    op.response(
+        "400",
+        json!({"description": "The input passed the schema but does not fit the handler's types.",
+               "content": {"application/json": {"schema": generator.subschema_for::<crate::ErrorBody>()}}}),
+    );
+}
+
 /// Path parameters: a struct whose fields are named like the template's
 /// parameters, or a single value for a one-parameter path.
 pub struct Path<T>(pub T);
@@ -71,6 +95,7 @@ impl<T: DeserializeOwned + JsonSchema> FromRequest for Path<T> {
             };
             op.param(json!({"name": name, "in": "path", "required": true, "schema": s}));
         }
+        declare_bad_request(op, generator);
     }
 }
 
@@ -95,21 +120,28 @@ impl<T: DeserializeOwned + JsonSchema> FromRequest for Query<T> {
                 op.param(p);
             }
         }
+        declare_bad_request(op, generator);
     }
 }
 
 impl<T: DeserializeOwned + JsonSchema> FromRequest for Json<T> {
     fn from_request(req: &mut Request) -> Result<Self, HttpError> {
         let body = req.body_bytes()?;
-        serde_json::from_slice(body)
+        // The host has checked the body against the schema, for which `1.0`
+        // is an integer; Rust's integer types want `1`.
+        let mut value: Value =
+            serde_json::from_slice(body).map_err(|e| HttpError::bad_request(format!("body: {e}")))?;
+        integral_floats_to_integers(&mut value);
+        serde_json::from_value(value)
             .map(Json)
-            .map_err(|e| HttpError::new(422, "invalid_body", format!("body: {e}")))
+            .map_err(|e| HttpError::bad_request(format!("body: {e}")))
     }
     fn describe(op: &mut OperationDoc, generator: &mut SchemaGenerator, _path_params: &[String]) {
         op.request_body(json!({
             "required": true,
             "content": {"application/json": {"schema": generator.subschema_for::<T>()}}
         }));
+        declare_bad_request(op, generator);
     }
 }
 

@@ -120,8 +120,10 @@ fn describe_declares_every_operation() {
     let show = &doc["paths"]["/{id}"]["get"];
     assert_eq!(
         show["parameters"],
-        json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "uint32", "minimum": 0}}])
+        json!([{"name": "id", "in": "path", "required": true,
+                "schema": {"type": "integer", "format": "uint32", "minimum": 0, "maximum": 4294967295u64}}])
     );
+    assert!(show["responses"]["400"].is_object(), "extractors declare their 400");
 
     let stream = &doc["paths"]["/stream"]["get"]["responses"]["200"]["content"][JSON_LINES];
     assert_eq!(stream["itemSchema"]["$ref"], "#/components/schemas/Item");

@@ -123,6 +123,30 @@ pub fn rewrite_refs(v: &mut Value, ns: &str) {
     }
 }
 
+/// OpenAPI 3.2's `itemSchema` (the schema of each item of a streamed
+/// media type such as JSON Lines) becomes `x-itemSchema`: the document is
+/// 3.1, whose validators refuse the 3.2 keyword.
+fn downgrade_item_schemas(op: &mut Value) {
+    let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for response in responses.values_mut() {
+        let Some(content) = response.get_mut("content").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for media in content.values_mut() {
+            if let Some(m) = media.as_object_mut()
+                && let Some(item) = m.remove("itemSchema")
+            {
+                m.insert("x-itemSchema".into(), item);
+                m.entry("schema").or_insert_with(|| {
+                    json!({"type": "string", "description": "A stream of items, one per line; each matches `x-itemSchema`."})
+                });
+            }
+        }
+    }
+}
+
 /// The fragment's schemas under their namespaced names.
 pub fn namespaced_schemas(fragment: Option<&Fragment>, ns: &str) -> Map<String, Value> {
     let mut out = Map::new();
@@ -145,7 +169,7 @@ fn sanitize(s: &str) -> String {
 }
 
 fn prefix_params(prefix: &RoutePattern) -> Vec<Value> {
-    prefix
+    let mut params: Vec<Value> = prefix
         .segments()
         .iter()
         .filter_map(|s| match s {
@@ -154,7 +178,39 @@ fn prefix_params(prefix: &RoutePattern) -> Vec<Value> {
                 "description": "one or more path segments, joined with `/`", "schema": {"type": "string"}})),
             Segment::Static(_) => None,
         })
-        .collect()
+        .collect();
+    constrain_path_params(&mut params);
+    params
+}
+
+/// Path parameters reach the function in headers, so the host refuses
+/// ASCII control characters in them (`400`); the document says so.
+const NO_CONTROL_CHARACTERS: &str = "^[^\\u0000-\\u001F\\u007F]*$";
+
+fn constrain_path_params(params: &mut [Value]) {
+    for p in params.iter_mut().filter(|p| p["in"] == "path") {
+        let schema = p.get("schema").cloned().unwrap_or(json!({}));
+        let textual = match schema.get("type") {
+            None => schema.get("$ref").is_none(),
+            Some(Value::Array(t)) => t.iter().any(|x| x == "string"),
+            Some(t) => t == "string",
+        };
+        let done = schema["pattern"] == NO_CONTROL_CHARACTERS
+            || schema["allOf"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["pattern"] == NO_CONTROL_CHARACTERS));
+        if !textual || done {
+            continue;
+        }
+        p["schema"] = match schema.get("pattern") {
+            None => {
+                let mut s = schema;
+                s["pattern"] = json!(NO_CONTROL_CHARACTERS);
+                s
+            }
+            Some(_) => json!({"allOf": [schema, {"pattern": NO_CONTROL_CHARACTERS}]}),
+        };
+    }
 }
 
 fn has_param(list: &[Value], name: &str) -> bool {
@@ -208,6 +264,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
             for (method, op) in &declared.operations {
                 let mut doc = Value::Object(op.clone());
                 rewrite_refs(&mut doc, ns);
+                downgrade_item_schemas(&mut doc);
                 let mut params: Vec<Value> = doc["parameters"].as_array().cloned().unwrap_or_default();
                 let mut inherited = declared.parameters.clone();
                 inherited.iter_mut().for_each(|p| rewrite_refs(p, ns));
@@ -233,6 +290,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                             if path_part.is_empty() { "root".into() } else { path_part }
                         )
                     });
+                constrain_path_params(&mut params);
                 let d = doc.as_object_mut().expect("operations are objects");
                 d.insert("operationId".into(), json!(format!("{ns}.{base_id}{alias}")));
                 if !params.is_empty() {
@@ -250,6 +308,18 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                     json!({"description": "The request does not match this operation (checked by the host).",
                            "content": {"application/json": {"schema": {"$ref": HOST_VALIDATION_ERROR}}}})
                 });
+                let host_error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": HOST_ERROR}}}});
+                let responses = d["responses"].as_object_mut().expect("checked when parsed");
+                if pattern.param_names().next().is_some() {
+                    responses.entry("400").or_insert_with(|| {
+                        host_error("A path segment is `.`/`..`, not UTF-8, or has a control character.")
+                    });
+                }
+                if !spec.hosts.is_empty() {
+                    responses
+                        .entry("421")
+                        .or_insert_with(|| host_error("This route is not served for the request's host."));
+                }
                 if d.contains_key("requestBody") {
                     let responses = d["responses"].as_object_mut().expect("checked when parsed");
                     responses.entry("415").or_insert_with(|| {

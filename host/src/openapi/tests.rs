@@ -124,10 +124,11 @@ fn mounting_namespacing_and_refs() {
         list["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
         "#/components/schemas/orders.Item"
     );
-    // The prefix's parameter is declared, typed as text.
+    // The prefix's parameter is declared, typed as text without control characters.
     assert_eq!(
         list["parameters"],
-        json!([{"name": "org", "in": "path", "required": true, "schema": {"type": "string"}}])
+        json!([{"name": "org", "in": "path", "required": true,
+                "schema": {"type": "string", "pattern": "^[^\\u0000-\\u001F\\u007F]*$"}}])
     );
     let show = &doc["paths"]["/orders/{org}/{id}"]["get"];
     let names: Vec<&str> = show["parameters"]

@@ -90,7 +90,13 @@ impl std::fmt::Debug for OperationValidator {
 }
 
 fn prim_of(schema: &Value) -> Prim {
-    match schema.get("type").and_then(Value::as_str) {
+    // `"type": ["integer", "null"]` (an optional value) counts as integer.
+    let ty = match schema.get("type") {
+        Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).find(|t| *t != "null"),
+        Some(t) => t.as_str(),
+        None => None,
+    };
+    match ty {
         Some("integer") => Prim::Integer,
         Some("number") => Prim::Number,
         Some("boolean") => Prim::Boolean,
@@ -143,8 +149,12 @@ impl OperationValidator {
                 continue;
             }
             let schema = p.get("schema").cloned().unwrap_or(Value::Bool(true));
-            let array = (schema.get("type").and_then(Value::as_str) == Some("array"))
-                .then(|| prim_of(schema.get("items").unwrap_or(&Value::Null)));
+            let is_array = match schema.get("type") {
+                Some(Value::Array(t)) => t.iter().any(|x| x == "array"),
+                Some(t) => t == "array",
+                None => false,
+            };
+            let array = is_array.then(|| prim_of(schema.get("items").unwrap_or(&Value::Null)));
             params.push(ParamCheck {
                 prim: prim_of(&schema),
                 array,
@@ -325,10 +335,22 @@ fn media_type(header: &str) -> String {
 fn coerce(text: &str, prim: Prim) -> Result<Value, (&'static str, &'static str)> {
     match prim {
         Prim::String => Ok(Value::String(text.to_string())),
-        Prim::Integer => text
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| ("Input should be a valid integer", "int_parsing")),
+        Prim::Integer => {
+            if let Ok(i) = text.parse::<i64>() {
+                Ok(Value::from(i))
+            } else if let Ok(u) = text.parse::<u64>() {
+                Ok(Value::from(u))
+            } else {
+                // Too large for 64 bits, or written like `2.0`: a number whose
+                // integer-ness (and range) the schema decides.
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && f.fract() == 0.0)
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or(("Input should be a valid integer", "int_parsing"))
+            }
+        }
         Prim::Number => text
             .parse::<f64>()
             .ok()

@@ -3,10 +3,10 @@
 //!
 //! Precedence among patterns that match one path is deterministic:
 //! fully static patterns first, then more static segments, then fewer
-//! catch-alls, then lexical order of the pattern text. A claim whose method
-//! or host does not fit gives way to the next pattern; only when none fits
-//! does the request get `405` (some method would fit), `421` (the path
-//! exists for other hosts) or `404`.
+//! catch-alls, then lexical order of the pattern text. The first pattern
+//! that has the path for the request's host decides: it serves the method,
+//! or answers `405` with its own methods. Patterns for other hosts give way
+//! to the next; `421` when the path exists only for other hosts, else `404`.
 
 mod host;
 mod pattern;

@@ -90,6 +90,8 @@ pub enum PathError {
     DotSegment(String),
     #[error("path `{0}` is not valid percent-encoded UTF-8")]
     BadEncoding(String),
+    #[error("path `{0}` contains a control character")]
+    ControlCharacter(String),
     #[error("path `{0}` must start with `/`")]
     NotAbsolute(String),
 }
@@ -112,8 +114,9 @@ pub fn split_path(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
             if seg == "." || seg == ".." {
                 return Err(PathError::DotSegment(path.to_string()));
             }
-            if seg.chars().any(|c| c.is_control()) {
-                return Err(PathError::BadEncoding(path.to_string()));
+            // Parameters travel in headers, which cannot carry these.
+            if seg.bytes().any(|b| b.is_ascii_control()) {
+                return Err(PathError::ControlCharacter(path.to_string()));
             }
             Ok(seg)
         })
@@ -240,10 +243,12 @@ impl RouteTable {
         Self::collect(&self.root, segs, 0, &mut candidates);
         candidates.sort_unstable_by_key(|id| self.patterns[*id as usize].rank);
 
-        let mut allow: Vec<Method> = Vec::new();
+        // The most specific pattern that has this path for this host decides:
+        // it serves the method, or answers 405 with its own methods.
         let mut misdirected = false;
         for id in candidates {
             let entry = &self.patterns[id as usize];
+            let mut allow: Vec<Method> = Vec::new();
             let mut any_host = false;
             for rc in &entry.claims {
                 let c = &rc.claim;
@@ -281,12 +286,13 @@ impl RouteTable {
                     }
                 }
             }
-            misdirected |= !any_host;
+            if any_host {
+                allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                return RouteOutcome::MethodNotAllowed { allow };
+            }
+            misdirected = true;
         }
-        if !allow.is_empty() {
-            allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-            RouteOutcome::MethodNotAllowed { allow }
-        } else if misdirected {
+        if misdirected {
             RouteOutcome::MisdirectedHost
         } else {
             RouteOutcome::NotFound
