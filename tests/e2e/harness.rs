@@ -239,3 +239,57 @@ impl FixtureServer {
         format!("http://{}", self.addr)
     }
 }
+
+/// A Python virtual environment under `target/` with the given pinned
+/// packages installed from PyPI (once per test run); returns its `bin/`.
+pub fn python_tools() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = repo().join("target/e2e-python");
+        let bin = venv.join("bin");
+        let wanted = ["openapi-spec-validator==0.9.0", "schemathesis==4.32.5"];
+        let stamp = venv.join(".installed");
+        if std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted.join(" ")) {
+            return bin;
+        }
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(ok.success(), "python3 -m venv failed");
+        let ok = Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(wanted)
+            .status()
+            .expect("pip runs");
+        assert!(ok.success(), "pip install {wanted:?} failed");
+        std::fs::write(&stamp, wanted.join(" ")).unwrap();
+        bin
+    })
+    .clone()
+}
+
+/// Debian's Chromium, installed with apt when it is missing.
+pub fn chromium() -> PathBuf {
+    static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
+    CHROMIUM
+        .get_or_init(|| {
+            let path = PathBuf::from("/usr/bin/chromium");
+            if !path.exists() {
+                let update = Command::new("apt-get").args(["update", "-qq"]).status();
+                assert!(
+                    update.is_ok_and(|s| s.success()),
+                    "apt-get update failed: Chromium is needed for the docs test"
+                );
+                let install = Command::new("apt-get")
+                    .args(["install", "-y", "-qq", "chromium"])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status();
+                assert!(install.is_ok_and(|s| s.success()), "apt-get install chromium failed");
+            }
+            path
+        })
+        .clone()
+}

@@ -6,5 +6,6 @@ mod harness;
 mod admin;
 mod cli;
 mod limits;
+mod openapi;
 mod outbound;
 mod routing;

@@ -1,0 +1,331 @@
+//! The unified OpenAPI document, request validation, and the docs page,
+//! against the example functions.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+fn methods_in(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in item.as_object().unwrap().keys() {
+            out.insert((path.clone(), m.to_uppercase()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_document_covers_every_served_route_and_only_those() {
+    let t = TestHost::start(&examples()).await;
+    let doc = t.json("/_fn/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc,
+        t.json("/openapi.json").await,
+        "/openapi.json serves the same document"
+    );
+
+    // The catalog's mapped routes (without implied HEAD, without hidden
+    // aliases) are exactly the document's operations.
+    let catalog = t.json("/_fn/catalog").await;
+    let mut mapped = BTreeSet::new();
+    for (route, claims) in catalog["mapped_routes"].as_object().unwrap() {
+        if route == "/v1/greet" {
+            continue; // served, hidden with `include_in_schema: false`
+        }
+        for c in claims.as_array().unwrap() {
+            for m in c["methods"].as_array().unwrap() {
+                if m != "HEAD" {
+                    mapped.insert((route.clone(), m.as_str().unwrap().to_string()));
+                }
+            }
+        }
+    }
+    assert_eq!(methods_in(&doc), mapped);
+    assert!(mapped.contains(&("/items/{id}".into(), "DELETE".into())));
+    assert!(
+        mapped.contains(&("/echo".into(), "POST".into())),
+        "functions without describe still appear"
+    );
+
+    // The hidden alias still serves.
+    assert_eq!(
+        t.get("/v1/greet?name=Ada").await.text().await.unwrap(),
+        "Hello, Ada! (via /v1/greet)\n"
+    );
+
+    // Schemas are namespaced and every reference resolves.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in ["items.Item", "items.NewItem", "users.id.User", "wasmfn.ValidationError"] {
+        assert!(schemas.contains_key(name), "{name}: {:?}", schemas.keys());
+    }
+    let text = doc.to_string();
+    for r in text.split("\"$ref\":\"").skip(1) {
+        let target = r.split('"').next().unwrap();
+        let name = target.strip_prefix("#/components/schemas/").expect("schema refs only");
+        assert!(schemas.contains_key(name), "dangling {target}");
+    }
+    let list = &doc["paths"]["/items"]["get"];
+    assert_eq!(list["summary"], "Lists items.");
+    assert_eq!(list["operationId"], "items.list");
+    assert_eq!(list["parameters"][0]["schema"]["maximum"], 100);
+    let export = &doc["paths"]["/items/export"]["get"]["responses"]["200"]["content"]["application/jsonl"];
+    assert_eq!(export["x-itemSchema"]["$ref"], "#/components/schemas/items.Item");
+
+    // `wasmfn openapi` prints the same document without serving.
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args(["openapi", examples().to_str().unwrap()])
+        .env("WASMFN_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, doc);
+
+    // An independent OpenAPI 3.1 validator accepts it.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
+    let out = Command::new(bin.join("openapi-spec-validator"))
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("OK"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_get_422_or_415_and_never_reach_the_guest() {
+    let t = TestHost::start(&examples()).await;
+    let post = |body: &'static str, ct: &'static str| {
+        let (c, u) = (t.client.clone(), t.url("/items"));
+        async move { c.post(u).header("content-type", ct).body(body).send().await.unwrap() }
+    };
+    let detail = |body: &Value| -> Vec<(String, String)> {
+        body["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["loc"].to_string(), d["type"].as_str().unwrap().to_string()))
+            .collect()
+    };
+
+    let (code, body) = error_code(
+        post(r#"{"name": "", "price_cents": -1}"#, "application/json").await,
+        422,
+    )
+    .await;
+    assert_eq!(code, "validation_error");
+    let mut got = detail(&body);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (r#"["body","name"]"#.into(), "minLength".into()),
+            (r#"["body","price_cents"]"#.into(), "minimum".into())
+        ]
+    );
+    assert!(
+        body["error"]["details"][0]["msg"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+
+    let (_, body) = error_code(post(r#"{"price_cents": 5}"#, "application/json").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["body","name"]"#.into(), "missing".into())]);
+    let (_, body) = error_code(
+        post(r#"{"name": "x", "price_cents": 5, "extra": 1}"#, "application/json").await,
+        422,
+    )
+    .await;
+    assert_eq!(detail(&body)[0].0, r#"["body"]"#);
+    let (_, body) = error_code(post("{not json", "application/json").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["body"]"#.into(), "json_invalid".into())]);
+    let (code, _) = error_code(post("name=x", "text/plain").await, 415).await;
+    assert_eq!(code, "unsupported_media_type");
+    let r = t.client.post(t.url("/items")).send().await.unwrap();
+    let (_, body) = error_code(r, 422).await;
+    assert_eq!(detail(&body), [(r#"["body"]"#.into(), "missing".into())]);
+
+    let (_, body) = error_code(t.get("/items?limit=1000").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["query","limit"]"#.into(), "maximum".into())]);
+    let (_, body) = error_code(t.get("/items?limit=many").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["query","limit"]"#.into(), "int_parsing".into())]);
+    let (_, body) = error_code(t.get("/items/abc").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["path","id"]"#.into(), "int_parsing".into())]);
+    let (_, body) = error_code(t.get("/items/0").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["path","id"]"#.into(), "minimum".into())]);
+    let (_, body) = error_code(t.get("/greet?name=a%20b").await, 422).await;
+    assert_eq!(detail(&body), [(r#"["query","name"]"#.into(), "pattern".into())]);
+
+    // None of these created an instance.
+    let stats = &t.function("items").await["stats"];
+    assert_eq!(stats["requests"], 0, "{stats}");
+
+    // Valid requests do.
+    let r = post(
+        r#"{"name": "Pen", "price_cents": 120, "tags": ["office"]}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"id": 5, "name": "Pen", "price_cents": 120, "tags": ["office"]})
+    );
+    let r = post(r#"{"name": "Lamp", "price_cents": 1}"#, "application/json").await;
+    let (code, _) = (r.status().as_u16(), ());
+    assert_eq!(code, 409, "a guest error passes through");
+    assert_eq!(t.json("/items/2").await["name"], "Lamp");
+    assert_eq!(t.json("/items?tag=kitchen&limit=1").await.as_array().unwrap().len(), 1);
+    let r = t.get("/items/99").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(t.client.delete(t.url("/items/1")).send().await.unwrap().status(), 204);
+    let r = t.get("/items/export").await;
+    assert_eq!(r.headers()["content-type"], "application/jsonl");
+    let lines: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3]["name"], "Kettle");
+    assert_eq!(t.function("items").await["stats"]["requests"], 7);
+}
+
+#[tokio::test]
+async fn sidecar_fragments_and_invalid_fragments() {
+    let f = Fixture::new();
+    f.function("probe", "probe", json!({"openapi": "api.json", "invoke": {"methods": ["GET"]}}))
+        .file(
+            "probe/api.json",
+            &json!({"paths": {"/": {"get": {"parameters": [{"name": "n", "in": "query", "required": true, "schema": {"type": "integer"}}],
+                     "responses": {"200": {"description": "the probe's echo"}}}}}})
+            .to_string(),
+        )
+        .function("broken", "probe", json!({"openapi": "api.json"}))
+        .file("broken/api.json", r#"{"paths": {"/": {"get": {"parameters": [{"name": "id", "in": "path"}]}}}}"#)
+        .function("described_badly", "probe", json!({"openapi": "missing.json"}));
+    let t = TestHost::start(f.path()).await;
+    let (_, body) = error_code(t.get("/probe").await, 422).await;
+    assert_eq!(body["error"]["details"][0]["loc"], json!(["query", "n"]));
+    assert_eq!(t.get("/probe?n=3").await.status(), 200);
+    let doc = t.json("/_fn/openapi.json").await;
+    assert_eq!(
+        doc["paths"]["/probe"]["get"]["responses"]["200"]["description"],
+        "the probe's echo"
+    );
+
+    let error = t.function("broken").await["error"].as_str().unwrap().to_string();
+    assert!(error.contains("function `broken`"), "{error}");
+    assert!(
+        error.contains("invalid OpenAPI fragment at `/paths/~1/get/parameters/0`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("path parameter `id` is not in the path template"),
+        "{error}"
+    );
+    let error = t.function("described_badly").await["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("cannot read OpenAPI fragment"), "{error}");
+}
+
+#[tokio::test]
+async fn admin_endpoints_appear_only_when_asked() {
+    let f = Fixture::new();
+    f.function("p", "probe", json!({}));
+    let t = TestHost::start(f.path()).await;
+    assert!(t.json("/_fn/openapi.json").await["paths"].get("/_fn/health").is_none());
+    let mut config = wasmfn::server::HostConfig::new(f.path());
+    config.openapi_admin = true;
+    let t = TestHost::start_with(config).await;
+    let doc = t.json("/_fn/openapi.json").await;
+    for p in ["/_fn/health", "/_fn/catalog", "/_fn/openapi.json"] {
+        assert!(doc["paths"][p]["get"].is_object(), "{p} missing");
+    }
+    assert!(doc["paths"]["/p"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn schemathesis_finds_nothing_against_the_examples() {
+    let t = TestHost::start(&examples()).await;
+    let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
+    let out = tokio::process::Command::new(bin.join("schemathesis"))
+        .args(["run", &t.url("/_fn/openapi.json")])
+        .args([
+            "--checks",
+            "all",
+            "--max-examples",
+            "30",
+            "--workers",
+            "1",
+            "--seed",
+            "7",
+        ])
+        .args([
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--header",
+            "Host: admin.localhost",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("passed"), "{said}");
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_offline_in_a_real_browser() {
+    let t = TestHost::start(&examples()).await;
+    let page = t.get("/_fn/docs").await.text().await.unwrap();
+    assert!(page.contains("/_fn/docs/swagger-ui-bundle.js"));
+    let js = t.get("/_fn/docs/swagger-ui-bundle.js").await;
+    assert_eq!(js.status(), 200);
+    assert!(js.bytes().await.unwrap().len() > 500_000);
+    let profile = tempfile::tempdir().unwrap();
+    let browser = tokio::task::spawn_blocking(chromium).await.unwrap();
+    let out = tokio::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        // Everything but this host is unreachable: the page must not need it.
+        .arg("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=15000", "--dump-dom"])
+        .arg(t.url("/_fn/docs"))
+        .output()
+        .await
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for text in ["Lists items.", "/items/{id}", "Says hello.", "items.Item"] {
+        assert!(dom.contains(text), "the rendered page lacks `{text}`");
+    }
+}
