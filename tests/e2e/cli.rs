@@ -103,3 +103,59 @@ async fn serve_logs_guest_output_under_function_and_request_id() {
     }
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn validate_responses_logs_mismatches_and_passes_the_response_on() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let f = Fixture::new();
+    f.function("probe", "probe", json!({"openapi": "api.json"})).file(
+        "probe/api.json",
+        &json!({"paths": {"/": {"get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["not_there"]}}}}}}}}})
+        .to_string(),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args([
+            "serve",
+            f.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--validate-responses",
+        ])
+        .env("WASMFN_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) -> String {
+        tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the server kept writing log lines")
+            .unwrap()
+            .expect("the server is still running")
+    }
+    let addr = loop {
+        if let Some(a) = next(&mut lines).await.split("listening on http://").nth(1) {
+            break a.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/probe"))
+        .header("x-request-id", "check-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the response passes through");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["route"], "/probe");
+    loop {
+        let line = next(&mut lines).await;
+        if line.contains("response does not match its declared schema") {
+            assert!(line.contains("check-me-1"), "{line}");
+            assert!(line.contains("not_there"), "{line}");
+            break;
+        }
+    }
+    child.kill().await.unwrap();
+}

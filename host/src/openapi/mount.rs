@@ -219,7 +219,8 @@ fn has_param(list: &[Value], name: &str) -> bool {
 
 /// Every route of a function, expanded by its fragment when it has one.
 pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) -> Result<Vec<Mount>, String> {
-    let schemas = namespaced_schemas(fragment, ns);
+    let mut schemas = namespaced_schemas(fragment, ns);
+    schemas.extend(host_schemas());
     let mut mounts = Vec::new();
     for (i, prefix) in spec.routes.iter().enumerate() {
         let in_schema = !spec.schema_hidden.contains(prefix);

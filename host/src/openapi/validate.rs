@@ -78,6 +78,8 @@ struct BodyCheck {
 pub struct OperationValidator {
     params: Vec<ParamCheck>,
     body: Option<BodyCheck>,
+    /// Response status key (`200`, `4XX`, `default`) → JSON schema.
+    responses: Vec<(String, jsonschema::Validator)>,
 }
 
 impl std::fmt::Debug for OperationValidator {
@@ -187,7 +189,59 @@ impl OperationValidator {
                 })
             }
         };
-        Ok(Self { params, body })
+        let mut responses = Vec::new();
+        for (status, r) in op.get("responses").and_then(Value::as_object).into_iter().flatten() {
+            let json_schema = r["content"]
+                .as_object()
+                .and_then(|c| c.iter().find(|(k, _)| is_json(&k.to_ascii_lowercase())))
+                .and_then(|(_, m)| m.get("schema"));
+            if let Some(schema) = json_schema {
+                let v = compile_schema(schema, schemas).map_err(|e| format!("response `{status}`: {e}"))?;
+                responses.push((status.clone(), v));
+            }
+        }
+        Ok(Self {
+            params,
+            body,
+            responses,
+        })
+    }
+
+    /// Whether a response with this status has a declared JSON schema.
+    pub fn has_response_schema(&self, status: u16) -> bool {
+        self.response_validator(status).is_some()
+    }
+
+    fn response_validator(&self, status: u16) -> Option<&jsonschema::Validator> {
+        let exact = status.to_string();
+        let range = format!("{}XX", status / 100);
+        ["exact", "range", "default"].iter().find_map(|which| {
+            let key = match *which {
+                "exact" => exact.as_str(),
+                "range" => range.as_str(),
+                _ => "default",
+            };
+            self.responses
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
+    }
+
+    /// Checks a JSON response body against its declared schema; the
+    /// problems, for the log.
+    pub fn check_response(&self, status: u16, bytes: &[u8]) -> Vec<Issue> {
+        let Some(v) = self.response_validator(status) else {
+            return Vec::new();
+        };
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(value) => schema_issues(v, &value, vec![json!("response")]),
+            Err(e) => vec![Issue::new(
+                vec![json!("response")],
+                format!("JSON decode error: {e}"),
+                "json_invalid",
+            )],
+        }
     }
 
     /// Whether the body must be read whole and checked as JSON.

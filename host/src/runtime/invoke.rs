@@ -176,9 +176,9 @@ pub struct Load {
 }
 
 /// Ticks of continuous computation after which an invocation counts as heavy.
-const HEAVY_AFTER_TICKS: u32 = 10;
+const HEAVY_AFTER_TICKS: u32 = 5;
 /// How long a heavy invocation pauses per tick while lighter ones are running.
-const HEAVY_PAUSE: Duration = Duration::from_millis(9);
+const HEAVY_PAUSE: Duration = Duration::from_millis(19);
 
 struct ActiveInvocation(Arc<Load>);
 

@@ -87,6 +87,7 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
                 declared_path: mount.declared_path.clone(),
                 params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
                 forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
+                check_response: None,
             };
             (f.clone(), target, mount.operation(&method).cloned())
         }
@@ -118,6 +119,10 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
         Some(v) => validate(v, &function, req, &target.params).await?,
         None => req,
     };
+    let mut target = target;
+    if app.config.validate_responses {
+        target.check_response = operation.as_ref().and_then(|o| o.validator.clone());
+    }
     invoke(app, &function, req, id, target).await
 }
 
@@ -127,6 +132,8 @@ struct Target {
     declared_path: Option<String>,
     params: Vec<(String, String)>,
     forward_as_get: bool,
+    /// Set when responses are to be checked (`--validate-responses`).
+    check_response: Option<Arc<OperationValidator>>,
 }
 
 /// Checks a request against its declared operation before any instance
@@ -275,16 +282,60 @@ async fn invoke(
     match result {
         Ok(resp) => {
             let stats = f.stats.clone();
-            Ok(resp.map(|b| {
+            let resp = resp.map(|b| {
                 Body::new(LimitedResponse::new(
                     b,
                     policy.max_response_bytes,
                     tags,
                     Box::new(move || FunctionStats::bump(&stats.response_too_large)),
                 ))
-            }))
+            });
+            match target.check_response {
+                Some(v) if v.has_response_schema(resp.status().as_u16()) && is_json(resp.headers()) => {
+                    Ok(check_response(&v, f, id, &target.route, resp).await)
+                }
+                _ => Ok(resp),
+            }
         }
         Err(e) => Err(invoke_error(f, id, e)),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// Development aid: reads a JSON response whole, logs how it differs from
+/// its declared schema, and passes it on unchanged.
+async fn check_response(v: &OperationValidator, f: &LoadedFunction, id: &str, route: &str, resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            let issues = v.check_response(status, &bytes);
+            if !issues.is_empty() {
+                tracing::warn!(
+                    function = %f.name,
+                    request_id = id,
+                    route,
+                    status,
+                    issues = %serde_json::to_string(&issues).unwrap_or_default(),
+                    "response does not match its declared schema"
+                );
+            }
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        Err(e) => {
+            tracing::warn!(function = %f.name, request_id = id, error = %e, "response body failed while being checked");
+            ApiError::FunctionError {
+                function: f.name.to_string(),
+            }
+            .into_response_with(id)
+        }
     }
 }
 

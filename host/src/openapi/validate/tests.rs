@@ -168,3 +168,28 @@ fn query_parsing() {
         [("a", "1"), ("b", "x y"), ("c", " z"), ("flag", ""), ("d", "")].map(|(a, b)| (a.to_string(), b.to_string()))
     );
 }
+
+#[test]
+fn responses() {
+    let v = OperationValidator::compile(
+        &op(json!({"responses": {
+            "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/items.Item"}}}},
+            "4XX": {"description": "err", "content": {"application/json": {"schema": {"type": "object", "required": ["error"]}}}},
+            "204": {"description": "none"}
+        }})),
+        &[],
+        &schemas(),
+    )
+    .unwrap();
+    assert!(
+        v.has_response_schema(200)
+            && v.has_response_schema(404)
+            && !v.has_response_schema(204)
+            && !v.has_response_schema(500)
+    );
+    assert!(v.check_response(200, br#"{"name": "a", "price": 1}"#).is_empty());
+    let issues = v.check_response(200, br#"{"name": "a"}"#);
+    assert_eq!(issues[0].loc, [json!("response"), json!("price")]);
+    assert_eq!(v.check_response(404, b"{}")[0].kind, "missing");
+    assert_eq!(v.check_response(200, b"nope")[0].kind, "json_invalid");
+}
