@@ -40,6 +40,11 @@ pub enum Command {
     Openapi(OpenapiArgs),
     /// Build every function under DIR that has a build recipe (a `Cargo.toml`).
     Build(DirArg),
+    /// Build, serve and watch: a change to a function's source rebuilds it,
+    /// a change to a manifest or component reloads it.
+    Dev(ServeArgs),
+    /// Create a function folder that builds and serves as it is.
+    New(NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +70,24 @@ pub struct ServeArgs {
     /// Build the functions (as `wasmfn build`) before serving.
     #[arg(long, env = "WASMFN_BUILD")]
     pub build: bool,
+    /// Reload when a manifest, component or fragment under DIR changes.
+    #[arg(long, env = "WASMFN_WATCH")]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The function's name: its folder, and its route (`/NAME`).
+    pub name: String,
+    /// The language of the function.
+    #[arg(long, default_value = "rust", value_parser = ["rust"])]
+    pub lang: String,
+    /// The functions directory to create it in.
+    #[arg(long, default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+    /// Path of the `wasmfn-sdk` crate (default: the one this binary was built with).
+    #[arg(long, env = "WASMFN_SDK")]
+    pub sdk: Option<PathBuf>,
 }
 
 /// Host-wide settings and the defaults functions inherit.
@@ -177,6 +200,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(&args),
         Command::Routes(args) => routes(&args.dir),
         Command::Openapi(args) => openapi(&args.host),
+        Command::Dev(args) => crate::dev::run(args),
+        Command::New(args) => crate::scaffold::new_function(&args).map(|path| {
+            println!(
+                "created {}; build it with `wasmfn build {}`",
+                path.display(),
+                args.dir.display()
+            );
+            ExitCode::SUCCESS
+        }),
         Command::Build(args) => {
             let report = crate::toolchain::build_all(&args.dir)?;
             Ok(if report.failed == 0 {
@@ -189,6 +221,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    serve_with(args, None)
+}
+
+/// Called with the running host, once it is listening.
+pub(crate) type OnStart = Box<dyn FnOnce(std::sync::Arc<AppState>) + Send>;
+
+pub(crate) fn serve_with(args: ServeArgs, on_start: Option<OnStart>) -> anyhow::Result<ExitCode> {
     if args.build {
         let report = crate::toolchain::build_all(&args.host.dir)?;
         if report.failed > 0 {
@@ -214,6 +253,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "wasmfn listening on http://{addr}"
         );
         drop(s);
+        if args.watch {
+            tokio::spawn(crate::server::watch(app.clone(), std::time::Duration::from_millis(500)));
+        }
+        if let Some(f) = on_start {
+            f(app.clone());
+        }
         crate::server::serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

@@ -19,6 +19,7 @@
 //! [`manifest`] describing what users write.
 
 pub mod cli;
+mod dev;
 pub mod discovery;
 pub mod loader;
 pub mod manifest;
@@ -27,5 +28,6 @@ pub mod policy;
 pub mod registry;
 pub mod routing;
 pub mod runtime;
+mod scaffold;
 pub mod server;
 pub mod toolchain;

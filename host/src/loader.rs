@@ -28,42 +28,89 @@ pub fn load(
     registry: &Registry,
     extra_doc: Option<Value>,
 ) -> anyhow::Result<Snapshot> {
+    reload(dir, defaults, runtime, registry, extra_doc, None)
+}
+
+/// As [`load`], reusing what did not change since `previous`: a function
+/// whose manifest and component are the same is kept as it is (slots,
+/// queue and compiled code), and one whose new version fails keeps its
+/// previous version serving (listed in [`Snapshot::kept`]).
+pub fn reload(
+    dir: &Path,
+    defaults: &Policy,
+    runtime: &Runtime,
+    registry: &Registry,
+    extra_doc: Option<Value>,
+    previous: Option<&Snapshot>,
+) -> anyhow::Result<Snapshot> {
+    let fingerprint = crate::server::fingerprint(dir);
     let discovered = discover(dir, defaults)
         .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
     let mut failed = discovered.failed;
-    let prepared = prepare_all(&discovered.functions, runtime);
-    let mut functions = Vec::new();
+    let old = |name: &str| previous.and_then(|p| p.functions.iter().find(|f| f.spec.name == name));
+    let prepared = prepare_all(&discovered.functions, runtime, &|spec| old(&spec.name).cloned());
+    let mut functions: Vec<Arc<LoadedFunction>> = Vec::new();
+    let mut kept = std::collections::BTreeMap::new();
     // `wasmfn` names the host's own schemas.
     let mut namespaces = HashSet::from(["wasmfn".to_string()]);
     for (spec, result) in discovered.functions.into_iter().zip(prepared) {
-        let loaded = result.and_then(|(component, fragment, source)| {
-            let ns = unique_namespace(&spec.name, &mut namespaces);
-            let mounts =
-                build_mounts(&spec, &ns, fragment.as_ref()).map_err(|e| format!("function `{}`: {e}", spec.name))?;
-            Ok((
+        let loaded = result.and_then(|prepared| match prepared {
+            Prepared::Unchanged(f) => Ok(Loaded::Same(f)),
+            Prepared::New {
                 component,
-                FunctionApi {
+                fragment,
+                source,
+                digest,
+            } => {
+                let ns = unique_namespace(&spec.name, &mut namespaces);
+                let mounts = build_mounts(&spec, &ns, fragment.as_ref())
+                    .map_err(|e| format!("function `{}`: {e}", spec.name))?;
+                let api = FunctionApi {
+                    digest,
                     namespace: ns,
                     source,
                     fragment,
                     mounts,
-                },
-            ))
+                };
+                Ok(Loaded::New(component, api))
+            }
         });
         match loaded {
-            Ok((component, api)) => {
+            Ok(Loaded::Same(f)) => {
+                namespaces.insert(f.namespace.clone());
+                functions.push(f);
+            }
+            Ok(Loaded::New(component, api)) => {
                 let stats = registry.stats_for(&spec.name);
                 functions.push(Arc::new(LoadedFunction::new(spec, component, api, stats)));
             }
-            Err(error) => failed.push(FailedSpec {
-                name: spec.name.clone(),
-                dir: spec.dir.clone(),
-                manifest_path: spec.manifest_path.clone(),
-                component_path: Some(spec.component_path.clone()),
-                error,
-            }),
+            Err(error) => match old(&spec.name) {
+                Some(f) => {
+                    tracing::error!(function = %spec.name, %error, "new version failed to load; the previous one keeps serving");
+                    namespaces.insert(f.namespace.clone());
+                    kept.insert(spec.name.clone(), error);
+                    functions.push(f.clone());
+                }
+                None => failed.push(FailedSpec {
+                    name: spec.name.clone(),
+                    dir: spec.dir.clone(),
+                    manifest_path: spec.manifest_path.clone(),
+                    component_path: Some(spec.component_path.clone()),
+                    error,
+                }),
+            },
         }
     }
+    // A manifest that broke keeps the previous version serving too.
+    failed.retain(|f| match old(&f.name) {
+        Some(prev) if !functions.iter().any(|g| g.spec.name == f.name) => {
+            tracing::error!(function = %f.name, error = %f.error, "new version failed to load; the previous one keeps serving");
+            kept.insert(f.name.clone(), f.error.clone());
+            functions.push(prev.clone());
+            false
+        }
+        _ => true,
+    });
     failed.sort_by(|a, b| a.name.cmp(&b.name));
     for f in &failed {
         tracing::error!(function = %f.name, error = %f.error, "function not served");
@@ -100,6 +147,8 @@ pub fn load(
         table,
         mount_index,
         openapi,
+        kept,
+        fingerprint,
         loaded_at: SystemTime::now(),
     })
 }
@@ -150,9 +199,34 @@ pub fn sidecar(spec: &FunctionSpec) -> Result<Option<Fragment>, String> {
         .map_err(|e| format!("function `{}`: `{}`: {e}", spec.name, path.display()))
 }
 
-type Prepared = (CompiledComponent, Option<Fragment>, &'static str);
+enum Prepared {
+    /// Same manifest, same component: reuse the loaded function whole.
+    Unchanged(Arc<LoadedFunction>),
+    New {
+        component: CompiledComponent,
+        fragment: Option<Fragment>,
+        source: &'static str,
+        digest: u64,
+    },
+}
 
-fn prepare_one(spec: &FunctionSpec, runtime: &Runtime) -> Result<Prepared, String> {
+enum Loaded {
+    Same(Arc<LoadedFunction>),
+    New(CompiledComponent, FunctionApi),
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+fn prepare_one(
+    spec: &FunctionSpec,
+    runtime: &Runtime,
+    previous: Option<Arc<LoadedFunction>>,
+) -> Result<Prepared, String> {
     let ceiling = runtime.config().memory_ceiling;
     if spec.policy.max_memory_bytes > ceiling {
         return Err(format!(
@@ -161,27 +235,49 @@ fn prepare_one(spec: &FunctionSpec, runtime: &Runtime) -> Result<Prepared, Strin
             spec.policy.max_memory_bytes
         ));
     }
-    let component = runtime.compile_file(&spec.component_path).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&spec.component_path)
+        .map_err(|e| format!("cannot read component `{}`: {e}", spec.component_path.display()))?;
+    let digest = digest(&bytes);
+    if let Some(old) = previous
+        && old.digest == digest
+        && old.spec == *spec
+        && old.api_source != "sidecar"
+    {
+        return Ok(Prepared::Unchanged(old));
+    }
+    let component = runtime
+        .compile(&spec.component_path.display().to_string(), &bytes)
+        .map_err(|e| e.to_string())?;
     let described = runtime.describe(
         &component,
         &spec.name,
         Duration::from_millis(spec.policy.timeout_ms),
         spec.policy.max_memory_bytes,
     )?;
-    match described {
+    let (fragment, source) = match described {
         Some(text) => {
             let fragment =
                 Fragment::parse(&text).map_err(|e| format!("function `{}`: `describe` returned an {e}", spec.name))?;
-            Ok((component, Some(fragment), "describe"))
+            (Some(fragment), "describe")
         }
         None => match sidecar(spec)? {
-            Some(f) => Ok((component, Some(f), "sidecar")),
-            None => Ok((component, None, "none")),
+            Some(f) => (Some(f), "sidecar"),
+            None => (None, "none"),
         },
-    }
+    };
+    Ok(Prepared::New {
+        component,
+        fragment,
+        source,
+        digest,
+    })
 }
 
-fn prepare_all(specs: &[FunctionSpec], runtime: &Runtime) -> Vec<Result<Prepared, String>> {
+fn prepare_all(
+    specs: &[FunctionSpec],
+    runtime: &Runtime,
+    previous: &(dyn Fn(&FunctionSpec) -> Option<Arc<LoadedFunction>> + Sync),
+) -> Vec<Result<Prepared, String>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(specs.len().max(1));
@@ -194,7 +290,7 @@ fn prepare_all(specs: &[FunctionSpec], runtime: &Runtime) -> Vec<Result<Prepared
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
-                    let r = prepare_one(spec, runtime);
+                    let r = prepare_one(spec, runtime, previous(spec));
                     **slots[i].lock().expect("no panics while held") = Some(r);
                 }
             });

@@ -29,6 +29,9 @@ pub struct LoadedFunction {
     /// Every route it serves, expanded by its fragment.
     pub mounts: Vec<Mount>,
     pub component: CompiledComponent,
+    /// A digest of the component's bytes: an unchanged function is reused
+    /// as it is on reload.
+    pub digest: u64,
     pub gate: ConcurrencyGate,
     pub outbound: Arc<[OutboundRule]>,
     pub stats: Arc<FunctionStats>,
@@ -48,6 +51,7 @@ impl LoadedFunction {
             api_source: api.source,
             fragment: api.fragment,
             mounts: api.mounts,
+            digest: api.digest,
             outbound: p.allowed_outbound_hosts.clone().into(),
             component,
             gate,
@@ -59,6 +63,7 @@ impl LoadedFunction {
 
 /// A function's API, as the loader worked it out.
 pub struct FunctionApi {
+    pub digest: u64,
     pub namespace: String,
     pub source: &'static str,
     pub fragment: Option<Fragment>,
@@ -122,6 +127,11 @@ pub struct Snapshot {
     pub mount_index: Vec<(usize, usize)>,
     /// The unified OpenAPI document, serialised once at load.
     pub openapi: bytes::Bytes,
+    /// Functions whose newer version failed to load while the previous one
+    /// keeps serving: name → the newer version's error.
+    pub kept: std::collections::BTreeMap<String, String>,
+    /// The functions directory's fingerprint as this snapshot read it.
+    pub fingerprint: u64,
     pub loaded_at: SystemTime,
 }
 
@@ -139,6 +149,8 @@ impl Snapshot {
             table: RouteTable::default(),
             mount_index: Vec::new(),
             openapi: bytes::Bytes::new(),
+            kept: Default::default(),
+            fingerprint: 0,
             loaded_at: SystemTime::now(),
         }
     }

@@ -90,7 +90,7 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
         .arg("--manifest-path")
         .arg(cargo_toml)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
             anyhow::anyhow!(
@@ -98,6 +98,20 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
                 Path::new(&cargo).display()
             )
         })?;
+    // The compiler's own words go to the terminal as they come, and the
+    // tail of them into the error.
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let tee = std::thread::spawn(move || {
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if tail.len() == 60 {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        tail.into_iter().collect::<Vec<_>>().join("\n")
+    });
     let want = cargo_toml.clone();
     let mut artifact: Option<PathBuf> = None;
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -123,7 +137,8 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
         }
     }
     let status = child.wait()?;
-    anyhow::ensure!(status.success(), "cargo exited with {status}");
+    let said = tee.join().unwrap_or_default();
+    anyhow::ensure!(status.success(), "cargo exited with {status}:\n{said}");
     let artifact = artifact.ok_or_else(|| {
         anyhow::anyhow!(
             "cargo built no `.wasm` for `{}`: is it a `cdylib` (or a `bin`)?",

@@ -8,4 +8,5 @@ mod cli;
 mod limits;
 mod openapi;
 mod outbound;
+mod reload;
 mod routing;

@@ -20,7 +20,7 @@ use crate::routing::{HostRule, RoutePattern};
 pub use folder::{FolderRouteError, folder_routes};
 
 /// Everything needed to load and mount one function.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
     /// The folder path relative to the functions root (`users/[id]`), `.` for the root itself.
     pub name: String,

@@ -20,7 +20,7 @@ use crate::routing::ClaimState;
 /// The host's own endpoints, described for the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(health, catalog, openapi_json),
+    paths(health, catalog, openapi_json, reload),
     tags((name = "wasmfn", description = "The host's own endpoints."))
 )]
 struct AdminApi;
@@ -51,7 +51,14 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
 #[utoipa::path(get, path = "/_fn/catalog", tag = "wasmfn",
     responses((status = 200, description = "Functions, `mapped_routes` and `mapped_route_conflicts`", body = Object)))]
 pub(crate) async fn catalog(State(app): State<Arc<AppState>>) -> Json<Value> {
-    Json(catalog_json(&app.registry.snapshot()))
+    let mut doc = catalog_json(&app.registry.snapshot());
+    for f in doc["functions"].as_array_mut().into_iter().flatten() {
+        let name = f["name"].as_str().unwrap_or_default().to_string();
+        if let Some(e) = app.build_errors.get(&name) {
+            f["build_error"] = json!(e.value());
+        }
+    }
+    Json(doc)
 }
 
 /// The unified OpenAPI 3.1 document.
@@ -87,6 +94,25 @@ pub(crate) async fn docs_asset(Path(name): Path<String>, req: Request) -> Respon
     }
 }
 
+/// Loads the functions directory again and swaps it in.
+#[utoipa::path(post, path = "/_fn/reload", tag = "wasmfn",
+    responses((status = 200, description = "What the reload did", body = Object),
+              (status = 500, description = "The functions directory could not be read", body = Object)))]
+pub(crate) async fn reload(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    match app.reload().await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => {
+            let id = request_id(req.headers());
+            tracing::error!(request_id = %id, error = %format!("{e:#}"), "reload failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": {"code": "reload_failed", "message": format!("{e:#}")}, "request_id": id})),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Unknown `/_fn/*` paths.
 pub(crate) async fn not_found(req: Request) -> Response {
     let id = request_id(req.headers());
@@ -119,6 +145,7 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 "policy": f.spec.policy,
                 "stats": f.stats.view(Some(&f.gate)),
                 "error": null,
+                "reload_error": s.kept.get(&f.spec.name),
             })
         })
         .collect();

@@ -4,6 +4,7 @@
 mod admin;
 mod error;
 mod gateway;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 pub use admin::{admin_document, catalog_json};
 pub use error::ApiError;
 pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE, REQUEST_ID, request_id};
+pub use watch::{fingerprint, watch};
 
 use crate::loader;
 use crate::manifest::Policy;
@@ -59,6 +61,21 @@ pub struct AppState {
     pub host_gate: ConcurrencyGate,
     pub config: HostConfig,
     pub started: Instant,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Build errors of functions (from `wasmfn dev`), shown in the catalog.
+    pub build_errors: dashmap::DashMap<String, String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    pub functions: usize,
+    pub failed: usize,
+    /// Functions whose new version failed while the previous one serves.
+    pub kept_previous: Vec<String>,
+    pub conflicts: usize,
+    pub duration_ms: u64,
 }
 
 impl AppState {
@@ -83,7 +100,49 @@ impl AppState {
             host_gate,
             config,
             started: Instant::now(),
+            reloading: tokio::sync::Mutex::new(()),
+            build_errors: Default::default(),
         }))
+    }
+
+    /// Loads the functions directory again and swaps the new snapshot in.
+    /// Requests in flight finish on the snapshot they started with;
+    /// unchanged functions are reused as they are.
+    pub async fn reload(self: &Arc<Self>) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let started = Instant::now();
+        let app = self.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let previous = app.registry.snapshot();
+            let extra = app.config.openapi_admin.then(admin::admin_document);
+            let c = &app.config;
+            loader::reload(
+                &c.functions_dir,
+                &c.defaults,
+                &app.runtime,
+                &app.registry,
+                extra,
+                Some(&previous),
+            )
+        })
+        .await??;
+        let report = ReloadReport {
+            functions: next.functions.len(),
+            failed: next.failed.len(),
+            kept_previous: next.kept.keys().cloned().collect(),
+            conflicts: next.table.conflicts().len(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        self.registry.swap(next);
+        tracing::info!(
+            functions = report.functions,
+            failed = report.failed,
+            kept_previous = ?report.kept_previous,
+            conflicts = report.conflicts,
+            duration_ms = report.duration_ms,
+            "reloaded"
+        );
+        Ok(report)
     }
 }
 
@@ -93,6 +152,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/_fn/health", get(admin::health))
         .route("/_fn/catalog", get(admin::catalog))
         .route("/_fn/openapi.json", get(admin::openapi_json))
+        .route("/_fn/reload", axum::routing::post(admin::reload))
         .route("/_fn/docs", get(admin::docs))
         .route("/_fn/docs/{asset}", get(admin::docs_asset))
         .route("/_fn", axum::routing::any(admin::not_found))

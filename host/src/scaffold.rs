@@ -1,0 +1,117 @@
+//! `wasmfn new`: a function folder that builds and serves as it is.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::NewArgs;
+use crate::routing::valid_param_name;
+
+/// The SDK this binary was built beside.
+const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+
+/// Creates `dir/name/` for a Rust function; refuses to overwrite.
+pub fn new_function(args: &NewArgs) -> anyhow::Result<PathBuf> {
+    let name = &args.name;
+    anyhow::ensure!(
+        valid_param_name(name) && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase()),
+        "invalid function name `{name}`: use lowercase letters, digits, `-` and `_`, starting with a letter"
+    );
+    let folder = args.dir.join(name);
+    anyhow::ensure!(
+        !folder.exists(),
+        "`{}` already exists; nothing was written",
+        folder.display()
+    );
+    let sdk = match &args.sdk {
+        Some(p) => p.clone(),
+        None => PathBuf::from(BUILT_WITH_SDK),
+    };
+    let sdk = sdk.canonicalize().map_err(|_| {
+        anyhow::anyhow!(
+            "cannot find the `wasmfn-sdk` crate at `{}`; pass its path with `--sdk`",
+            sdk.display()
+        )
+    })?;
+    std::fs::create_dir_all(folder.join("src"))?;
+    let crate_name = name.replace('-', "_");
+    write(
+        &folder.join("fn.config.json"),
+        &format!(
+            "{{\n  \"component\": \"{crate_name}.wasm\",\n  \"description\": \"What `{name}` does, in one line.\",\n  \"timeout_ms\": 5000\n}}\n"
+        ),
+    )?;
+    write(
+        &folder.join("Cargo.toml"),
+        &format!(
+            r#"[package]
+name = "{crate_name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+wasmfn-sdk = {{ path = "{sdk}" }}
+serde = {{ version = "1", features = ["derive"] }}
+schemars = "1"
+
+[profile.release]
+opt-level = "s"
+strip = true
+
+# A function builds on its own, inside or outside another workspace.
+[workspace]
+"#,
+            sdk = sdk.display()
+        ),
+    )?;
+    write(
+        &folder.join("src/lib.rs"),
+        &format!(
+            r#"//! `{name}`: served at `/{name}` (its folder), described in `/_fn/openapi.json`.
+
+use schemars::JsonSchema;
+use serde::{{Deserialize, Serialize}};
+use wasmfn_sdk::{{Json, Query}};
+
+#[derive(Deserialize, JsonSchema)]
+struct Params {{
+    /// Who to greet.
+    #[schemars(length(min = 1, max = 40))]
+    name: Option<String>,
+}}
+
+/// The answer.
+#[derive(Serialize, JsonSchema)]
+struct Greeting {{
+    message: String,
+}}
+
+fn greet(Query(p): Query<Params>) -> Json<Greeting> {{
+    let name = p.name.unwrap_or_else(|| "world".into());
+    Json(Greeting {{ message: format!("Hello, {{name}}!") }})
+}}
+
+wasmfn_sdk::function! {{
+    /// Greets someone.
+    get "/" => greet,
+}}
+"#
+        ),
+    )?;
+    write(
+        &folder.join("README.md"),
+        &format!(
+            "# {name}\n\nA wasmfn function in Rust, served at `/{name}`. `src/lib.rs` declares its operations with \
+             `wasmfn_sdk::function!`; their schemas come from the Rust types, and the host checks every request \
+             against them. Build with `wasmfn build`, or run `wasmfn dev` to rebuild on every change; limits and \
+             routes live in `fn.config.json` (see the wasmfn docs, `docs/manifest.md`).\n"
+        ),
+    )?;
+    Ok(folder)
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))
+}
