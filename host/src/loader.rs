@@ -199,6 +199,7 @@ pub fn sidecar(spec: &FunctionSpec) -> Result<Option<Fragment>, String> {
         .map_err(|e| format!("function `{}`: `{}`: {e}", spec.name, path.display()))
 }
 
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per function at load")]
 enum Prepared {
     /// Same manifest, same component: reuse the loaded function whole.
     Unchanged(Arc<LoadedFunction>),
@@ -210,6 +211,7 @@ enum Prepared {
     },
 }
 
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per function at load")]
 enum Loaded {
     Same(Arc<LoadedFunction>),
     New(CompiledComponent, FunctionApi),
