@@ -102,6 +102,12 @@ pub struct HostArgs {
     /// The largest `max_memory_bytes` a function may set (sizes the instance pool).
     #[arg(long, env = "WASMFN_MEMORY_CEILING", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
     pub memory_ceiling: u64,
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/wasmfn or ~/.cache/wasmfn].
+    #[arg(long, env = "WASMFN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every component at every start.
+    #[arg(long, env = "WASMFN_NO_CACHE")]
+    pub no_cache: bool,
     /// Allocate instances on demand instead of from a pool.
     #[arg(long, env = "WASMFN_NO_POOLING")]
     pub no_pooling: bool,
@@ -172,9 +178,21 @@ impl HostArgs {
                 max_instances: self.max_concurrency.saturating_add(16),
                 memory_ceiling: self.memory_ceiling,
                 pooling: !self.no_pooling,
+                cache_dir: if self.no_cache {
+                    None
+                } else {
+                    self.cache_dir.clone().or_else(default_cache_dir)
+                },
             },
         })
     }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wasmfn"))
 }
 
 fn init_logging(format: &str) {

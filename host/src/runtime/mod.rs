@@ -34,6 +34,8 @@ pub struct RuntimeConfig {
     pub memory_ceiling: u64,
     /// Use the pooling allocator when the machine allows it.
     pub pooling: bool,
+    /// Where compiled components are cached on disk (`None`: no cache).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -42,6 +44,7 @@ impl Default for RuntimeConfig {
             max_instances: 256,
             memory_ceiling: 1 << 30,
             pooling: true,
+            cache_dir: None,
         }
     }
 }
@@ -72,6 +75,7 @@ pub struct Runtime {
     linker: Linker<InstanceState>,
     pooling: bool,
     config: RuntimeConfig,
+    cache: Option<wasmtime::Cache>,
     ticker_stop: Arc<AtomicBool>,
     load: Arc<Load>,
 }
@@ -82,8 +86,12 @@ pub struct CompiledComponent {
     pre: ProxyPre<InstanceState>,
 }
 
-fn engine_config(pooling: Option<&RuntimeConfig>) -> Config {
+fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache>) -> Config {
     let mut config = Config::new();
+    // Compiled code is cached on disk, keyed by the component's bytes, the
+    // engine's settings and wasmtime's version; an entry that does not
+    // deserialise is compiled again and replaced.
+    config.cache(cache.cloned());
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -116,16 +124,33 @@ fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
 impl Runtime {
     /// Creates the engine (pooling if possible), the linker and the ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            match wasmtime::Cache::new(cc) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "compile cache unavailable; compiling every time");
+                    None
+                }
+            }
+        });
         let (engine, pooling) = if config.pooling {
-            match Engine::new(&engine_config(Some(&config))) {
+            match Engine::new(&engine_config(Some(&config), cache.as_ref())) {
                 Ok(e) => (e, true),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
-                    (Engine::new(&engine_config(None)).map_err(wasm_err)?, false)
+                    (
+                        Engine::new(&engine_config(None, cache.as_ref())).map_err(wasm_err)?,
+                        false,
+                    )
                 }
             }
         } else {
-            (Engine::new(&engine_config(None)).map_err(wasm_err)?, false)
+            (
+                Engine::new(&engine_config(None, cache.as_ref())).map_err(wasm_err)?,
+                false,
+            )
         };
         let mut linker = Linker::new(&engine);
         // Components built from Rust std, Python or JavaScript import
@@ -152,6 +177,7 @@ impl Runtime {
             linker,
             pooling,
             config,
+            cache,
             ticker_stop,
             load: Arc::default(),
         })
@@ -160,6 +186,11 @@ impl Runtime {
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// Compile cache hits and misses since start, when the cache is on.
+    pub fn cache_stats(&self) -> Option<(usize, usize)> {
+        self.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
     }
 
     /// The settings this runtime was made with.

@@ -44,6 +44,11 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
         "functions": { "loaded": s.functions.len(), "failed": failed },
         "conflicts": s.table.conflicts().len(),
         "pooling_allocator": app.runtime.pooling(),
+        "compile_cache": app.runtime.cache_stats().map(|(hits, misses)| json!({
+            "directory": app.config.runtime.cache_dir,
+            "hits": hits,
+            "misses": misses,
+        })),
     }))
 }
 
