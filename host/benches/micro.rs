@@ -54,7 +54,11 @@ fn instantiate_and_handle(c: &mut Criterion) {
             let request = http::Request::builder()
                 .uri("/hello")
                 .header("host", "localhost")
-                .body(LimitedBody::new(Empty::<bytes::Bytes>::new(), 0, Arc::new(AtomicBool::new(false))))
+                .body(LimitedBody::new(
+                    Empty::<bytes::Bytes>::new(),
+                    0,
+                    Arc::new(AtomicBool::new(false)),
+                ))
                 .unwrap();
             let resp = runtime
                 .invoke(

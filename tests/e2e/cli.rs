@@ -62,32 +62,16 @@ fn help_names_every_command_and_env_twins() {
 
 #[tokio::test]
 async fn serve_logs_guest_output_under_function_and_request_id() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let f = Fixture::new();
     f.function("env", "env", json!({}));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
-        .args(["serve", f.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .env("WASMFN_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) -> String {
-        tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the server kept writing log lines")
-            .unwrap()
-            .expect("the server is still running")
-    }
-    let addr = loop {
-        let line = next(&mut lines).await;
-        if let Some(a) = line.split("listening on http://").nth(1) {
-            break a.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let mut served = Served::start(
+        &["serve", f.path().to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     let r = reqwest::Client::new()
-        .get(format!("http://{addr}/env"))
+        .get(format!("{}/env", served.base))
         .header("x-request-id", "log-me-1")
         .send()
         .await
@@ -95,18 +79,17 @@ async fn serve_logs_guest_output_under_function_and_request_id() {
     assert_eq!(r.status(), 200);
     let (mut stdout, mut stderr) = (false, false);
     while !(stdout && stderr) {
-        let line = next(&mut lines).await;
-        if line.contains("log-me-1") && line.contains("function=env") {
+        let line = served.line_with("log-me-1").await;
+        if line.contains("function=env") {
             stdout |= line.contains("env probe ran") && line.contains("stdout");
             stderr |= line.contains("env probe stderr line") && line.contains("stderr");
         }
     }
-    child.kill().await.unwrap();
+    served.child.kill().await.unwrap();
 }
 
 #[tokio::test]
 async fn validate_responses_logs_mismatches_and_passes_the_response_on() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let f = Fixture::new();
     f.function("probe", "probe", json!({"openapi": "api.json"})).file(
         "probe/api.json",
@@ -114,34 +97,16 @@ async fn validate_responses_logs_mismatches_and_passes_the_response_on() {
             "schema": {"type": "object", "required": ["not_there"]}}}}}}}}})
         .to_string(),
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
-        .args([
-            "serve",
-            f.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--validate-responses",
-        ])
-        .env("WASMFN_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) -> String {
-        tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the server kept writing log lines")
-            .unwrap()
-            .expect("the server is still running")
-    }
-    let addr = loop {
-        if let Some(a) = next(&mut lines).await.split("listening on http://").nth(1) {
-            break a.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let args = [
+        "serve",
+        f.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--validate-responses",
+    ];
+    let mut served = Served::start(&args, &[], std::time::Duration::from_secs(60)).await;
     let r = reqwest::Client::new()
-        .get(format!("http://{addr}/probe"))
+        .get(format!("{}/probe", served.base))
         .header("x-request-id", "check-me-1")
         .send()
         .await
@@ -149,13 +114,8 @@ async fn validate_responses_logs_mismatches_and_passes_the_response_on() {
     assert_eq!(r.status(), 200, "the response passes through");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["route"], "/probe");
-    loop {
-        let line = next(&mut lines).await;
-        if line.contains("response does not match its declared schema") {
-            assert!(line.contains("check-me-1"), "{line}");
-            assert!(line.contains("not_there"), "{line}");
-            break;
-        }
-    }
-    child.kill().await.unwrap();
+    let line = served.line_with("response does not match its declared schema").await;
+    assert!(line.contains("check-me-1"), "{line}");
+    assert!(line.contains("not_there"), "{line}");
+    served.child.kill().await.unwrap();
 }

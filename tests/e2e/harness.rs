@@ -293,3 +293,74 @@ pub fn chromium() -> PathBuf {
         })
         .clone()
 }
+
+/// The `wasmfn` binary running in a child process, with its log.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub log: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl Served {
+    /// Starts `wasmfn ARGS` (which must listen on `127.0.0.1:0`) and waits,
+    /// up to `startup`, for the line that names its address.
+    pub async fn start(args: &[&str], envs: &[(&str, &std::ffi::OsStr)], startup: Duration) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"));
+        cmd.args(args)
+            .env("WASMFN_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(startup, async {
+            loop {
+                let line = log.next_line().await.unwrap().expect("wasmfn is running");
+                if let Some(a) = line.split("listening on http://").nth(1) {
+                    break a.split_whitespace().next().unwrap().to_string();
+                }
+            }
+        })
+        .await
+        .expect("wasmfn starts in time");
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    /// The next log line (a minute at most).
+    pub async fn next_line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(60), self.log.next_line())
+            .await
+            .expect("the server kept writing log lines")
+            .unwrap()
+            .expect("the server is still running")
+    }
+
+    /// Prints every further log line from a background task (so the child
+    /// never blocks on a full pipe); returns the child and its base URL.
+    pub fn print_log(self, prefix: &'static str) -> (tokio::process::Child, String) {
+        let Served { child, base, mut log } = self;
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = log.next_line().await {
+                println!("{prefix}{line}");
+            }
+        });
+        (child, base)
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub async fn line_with(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.next_line().await;
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}

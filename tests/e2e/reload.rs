@@ -183,7 +183,6 @@ fn wasmfn_cmd(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let out = wasmfn_cmd(&["new", "shout", "--dir", d]);
@@ -200,32 +199,14 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     assert!(!lang.status.success());
 
     // `dev` builds it, serves it, and rebuilds on every source change.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
-        .args(["dev", d, "--listen", "127.0.0.1:0"])
-        .env("WASMFN_LOG", "info")
-        .env("CARGO_TARGET_DIR", repo().join("target/e2e-new-functions"))
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(600), async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("dev is running");
-            if let Some(a) = line.split("listening on http://").nth(1) {
-                break a.split_whitespace().next().unwrap().to_string();
-            }
-        }
-    })
-    .await
-    .expect("dev starts within 10 minutes");
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("dev: {line}");
-        }
-    });
-    let base = format!("http://{addr}");
+    let target = repo().join("target/e2e-new-functions");
+    let served = Served::start(
+        &["dev", d, "--listen", "127.0.0.1:0"],
+        &[("CARGO_TARGET_DIR", target.as_os_str())],
+        Duration::from_secs(600),
+    )
+    .await;
+    let (mut child, base) = served.print_log("dev: ");
     let client = reqwest::Client::new();
     let body: Value = client
         .get(format!("{base}/shout?name=Ada"))
