@@ -224,10 +224,30 @@ fn digest(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// What one component's bytes compile and describe to. Functions that
+/// share a component (the same bytes under the same limits) share it.
+type Built = Result<(CompiledComponent, Option<String>), String>;
+type BuiltKey = (u64, u64, u64);
+
+#[derive(Default)]
+struct Memo(std::sync::Mutex<std::collections::HashMap<BuiltKey, Arc<std::sync::OnceLock<Built>>>>);
+
+impl Memo {
+    fn cell(&self, key: BuiltKey) -> Arc<std::sync::OnceLock<Built>> {
+        self.0
+            .lock()
+            .expect("no panics while held")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+}
+
 fn prepare_one(
     spec: &FunctionSpec,
     runtime: &Runtime,
     previous: Option<Arc<LoadedFunction>>,
+    memo: &Memo,
 ) -> Result<Prepared, String> {
     let ceiling = runtime.config().memory_ceiling;
     if spec.policy.max_memory_bytes > ceiling {
@@ -247,15 +267,21 @@ fn prepare_one(
     {
         return Ok(Prepared::Unchanged(old));
     }
-    let component = runtime
-        .compile(&spec.component_path.display().to_string(), &bytes)
-        .map_err(|e| e.to_string())?;
-    let described = runtime.describe(
-        &component,
-        &spec.name,
-        Duration::from_millis(spec.policy.timeout_ms),
-        spec.policy.max_memory_bytes,
-    )?;
+    let cell = memo.cell((digest, spec.policy.timeout_ms, spec.policy.max_memory_bytes));
+    // Other functions with the same component wait here, then share it.
+    let built = cell.get_or_init(|| {
+        let component = runtime
+            .compile(&spec.component_path.display().to_string(), &bytes)
+            .map_err(|e| e.to_string())?;
+        let described = runtime.describe(
+            &component,
+            &spec.name,
+            Duration::from_millis(spec.policy.timeout_ms),
+            spec.policy.max_memory_bytes,
+        )?;
+        Ok((component, described))
+    });
+    let (component, described) = built.clone()?;
     let (fragment, source) = match described {
         Some(text) => {
             let fragment =
@@ -286,13 +312,14 @@ fn prepare_all(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<Result<Prepared, String>>> = (0..specs.len()).map(|_| None).collect();
     let slots: Vec<std::sync::Mutex<&mut Option<_>>> = results.iter_mut().map(std::sync::Mutex::new).collect();
+    let memo = Memo::default();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
-                    let r = prepare_one(spec, runtime, previous(spec));
+                    let r = prepare_one(spec, runtime, previous(spec), &memo);
                     **slots[i].lock().expect("no panics while held") = Some(r);
                 }
             });

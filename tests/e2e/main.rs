@@ -7,6 +7,7 @@ mod admin;
 mod cache;
 mod cli;
 mod limits;
+mod many;
 mod openapi;
 mod outbound;
 mod reload;
