@@ -46,13 +46,20 @@ pub use describe::{App, Handler, OperationDoc};
 pub use extract::{Body, FromRequest, Headers, Path, Query, RequestInfo};
 pub use request::{Method, Request, methods};
 pub use respond::{
-    Created, ErrorBody, HttpError, IntoResponse, JSON_LINES, Json, JsonLines, NoContent, Response, ResponseBody, Text,
+    Bytes, Created, ErrorBody, HttpError, IntoResponse, JSON_LINES, Json, JsonLines, JsonStatus, NoContent, Response,
+    ResponseBody, Text, WithHeaders,
 };
 
 #[doc(hidden)]
 pub use wasi;
 
 use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+
+/// Checks, at the author's handler, that it is one.
+#[doc(hidden)]
+pub fn handler<H: Handler<Args>, Args>(h: H) -> H {
+    h
+}
 
 /// Runs `app` for one request (what the [`function!`] export calls).
 #[doc(hidden)]
@@ -119,7 +126,7 @@ macro_rules! __function {
 
         fn __wasmfn_app() -> $crate::App {
             $crate::App::new($title)
-                $( .route($crate::methods::$method, $path, stringify!($handler), &[$($doc),*], $handler) )*
+                $( .route($crate::methods::$method, $path, stringify!($handler), &[$($doc),*], $crate::handler($handler)) )*
         }
 
         impl $crate::bindings::exports::wasi::http::incoming_handler::Guest for __WasmfnFunction {

@@ -99,6 +99,52 @@ impl<T: Serialize + JsonSchema> IntoResponse for Created<T> {
     }
 }
 
+/// JSON with a status of its own, declared as such: `JsonStatus::<202, _>(job)`.
+pub struct JsonStatus<const CODE: u16, T>(pub T);
+
+impl<const CODE: u16, T: Serialize + JsonSchema> IntoResponse for JsonStatus<CODE, T> {
+    fn into_response(self) -> Response {
+        json_response(CODE, &self.0)
+    }
+    fn describe(op: &mut OperationDoc, generator: &mut SchemaGenerator) {
+        op.response(
+            &CODE.to_string(),
+            json!({"description": "Response", "content": json_content::<T>(generator)}),
+        );
+    }
+}
+
+/// Any response with extra headers: `WithHeaders(Json(item), vec![("etag", tag)])`.
+pub struct WithHeaders<R>(pub R, pub Vec<(&'static str, String)>);
+
+impl<R: IntoResponse> IntoResponse for WithHeaders<R> {
+    fn into_response(self) -> Response {
+        let mut r = self.0.into_response();
+        for (k, v) in self.1 {
+            r = r.with_header(k, &v);
+        }
+        r
+    }
+    fn describe(op: &mut OperationDoc, generator: &mut SchemaGenerator) {
+        R::describe(op, generator);
+    }
+}
+
+/// `200` with raw bytes and a content type of the handler's choosing.
+pub struct Bytes(pub &'static str, pub Vec<u8>);
+
+impl IntoResponse for Bytes {
+    fn into_response(self) -> Response {
+        Response::new(200, self.0, self.1)
+    }
+    fn describe(op: &mut OperationDoc, _generator: &mut SchemaGenerator) {
+        op.response(
+            "200",
+            json!({"description": "OK", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}),
+        );
+    }
+}
+
 /// `204 No Content`.
 pub struct NoContent;
 

@@ -80,12 +80,29 @@ fn stream() -> JsonLines<std::vec::IntoIter<Item>> {
     )
 }
 
+fn accept() -> WithHeaders<JsonStatus<202, Item>> {
+    WithHeaders(
+        JsonStatus(Item {
+            id: 1,
+            name: "job".into(),
+            price: 0.0,
+        }),
+        vec![("location", "/jobs/1".into())],
+    )
+}
+
+fn raw() -> Bytes {
+    Bytes("image/png", vec![0x89, b'P', b'N', b'G'])
+}
+
 fn app() -> App {
     App::new(Some("Items"))
         .route(Method::Get, "/", "list", &[" List items.", "", " Newest first."], list)
         .route(Method::Post, "/", "create", &[], create)
         .route(Method::Get, "/{id}", "show", &[], show)
         .route(Method::Get, "/stream", "stream", &[], stream)
+        .route(Method::Post, "/jobs", "accept", &[], accept)
+        .route(Method::Get, "/raw", "raw", &[], raw)
 }
 
 #[test]
@@ -128,6 +145,12 @@ fn describe_declares_every_operation() {
     let stream = &doc["paths"]["/stream"]["get"]["responses"]["200"]["content"][JSON_LINES];
     assert_eq!(stream["itemSchema"]["$ref"], "#/components/schemas/Item");
 
+    assert_eq!(
+        doc["paths"]["/jobs"]["post"]["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Item"
+    );
+    assert!(doc["paths"]["/raw"]["get"]["responses"]["200"]["content"]["*/*"].is_object());
+
     let schemas = &doc["components"]["schemas"];
     assert_eq!(schemas["Item"]["description"], "An item.");
     assert_eq!(schemas["Item"]["properties"]["name"]["minLength"], 1);
@@ -162,6 +185,11 @@ fn dispatch_and_extractors() {
     assert_eq!(b.lines().count(), 2);
     let (s, _) = body(app.serve(&mut Request::builder(Method::Delete, "/")));
     assert_eq!(s, 404);
+    let r = app.serve(&mut Request::builder(Method::Post, "/jobs"));
+    assert!(r.headers.iter().any(|(k, v)| k == "location" && v == b"/jobs/1"));
+    assert_eq!(body(r).0, 202);
+    let r = app.serve(&mut Request::builder(Method::Get, "/raw"));
+    assert!(r.headers.iter().any(|(k, v)| k == "content-type" && v == b"image/png"));
     // HEAD is served by GET.
     let (s, _) = body(app.serve(&mut Request::builder(Method::Head, "/")));
     assert_eq!(s, 200);
