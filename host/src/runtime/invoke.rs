@@ -176,9 +176,9 @@ pub struct Load {
 }
 
 /// Ticks of continuous computation after which an invocation counts as heavy.
-const HEAVY_AFTER_TICKS: u32 = 5;
+const HEAVY_AFTER_TICKS: u32 = 3;
 /// How long a heavy invocation pauses per tick while lighter ones are running.
-const HEAVY_PAUSE: Duration = Duration::from_millis(19);
+const HEAVY_PAUSE: Duration = Duration::from_millis(29);
 
 struct ActiveInvocation(Arc<Load>);
 
