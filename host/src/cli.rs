@@ -38,8 +38,9 @@ pub enum Command {
     Routes(DirArg),
     /// Print the unified OpenAPI document without serving.
     Openapi(OpenapiArgs),
-    /// Build every function under DIR that has a build recipe (a `Cargo.toml`).
-    Build(DirArg),
+    /// Build every function under DIR that has a build recipe
+    /// (`Cargo.toml`, `app.py` or `index.js`).
+    Build(BuildArgs),
     /// Build, serve and watch: a change to a function's source rebuilds it,
     /// a change to a manifest or component reloads it.
     Dev(ServeArgs),
@@ -52,6 +53,49 @@ pub struct DirArg {
     /// The functions directory.
     #[arg(default_value = "functions", env = "WASMFN_DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The functions directory.
+    #[arg(default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub toolchains: ToolchainArgs,
+    /// Python and JavaScript builds to run at once [default: cores, at most 4].
+    #[arg(long, short = 'j', env = "WASMFN_BUILD_JOBS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+    /// Build every function, even those that are up to date.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where the Python and JavaScript toolchains come from.
+#[derive(Debug, Args, Clone)]
+pub struct ToolchainArgs {
+    /// Install a missing componentize-py (with pip, in its own virtual
+    /// environment) or componentize-js (with npm) under the toolchains
+    /// directory, instead of stopping with instructions.
+    #[arg(long, env = "WASMFN_INSTALL_TOOLCHAINS")]
+    pub install_toolchains: bool,
+    /// Where wasmfn keeps the toolchains it installs
+    /// [default: $XDG_CACHE_HOME/wasmfn/toolchains or ~/.cache/wasmfn/toolchains].
+    #[arg(long, env = "WASMFN_TOOLCHAINS_DIR")]
+    pub toolchains_dir: Option<PathBuf>,
+}
+
+impl ToolchainArgs {
+    /// Build options with these toolchain settings.
+    pub fn options(&self) -> crate::build::BuildOptions {
+        let mut o = crate::build::BuildOptions {
+            install_toolchains: self.install_toolchains,
+            ..Default::default()
+        };
+        if let Some(d) = &self.toolchains_dir {
+            o.toolchains_dir = d.clone();
+        }
+        o
+    }
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +117,8 @@ pub struct ServeArgs {
     /// Reload when a manifest, component or fragment under DIR changes.
     #[arg(long, env = "WASMFN_WATCH")]
     pub watch: bool,
+    #[command(flatten)]
+    pub toolchains: ToolchainArgs,
 }
 
 #[derive(Debug, Args)]
@@ -80,7 +126,7 @@ pub struct NewArgs {
     /// The function's name: its folder, and its route (`/NAME`).
     pub name: String,
     /// The language of the function.
-    #[arg(long, default_value = "rust", value_parser = ["rust"])]
+    #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js"])]
     pub lang: String,
     /// The functions directory to create it in.
     #[arg(long, default_value = "functions", env = "WASMFN_DIR")]
@@ -228,7 +274,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }),
         Command::Build(args) => {
-            let report = crate::toolchain::build_all(&args.dir)?;
+            let mut opts = args.toolchains.options();
+            if let Some(j) = args.jobs {
+                opts.jobs = j.into();
+            }
+            opts.force = args.force;
+            let report = crate::build::build_all(&args.dir, &opts)?;
             Ok(if report.failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -247,7 +298,7 @@ pub(crate) type OnStart = Box<dyn FnOnce(std::sync::Arc<AppState>) + Send>;
 
 pub(crate) fn serve_with(args: ServeArgs, on_start: Option<OnStart>) -> anyhow::Result<ExitCode> {
     if args.build {
-        let report = crate::toolchain::build_all(&args.host.dir)?;
+        let report = crate::build::build_all(&args.host.dir, &args.toolchains.options())?;
         if report.failed > 0 {
             tracing::warn!(
                 failed = report.failed,

@@ -6,22 +6,22 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::build::{BuildOptions, Recipe, build_all, build_one};
 use crate::cli::{ServeArgs, serve_with};
 use crate::discovery::discover;
 use crate::manifest::Policy;
 use crate::server::AppState;
-use crate::toolchain::{build_all, build_rust};
 
 /// How often sources are checked for changes.
 const SOURCE_POLL: Duration = Duration::from_millis(500);
 
 pub(crate) fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let report = build_all(&args.host.dir)?;
+    let opts = args.toolchains.options();
+    let report = build_all(&args.host.dir, &opts)?;
     if report.failed > 0 {
         tracing::warn!(
             failed = report.failed,
@@ -32,35 +32,27 @@ pub(crate) fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     args.watch = true;
     serve_with(
         args,
-        Some(Box::new(|app| {
-            tokio::spawn(rebuild_on_change(app));
+        Some(Box::new(move |app| {
+            tokio::spawn(rebuild_on_change(app, opts));
         })),
     )
 }
 
-/// A digest of every file below `dir/src` and of `dir/Cargo.toml`.
-fn source_fingerprint(dir: &Path) -> u64 {
+/// Names, sizes and modification times of a function's sources.
+fn source_fingerprint(recipe: &Recipe) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    fn visit(p: &Path, h: &mut impl Hasher) {
-        let Ok(meta) = std::fs::metadata(p) else { return };
-        if meta.is_dir() {
-            let Ok(rd) = std::fs::read_dir(p) else { return };
-            let mut entries: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
-            entries.sort();
-            entries.iter().for_each(|e| visit(e, h));
-        } else {
-            p.hash(h);
-            meta.len().hash(h);
-            meta.modified().ok().hash(h);
-        }
+    for p in recipe.source_files() {
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        p.hash(&mut h);
+        meta.len().hash(&mut h);
+        meta.modified().ok().hash(&mut h);
     }
-    visit(&dir.join("Cargo.toml"), &mut h);
-    visit(&dir.join("src"), &mut h);
     h.finish()
 }
 
-async fn rebuild_on_change(app: Arc<AppState>) {
+async fn rebuild_on_change(app: Arc<AppState>, opts: BuildOptions) {
     let dir = app.config.functions_dir.clone();
+    let opts = Arc::new(opts);
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut first = true;
     loop {
@@ -70,11 +62,11 @@ async fn rebuild_on_change(app: Arc<AppState>) {
                 .map(|found| {
                     found
                         .functions
-                        .into_iter()
-                        .filter(|f| f.dir.join("Cargo.toml").is_file())
-                        .map(|f| {
-                            let fp = source_fingerprint(&f.dir);
-                            (f.name, f.dir, f.component_path, fp)
+                        .iter()
+                        .filter_map(Recipe::of)
+                        .map(|r| {
+                            let fp = source_fingerprint(&r);
+                            (r, fp)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -82,16 +74,17 @@ async fn rebuild_on_change(app: Arc<AppState>) {
         })
         .await
         .unwrap_or_default();
-        for (name, fdir, component, fp) in sources {
+        for (recipe, fp) in sources {
+            let name = recipe.name.clone();
             let changed = seen.insert(name.clone(), fp).is_some_and(|old| old != fp);
             if first || !changed {
                 continue;
             }
-            tracing::info!(function = %name, "source changed; rebuilding");
-            let cargo_toml = fdir.join("Cargo.toml");
-            let built = tokio::task::spawn_blocking(move || build_rust(&cargo_toml, &component)).await;
+            tracing::info!(function = %name, lang = recipe.lang.name(), "source changed; rebuilding");
+            let o = opts.clone();
+            let built = tokio::task::spawn_blocking(move || build_one(&recipe, &o)).await;
             match built {
-                Ok(Ok(())) => {
+                Ok(Ok(_)) => {
                     app.build_errors.remove(&name);
                     tracing::info!(function = %name, "rebuilt");
                 }

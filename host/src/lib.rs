@@ -18,6 +18,7 @@
 //! [`server`] assembling them, [`registry`] holding what is loaded, and
 //! [`manifest`] describing what users write.
 
+pub mod build;
 pub mod cli;
 mod dev;
 pub mod discovery;
@@ -30,4 +31,3 @@ pub mod routing;
 pub mod runtime;
 mod scaffold;
 pub mod server;
-pub mod toolchain;

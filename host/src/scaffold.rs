@@ -8,7 +8,7 @@ use crate::routing::valid_param_name;
 /// The SDK this binary was built beside.
 const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
 
-/// Creates `dir/name/` for a Rust function; refuses to overwrite.
+/// Creates `dir/name/` for a function in `args.lang`; refuses to overwrite.
 pub fn new_function(args: &NewArgs) -> anyhow::Result<PathBuf> {
     let name = &args.name;
     anyhow::ensure!(
@@ -21,6 +21,11 @@ pub fn new_function(args: &NewArgs) -> anyhow::Result<PathBuf> {
         "`{}` already exists; nothing was written",
         folder.display()
     );
+    match args.lang.as_str() {
+        "python" => return new_python(name, &folder),
+        "js" => return new_js(name, &folder),
+        _ => {}
+    }
     let sdk = match &args.sdk {
         Some(p) => p.clone(),
         None => PathBuf::from(BUILT_WITH_SDK),
@@ -110,6 +115,105 @@ wasmfn_sdk::function! {{
         ),
     )?;
     Ok(folder)
+}
+
+fn manifest(name: &str, component: &str) -> String {
+    format!(
+        "{{\n  \"component\": \"{component}\",\n  \"description\": \"What `{name}` does, in one line.\",\n  \"timeout_ms\": 5000\n}}\n"
+    )
+}
+
+fn new_python(name: &str, folder: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(folder)?;
+    let component = format!("{}.wasm", name.replace('-', "_"));
+    write(&folder.join("fn.config.json"), &manifest(name, &component))?;
+    write(
+        &folder.join("app.py"),
+        &format!(
+            r#""""`{name}`: served at `/{name}` (its folder), described in `/_fn/openapi.json`."""
+
+from dataclasses import dataclass
+from typing import Annotated, Optional
+
+from wasmfn import App, Field
+
+app = App(title="{name}")
+
+
+@dataclass
+class Greeting:
+    """The answer."""
+
+    message: str
+
+
+@app.get("/", query={{"name": Optional[Annotated[str, Field(min_length=1, max_length=40)]]}})
+def greet(req) -> Greeting:
+    """Greets someone."""
+    name = req.query.get("name") or "world"
+    return Greeting(message=f"Hello, {{name}}!")
+"#
+        ),
+    )?;
+    write(
+        &folder.join("README.md"),
+        &format!(
+            "# {name}\n\nA wasmfn function in Python, served at `/{name}`. `app.py` declares its operations on \
+             `app = wasmfn.App(...)`; their schemas come from the types given (dataclasses, `Annotated[..., \
+             Field(...)]`), and the host checks every request against them. `wasmfn build` makes the component with \
+             componentize-py (other modules in this folder are importable), `wasmfn dev` rebuilds it on every \
+             change; limits and routes live in `fn.config.json` (see the wasmfn docs, `docs/manifest.md` and \
+             `docs/languages.md`).\n"
+        ),
+    )?;
+    Ok(folder.to_path_buf())
+}
+
+fn new_js(name: &str, folder: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(folder)?;
+    let component = format!("{}.wasm", name.replace('-', "_"));
+    write(&folder.join("fn.config.json"), &manifest(name, &component))?;
+    write(
+        &folder.join("index.js"),
+        &format!(
+            r#"// `{name}`: served at `/{name}` (its folder), described in `/_fn/openapi.json`.
+import {{ App }} from "wasmfn";
+
+const app = new App({{ title: "{name}" }});
+
+const Greeting = app.schema("Greeting", {{
+  type: "object",
+  description: "The answer.",
+  properties: {{ message: {{ type: "string" }} }},
+  required: ["message"],
+}});
+
+app.get(
+  "/",
+  {{
+    summary: "Greets someone.",
+    query: {{ name: {{ type: "string", minLength: 1, maxLength: 40 }} }},
+    response: Greeting,
+  }},
+  (req) => ({{ message: `Hello, ${{req.query.name ?? "world"}}!` }}),
+);
+
+export default app;
+"#
+        ),
+    )?;
+    write(
+        &folder.join("README.md"),
+        &format!(
+            "# {name}\n\nA wasmfn function in JavaScript, served at `/{name}`. `index.js` declares its operations \
+             on `new App(...)` (imported from `\"wasmfn\"`) and exports it as the default; the JSON Schemas given \
+             there go into the API document, and the host checks every request against them. `wasmfn build` makes \
+             the component with componentize-js (relative imports work), `wasmfn dev` rebuilds it on every change; \
+             limits and routes live in `fn.config.json` (see the wasmfn docs, `docs/manifest.md` and \
+             `docs/languages.md`).\n"
+        ),
+    )?;
+    Ok(folder.to_path_buf())
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {

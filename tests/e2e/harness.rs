@@ -22,7 +22,7 @@ pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let root = repo().join("tests/guests");
-        wasmfn::toolchain::ensure_rust_target(&root).expect("wasm32-wasip2 target");
+        wasmfn::build::ensure_rust_target(&root).expect("wasm32-wasip2 target");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
@@ -42,12 +42,22 @@ pub fn examples() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let dir = repo().join("functions");
-            let report = wasmfn::toolchain::build_all(&dir).expect("build examples");
-            assert_eq!(report.failed, 0, "an example failed to build");
-            assert!(report.built >= 5, "{report:?}");
+            let report = wasmfn::build::build_all(&dir, &build_options()).expect("build examples");
+            assert_eq!(report.failed, 0, "an example failed to build: {:?}", report.errors);
+            assert!(report.built + report.up_to_date >= 8, "{report:?}");
             dir
         })
         .clone()
+}
+
+/// Build options for the tests: missing Python and JavaScript toolchains
+/// are installed (from PyPI and npm) under `target/e2e-toolchains`.
+pub fn build_options() -> wasmfn::build::BuildOptions {
+    wasmfn::build::BuildOptions {
+        install_toolchains: true,
+        toolchains_dir: repo().join("target/e2e-toolchains"),
+        ..Default::default()
+    }
 }
 
 /// A temporary functions directory.

@@ -1,55 +1,13 @@
-//! Building function components from source. A function folder with a
-//! `Cargo.toml` is built with cargo for `wasm32-wasip2`, and the component
-//! is copied to the path its manifest names.
+//! Rust functions: a folder with a `Cargo.toml` is built with cargo for
+//! `wasm32-wasip2`, and the component is copied to the path its manifest
+//! names.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::discovery::discover;
-use crate::manifest::Policy;
-
 /// The target every Rust function is built for.
 pub const RUST_TARGET: &str = "wasm32-wasip2";
-
-/// What a build did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct BuildReport {
-    pub built: usize,
-    pub failed: usize,
-    pub skipped: usize,
-}
-
-/// Builds every function under `dir` that has a build recipe.
-pub fn build_all(dir: &Path) -> anyhow::Result<BuildReport> {
-    let found = discover(dir, &Policy::default())
-        .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
-    let mut report = BuildReport::default();
-    let total = found.functions.len();
-    for (i, f) in found.functions.iter().enumerate() {
-        let cargo_toml = f.dir.join("Cargo.toml");
-        if !cargo_toml.is_file() {
-            report.skipped += 1;
-            continue;
-        }
-        eprintln!("[{}/{total}] building {} (cargo, {RUST_TARGET})", i + 1, f.name);
-        match build_rust(&cargo_toml, &f.component_path) {
-            Ok(()) => report.built += 1,
-            Err(e) => {
-                eprintln!("error: function `{}` failed to build: {e:#}", f.name);
-                report.failed += 1;
-            }
-        }
-    }
-    for f in &found.failed {
-        eprintln!("warning: `{}` not built: {}", f.name, f.error);
-    }
-    eprintln!(
-        "build finished: {} built, {} failed, {} without a build recipe",
-        report.built, report.failed, report.skipped
-    );
-    Ok(report)
-}
 
 /// Makes sure the Rust standard library for [`RUST_TARGET`] is installed,
 /// adding it with rustup when it is missing.
@@ -76,8 +34,9 @@ pub fn ensure_rust_target(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds one cargo package and copies its component to `dest`.
-pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
+/// Builds one cargo package and copies its component to `dest`; `false`
+/// when the component did not change.
+pub fn build_rust(cargo_toml: &Path, dest: &Path, label: &str) -> anyhow::Result<bool> {
     let cargo_toml = &cargo_toml
         .canonicalize()
         .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", cargo_toml.display()))?;
@@ -101,17 +60,7 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
     // The compiler's own words go to the terminal as they come, and the
     // tail of them into the error.
     let stderr = child.stderr.take().expect("stderr is piped");
-    let tee = std::thread::spawn(move || {
-        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            if tail.len() == 60 {
-                tail.pop_front();
-            }
-            tail.push_back(line);
-        }
-        tail.into_iter().collect::<Vec<_>>().join("\n")
-    });
+    let tee = super::tee(stderr, label.to_string());
     let want = cargo_toml.clone();
     let mut artifact: Option<PathBuf> = None;
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -146,8 +95,9 @@ pub fn build_rust(cargo_toml: &Path, dest: &Path) -> anyhow::Result<()> {
         )
     })?;
     let new = std::fs::read(&artifact)?;
-    if std::fs::read(dest).ok().as_deref() != Some(new.as_slice()) {
-        std::fs::write(dest, &new).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", dest.display()))?;
+    if std::fs::read(dest).ok().as_deref() == Some(new.as_slice()) {
+        return Ok(false);
     }
-    Ok(())
+    super::write_component(dest, &new)?;
+    Ok(true)
 }
