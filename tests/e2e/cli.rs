@@ -22,10 +22,11 @@ fn wasmfn(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn check_is_a_ci_gate() {
     let good = examples();
-    let (code, out, err) = wasmfn(&["check", good.to_str().unwrap()]);
+    let cache = examples_cache();
+    let (code, out, err) = wasmfn(&["check", good.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("/users/{id}"), "{out}");
-    assert!(out.contains("6 functions ready, 0 failed, 0 conflicts"), "{out}");
+    assert!(out.contains("8 functions ready, 0 failed, 0 conflicts"), "{out}");
 
     let f = Fixture::new();
     f.function("a", "probe", json!({"invoke": {"routes": ["/x"]}}))

@@ -45,9 +45,26 @@ pub fn examples() -> PathBuf {
             let report = wasmfn::build::build_all(&dir, &build_options()).expect("build examples");
             assert_eq!(report.failed, 0, "an example failed to build: {:?}", report.errors);
             assert!(report.built + report.up_to_date >= 8, "{report:?}");
+            // Compile everything once into the tests' cache, so that the many
+            // hosts started on the examples do not each compile the Python
+            // and JavaScript runtimes again.
+            let out = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+                .arg("check")
+                .arg(&dir)
+                .arg("--cache-dir")
+                .arg(examples_cache())
+                .env("WASMFN_LOG", "error")
+                .output()
+                .expect("run wasmfn check");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
             dir
         })
         .clone()
+}
+
+/// The compile cache of every host started on the examples.
+pub fn examples_cache() -> PathBuf {
+    repo().join("target/e2e-examples-cache")
 }
 
 /// Build options for the tests: missing Python and JavaScript toolchains
@@ -107,6 +124,13 @@ pub struct TestHost {
 impl TestHost {
     pub async fn start(dir: &Path) -> Self {
         Self::start_with(HostConfig::new(dir)).await
+    }
+
+    /// A host on the example functions (built once), with their compile cache.
+    pub async fn examples() -> Self {
+        let mut config = HostConfig::new(examples());
+        config.runtime.cache_dir = Some(examples_cache());
+        Self::start_with(config).await
     }
 
     pub async fn start_with(config: HostConfig) -> Self {

@@ -20,7 +20,7 @@ fn methods_in(doc: &Value) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn the_document_covers_every_served_route_and_only_those() {
-    let t = TestHost::start(&examples()).await;
+    let t = TestHost::examples().await;
     let doc = t.json("/_fn/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(
@@ -79,6 +79,8 @@ async fn the_document_covers_every_served_route_and_only_those() {
     // `wasmfn openapi` prints the same document without serving.
     let out = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
         .args(["openapi", examples().to_str().unwrap()])
+        .arg("--cache-dir")
+        .arg(examples_cache())
         .env("WASMFN_LOG", "error")
         .output()
         .unwrap();
@@ -104,7 +106,7 @@ async fn the_document_covers_every_served_route_and_only_those() {
 
 #[tokio::test]
 async fn invalid_requests_get_422_or_415_and_never_reach_the_guest() {
-    let t = TestHost::start(&examples()).await;
+    let t = TestHost::examples().await;
     let post = |body: &'static str, ct: &'static str| {
         let (c, u) = (t.client.clone(), t.url("/items"));
         async move { c.post(u).header("content-type", ct).body(body).send().await.unwrap() }
@@ -262,7 +264,7 @@ async fn admin_endpoints_appear_only_when_asked() {
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_examples() {
-    let t = TestHost::start(&examples()).await;
+    let t = TestHost::examples().await;
     let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
     let out = tokio::process::Command::new(bin.join("schemathesis"))
         .args(["run", &t.url("/_fn/openapi.json")])
@@ -294,7 +296,7 @@ async fn schemathesis_finds_nothing_against_the_examples() {
 
 #[tokio::test]
 async fn the_docs_page_renders_offline_in_a_real_browser() {
-    let t = TestHost::start(&examples()).await;
+    let t = TestHost::examples().await;
     let page = t.get("/_fn/docs").await.text().await.unwrap();
     assert!(page.contains("/_fn/docs/swagger-ui-bundle.js"));
     let js = t.get("/_fn/docs/swagger-ui-bundle.js").await;

@@ -183,8 +183,9 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; nothing was written"));
     let bad = wasmfn_cmd(&["new", "Bad Name", "--dir", d]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid function name"));
-    let lang = wasmfn_cmd(&["new", "py", "--lang", "python", "--dir", d]);
+    let lang = wasmfn_cmd(&["new", "go", "--lang", "go", "--dir", d]);
     assert!(!lang.status.success());
+    assert!(String::from_utf8_lossy(&lang.stderr).contains("[possible values: rust, python, js]"));
 
     // `dev` builds it, serves it, and rebuilds on every source change.
     let target = repo().join("target/e2e-new-functions");

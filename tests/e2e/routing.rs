@@ -7,7 +7,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn examples_serve_their_routes() {
-    let t = TestHost::start(&examples()).await;
+    let t = TestHost::examples().await;
 
     let r = t.get("/hello").await;
     assert_eq!(r.status(), 200);
@@ -80,7 +80,7 @@ fn the_readme_function_is_the_hello_example() {
 
 #[tokio::test]
 async fn echo_streams_a_body_larger_than_any_buffer() {
-    let t = TestHost::start(&examples()).await;
+    let t = TestHost::examples().await;
     // 24 MiB in uneven chunks, sent chunked, compared byte for byte.
     let chunks: Vec<Vec<u8>> = (0..96u32)
         .map(|i| {

@@ -1,0 +1,357 @@
+//! Python and JavaScript functions: the examples built from source (with
+//! componentize-py and componentize-js installed from PyPI and npm by the
+//! test run), their validation and their place in the document; `new` →
+//! `build` → `dev` for each language; what a missing toolchain or a broken
+//! source says.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+async fn post(t: &TestHost, path: &str, body: Value) -> reqwest::Response {
+    t.client.post(t.url(path)).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn python_example_converts_validates_and_describes_itself() {
+    let t = TestHost::examples().await;
+    let r = post(&t, "/convert/fahrenheit", json!({"value": 100, "unit": "celsius"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"value": 212.0, "unit": "fahrenheit"})
+    );
+    let r = post(&t, "/convert/kelvin", json!({"value": 32, "unit": "fahrenheit"})).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"value": 273.15, "unit": "kelvin"})
+    );
+    let list = t.json("/convert").await;
+    assert_eq!(list[2], json!({"name": "kelvin", "absolute_zero": 0.0}));
+
+    // The host refuses what the declaration rules out, before Python runs.
+    let (_, body) = error_code(
+        post(&t, "/convert/rankine", json!({"value": 1, "unit": "kelvin"})).await,
+        422,
+    )
+    .await;
+    assert_eq!(body["error"]["details"][0]["loc"], json!(["path", "to"]));
+    let (_, body) = error_code(
+        post(&t, "/convert/kelvin", json!({"value": -500, "unit": "celsius"})).await,
+        422,
+    )
+    .await;
+    assert_eq!(body["error"]["details"][0]["loc"], json!(["body", "value"]));
+    assert_eq!(body["error"]["details"][0]["type"], "minimum");
+    let (_, body) = error_code(post(&t, "/convert/kelvin", json!({"unit": "celsius"})).await, 422).await;
+    assert_eq!(body["error"]["details"][0]["type"], "missing");
+    // What only the function knows: -300 °C is above the Fahrenheit floor
+    // the schema states, but below absolute zero.
+    let r = post(&t, "/convert/kelvin", json!({"value": -300, "unit": "celsius"})).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "below_absolute_zero");
+
+    let doc = t.json("/_fn/openapi.json").await;
+    let op = &doc["paths"]["/convert/{to}"]["post"];
+    assert_eq!(op["summary"], "Converts a temperature to the unit `to`.");
+    assert_eq!(op["operationId"], "convert.convert");
+    assert_eq!(
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/convert.Temperature"
+    );
+    assert_eq!(
+        op["parameters"][0]["schema"]["enum"],
+        json!(["celsius", "fahrenheit", "kelvin"])
+    );
+    assert!(op["responses"]["400"].is_object() && op["responses"]["422"].is_object());
+    let temp = &doc["components"]["schemas"]["convert.Temperature"];
+    assert_eq!(temp["properties"]["value"]["minimum"], -459.67);
+    assert_eq!(temp["description"], "A temperature in one unit.");
+    assert_eq!(temp["required"], json!(["value", "unit"]));
+    let units = &doc["paths"]["/convert"]["get"];
+    assert_eq!(
+        units["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
+        "#/components/schemas/convert.UnitInfo"
+    );
+}
+
+#[tokio::test]
+async fn javascript_example_tallies_validates_and_describes_itself() {
+    let t = TestHost::examples().await;
+    let r = post(
+        &t,
+        "/tally/words",
+        json!({"text": "the cat and the hat", "ignore_case": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["count"], 5);
+    assert_eq!(body["top"][0], json!({"word": "the", "n": 2}));
+    let r = post(&t, "/tally/lines", json!({"text": "a\nb\nc"})).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"mode": "lines", "count": 3}));
+    assert_eq!(t.json("/tally").await, json!(["words", "chars", "lines"]));
+
+    let (_, body) = error_code(post(&t, "/tally/bytes", json!({"text": "x"})).await, 422).await;
+    assert_eq!(body["error"]["details"][0]["loc"], json!(["path", "mode"]));
+    let (_, body) = error_code(post(&t, "/tally/words", json!({"text": ""})).await, 422).await;
+    assert_eq!(body["error"]["details"][0]["type"], "minLength");
+    let (_, body) = error_code(post(&t, "/tally/words", json!({"text": "a", "extra": 1})).await, 422).await;
+    assert_eq!(body["error"]["details"][0]["type"], "additionalProperties");
+    let r = t
+        .client
+        .post(t.url("/tally/words"))
+        .header("content-type", "text/plain")
+        .body("a b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // `max_body_bytes` from its manifest.
+    let r = post(&t, "/tally/chars", json!({"text": "x".repeat(70_000)})).await;
+    assert_eq!(r.status(), 413);
+
+    let doc = t.json("/_fn/openapi.json").await;
+    let op = &doc["paths"]["/tally/{mode}"]["post"];
+    assert_eq!(op["summary"], "Counts in a text.");
+    assert_eq!(op["tags"], json!(["tally"]));
+    assert_eq!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/tally.Tally"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["tally.Text"]["properties"]["text"]["maxLength"],
+        10000
+    );
+}
+
+fn wasmfn(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"));
+    cmd.args(args).env("WASMFN_LOG", "error");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn new_build_dev_round_trip_in_python_and_javascript() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let toolchains = build_options().toolchains_dir;
+    // The toolchains are installed by the examples' build.
+    tokio::task::spawn_blocking(examples).await.unwrap();
+    let env = [("WASMFN_TOOLCHAINS_DIR", toolchains.as_os_str())];
+
+    for (name, lang, files) in [
+        ("pyfn", "python", ["fn.config.json", "app.py", "README.md"]),
+        ("jsfn", "js", ["fn.config.json", "index.js", "README.md"]),
+    ] {
+        let (ok, said) = wasmfn(&["new", name, "--lang", lang, "--dir", d], &[]);
+        assert!(ok, "{said}");
+        for f in files {
+            assert!(dir.path().join(name).join(f).is_file(), "{name}/{f}");
+        }
+        let (ok, said) = wasmfn(&["new", name, "--lang", lang, "--dir", d], &[]);
+        assert!(!ok && said.contains("already exists; nothing was written"), "{said}");
+    }
+
+    let (ok, said) = tokio::task::spawn_blocking({
+        let d = d.to_string();
+        let toolchains = toolchains.clone();
+        move || wasmfn(&["build", &d], &[("WASMFN_TOOLCHAINS_DIR", toolchains.as_os_str())])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{said}");
+    assert!(said.contains("building jsfn (js, componentize-js)"), "{said}");
+    assert!(said.contains("building pyfn (python, componentize-py)"), "{said}");
+    assert!(said.contains("2 built, 0 up to date, 0 failed"), "{said}");
+    let (ok, said) = wasmfn(&["build", d], &env);
+    assert!(
+        ok && said.contains("0 built, 2 up to date"),
+        "nothing changed, nothing rebuilt: {said}"
+    );
+
+    // `dev` serves them and rebuilds each on a change to its source.
+    let served = Served::start(&["dev", d, "--listen", "127.0.0.1:0"], &env, Duration::from_secs(300)).await;
+    let (mut child, base) = served.print_log("dev: ");
+    let client = reqwest::Client::new();
+    for name in ["pyfn", "jsfn"] {
+        let body: Value = client
+            .get(format!("{base}/{name}?name=Ada"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["message"], "Hello, Ada!", "{name}");
+        let r = client.get(format!("{base}/{name}?name=")).send().await.unwrap();
+        assert_eq!(r.status(), 422, "{name}: validation comes with the template");
+    }
+    let doc: Value = client
+        .get(format!("{base}/_fn/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["paths"]["/pyfn"]["get"]["summary"], "Greets someone.");
+    assert_eq!(doc["paths"]["/jsfn"]["get"]["summary"], "Greets someone.");
+    assert_eq!(
+        doc["paths"]["/jsfn"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/jsfn.Greeting"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (name, source, from, to) in [
+        ("pyfn", "app.py", "f\"Hello, {name}!\"", "f\"Howdy, {name}!\""),
+        ("jsfn", "index.js", "`Hello, ${", "`Howdy, ${"),
+    ] {
+        let url = format!("{base}/{name}?name=Ada");
+        clients.extend(hammer_until(&client, url.clone(), stop.clone()));
+        let path = dir.path().join(name).join(source);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{name}: template changed");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        eventually(Duration::from_secs(300), "the rebuilt version serves", || {
+            let (c, u) = (client.clone(), url.clone());
+            async move {
+                let b = c.get(u).send().await.ok()?.text().await.ok()?;
+                b.contains("Howdy").then_some(())
+            }
+        })
+        .await;
+        // A source that does not build: the compiler's words reach the
+        // catalog and the previous version keeps serving.
+        std::fs::write(&path, format!("{}\n)(not valid\n", text.replace(from, to))).unwrap();
+        let err = eventually(Duration::from_secs(300), "the build error in the catalog", || {
+            let (c, u) = (client.clone(), format!("{base}/_fn/catalog"));
+            async move {
+                let cat: Value = c.get(u).send().await.ok()?.json().await.ok()?;
+                let f = cat["functions"].as_array()?.iter().find(|f| f["name"] == name)?.clone();
+                f["build_error"].as_str().map(str::to_string)
+            }
+        })
+        .await;
+        assert!(err.contains("SyntaxError"), "{name}: {err}");
+        let body: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["message"], "Howdy, Ada!");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let (sent, failures) = c.await.unwrap();
+        assert!(sent > 0);
+        assert_eq!(failures, 0, "no request failed while rebuilding");
+    }
+    child.kill().await.unwrap();
+
+    // `wasmfn build` fails on the broken sources, naming each function and
+    // showing the toolchain's message.
+    let (ok, said) = wasmfn(&["build", d], &env);
+    assert!(!ok);
+    assert!(
+        said.contains("error: function `pyfn` failed to build: componentize-py failed"),
+        "{said}"
+    );
+    assert!(
+        said.contains("error: function `jsfn` failed to build: componentize-js failed"),
+        "{said}"
+    );
+    assert!(said.contains("SyntaxError"), "{said}");
+}
+
+/// Clients that send requests until `stop`; each returns (sent, failed).
+fn hammer_until(
+    client: &reqwest::Client,
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, usize)>> {
+    (0..2)
+        .map(|_| {
+            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut sent, mut failed) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    sent += 1;
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => {}
+                        _ => failed += 1,
+                    }
+                }
+                (sent, failed)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_missing_toolchain_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (name, lang) in [("p", "python"), ("j", "js")] {
+        let (ok, said) = wasmfn(&["new", name, "--lang", lang, "--dir", d], &[]);
+        assert!(ok, "{said}");
+    }
+    // An empty toolchains folder, and a PATH with Node.js but no componentize-py.
+    let empty = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let node = which("node").expect("Node.js is on this machine");
+    std::os::unix::fs::symlink(node, bin.path().join("node")).unwrap();
+    let (ok, said) = wasmfn(
+        &["build", d],
+        &[
+            ("WASMFN_TOOLCHAINS_DIR", empty.path().as_os_str()),
+            ("PATH", bin.path().as_os_str()),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        said.contains("componentize-py 0.25.1 is not installed (Python functions need it): install it with `pip install componentize-py==0.25.1`"),
+        "{said}"
+    );
+    assert!(said.contains("--install-toolchains"), "{said}");
+    assert!(
+        said.contains("componentize-js 0.23.0 is not installed (JavaScript functions need it)")
+            && said.contains("npm install --prefix"),
+        "{said}"
+    );
+    assert!(said.contains("0 built, 0 up to date, 2 failed"), "{said}");
+    // Without Node.js at all.
+    let nothing = tempfile::tempdir().unwrap();
+    let (ok, said) = wasmfn(
+        &["build", d],
+        &[
+            ("WASMFN_TOOLCHAINS_DIR", empty.path().as_os_str()),
+            ("PATH", nothing.path().as_os_str()),
+        ],
+    );
+    assert!(!ok);
+    assert!(said.contains("Node.js is not installed"), "{said}");
+    assert!(
+        !empty.path().join("componentize-js-0.23.0").exists(),
+        "nothing installed without being asked"
+    );
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|p| p.join(program))
+        .find(|p| p.is_file())
+}
