@@ -355,3 +355,25 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|p| p.join(program))
         .find(|p| p.is_file())
 }
+
+/// The Python and JavaScript helpers' own unit tests, in plain CPython and
+/// Node.js.
+#[test]
+fn helper_libraries_pass_their_own_unit_tests() {
+    for (dir, program, args) in [
+        ("guest-sdk/python", "python3", &["-m", "unittest", "discover", "-s", "tests", "-v"][..]),
+        ("guest-sdk/js", "node", &["--test"][..]),
+    ] {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(repo().join(dir))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{dir}: {said}");
+        // Both runners say how many ran; none may have been skipped.
+        assert!(said.contains("Ran 5 tests") || said.contains("# pass 5"), "{dir}: {said}");
+        assert!(!said.contains("skipped=") && !said.contains("# skipped 1"), "{dir}: {said}");
+    }
+}

@@ -1,0 +1,111 @@
+// Unit tests of the helper in plain Node.js (no component needed):
+// `node --test` in this folder.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { App, HTTPError } from "./wasmfn.js";
+
+function request(method, path, { params = {}, declared, body, headers = {} } = {}) {
+  const h = new Headers(headers);
+  for (const [k, v] of Object.entries(params)) h.set(`x-fn-param-${k}`, v);
+  if (declared) h.set("x-fn-path", declared);
+  return new Request(`http://fn.local${path}`, { method, headers: h, body });
+}
+
+function items() {
+  const app = new App({ title: "Items" });
+  const Item = app.schema("Item", {
+    type: "object",
+    properties: { id: { type: "integer" }, name: { type: "string", minLength: 1 } },
+    required: ["id", "name"],
+  });
+  app.get("/", { summary: "Lists items.", query: { limit: { type: "integer", default: 10 } }, response: { type: "array", items: Item } },
+    function list(req) { return [{ id: 1, name: "Lamp", limit: req.query.limit }]; });
+  app.get("/{id}", { params: { id: { type: "integer", minimum: 1 } }, response: Item, responses: { 404: "No such item" } },
+    function show(req) {
+      if (req.params.id !== 1) throw new HTTPError(404, `no item ${req.params.id}`);
+      return { id: req.params.id, name: "Lamp" };
+    });
+  app.post("/", { body: Item, response: Item, status: 201 }, async (req) => ({ ...req.data, echoed: true }));
+  app.delete("/{id}", {}, () => null);
+  app.get("/boom", {}, () => { throw new Error("kaput"); });
+  return app;
+}
+
+test("describe declares operations, parameters, schemas and errors", () => {
+  const doc = items().openapi();
+  assert.deepEqual(doc.info, { title: "Items" });
+  const show = doc.paths["/{id}"].get;
+  assert.equal(show.operationId, "show");
+  assert.deepEqual(show.parameters, [{ name: "id", in: "path", required: true, schema: { type: "integer", minimum: 1 } }]);
+  assert.equal(show.responses["200"].content["application/json"].schema.$ref, "#/components/schemas/Item");
+  assert.equal(show.responses["404"].description, "No such item");
+  assert.equal(show.responses["404"].content["application/json"].schema.$ref, "#/components/schemas/Error");
+  assert.ok(doc.components.schemas.Error && doc.components.schemas.Item);
+  const list = doc.paths["/"].get;
+  assert.deepEqual(list.parameters[0], { name: "limit", in: "query", required: false, schema: { type: "integer", default: 10 } });
+  assert.equal(doc.paths["/"].post.requestBody.content["application/json"].schema.$ref, "#/components/schemas/Item");
+  assert.ok(doc.paths["/"].post.responses["201"]);
+  assert.deepEqual(doc.paths["/{id}"].delete.responses, { default: { description: "Response." } });
+  assert.equal(JSON.parse(items().describe()).paths["/{id}"].get.operationId, "show");
+});
+
+test("dispatch by declared path, typed parameters, defaults, statuses", async () => {
+  const app = items();
+  let r = await app.handle(request("GET", "/items/1", { params: { id: "1" }, declared: "/{id}" }));
+  assert.equal(r.status, 200);
+  assert.deepEqual(await r.json(), { id: 1, name: "Lamp" });
+  r = await app.handle(request("GET", "/items/7", { params: { id: "7" }, declared: "/{id}" }));
+  assert.equal(r.status, 404);
+  assert.deepEqual(await r.json(), { error: { code: "not_found", message: "no item 7" } });
+  r = await app.handle(request("GET", "/items", { declared: "/" }));
+  assert.equal((await r.json())[0].limit, 10);
+  r = await app.handle(request("GET", "/items?limit=3", { declared: "/" }));
+  assert.equal((await r.json())[0].limit, 3);
+  r = await app.handle(request("HEAD", "/items", { declared: "/" }));
+  assert.equal(r.status, 200);
+  r = await app.handle(request("POST", "/items", { declared: "/", body: JSON.stringify({ id: 2, name: "Fan" }) }));
+  assert.equal(r.status, 201);
+  assert.deepEqual(await r.json(), { id: 2, name: "Fan", echoed: true });
+  r = await app.handle(request("DELETE", "/items/1", { params: { id: "1" }, declared: "/{id}" }));
+  assert.equal(r.status, 204);
+});
+
+test("bad input and failures answer in the error shape", async () => {
+  const app = items();
+  let r = await app.handle(request("GET", "/items/x", { params: { id: "x" }, declared: "/{id}" }));
+  assert.equal(r.status, 422);
+  assert.deepEqual((await r.json()).error.details[0].loc, ["path", "id"]);
+  r = await app.handle(request("POST", "/items", { declared: "/", body: "{not json" }));
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error.code, "invalid_json");
+  r = await app.handle(request("PUT", "/items", {}));
+  assert.equal(r.status, 404);
+  const said = [];
+  const error = console.error;
+  console.error = (m) => said.push(m);
+  try {
+    r = await app.handle(request("GET", "/items/boom", { declared: "/boom", headers: { "x-request-id": "rid-1" } }));
+  } finally {
+    console.error = error;
+  }
+  assert.equal(r.status, 500);
+  assert.match((await r.json()).error.message, /rid-1/);
+  assert.match(said.join("\n"), /kaput/);
+});
+
+test("without x-fn-path, static paths win over parameters", async () => {
+  const app = new App();
+  app.get("/{name}", {}, () => "param");
+  app.get("/all", {}, () => "static");
+  assert.equal(await (await app.handle(request("GET", "/all"))).text(), "static");
+  assert.equal(await (await app.handle(request("GET", "/ada"))).text(), "param");
+});
+
+test("declaration mistakes are refused at once", () => {
+  const app = new App();
+  app.get("/", {}, () => 1);
+  assert.throws(() => app.get("/", {}, () => 2), /declared twice/);
+  assert.throws(() => app.route("fetch", "/", {}, () => 1), /unknown HTTP method/);
+  assert.throws(() => app.get("x", {}, () => 1), /must start with/);
+  assert.throws(() => app.schema("A B", {}), /must match/);
+});

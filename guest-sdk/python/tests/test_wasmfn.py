@@ -1,0 +1,176 @@
+"""Unit tests of the helper in plain CPython (no component needed):
+`python3 -m unittest discover -s tests` in guest-sdk/python."""
+
+import io
+import json
+import sys
+import unittest
+from contextlib import redirect_stderr
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Literal, Optional
+
+sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
+
+from wasmfn import App, Field, HTTPError, Request, Response, schema_of  # noqa: E402
+
+
+class Colour(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclass
+class Tag:
+    label: Annotated[str, Field(min_length=1)]
+
+
+@dataclass
+class Item:
+    """Something for sale."""
+
+    id: int
+    name: Annotated[str, Field(min_length=1, max_length=40)]
+    price: float
+    colour: Colour = Colour.RED
+    tags: list[Tag] = field(default_factory=list)
+    note: Optional[str] = None
+
+
+def make_app():
+    app = App(title="Items", version="1.0")
+
+    @app.get("/", query={"limit": Annotated[int, Field(ge=1, default=10)], "q": Optional[str]})
+    def list_items(req) -> list[Item]:
+        """Lists items.
+
+        Newest first."""
+        return [Item(id=1, name=f"{req.query['q']}-{req.query['limit']}", price=1.5)]
+
+    @app.get("/{id}", params={"id": Annotated[int, Field(ge=1)]}, responses={404: "No such item"})
+    def show(req) -> Item:
+        if req.params["id"] != 1:
+            raise HTTPError(404, f"no item {req.params['id']}")
+        return Item(id=1, name="Lamp", price=9.5, tags=[Tag("new")])
+
+    @app.post("/", body=Item, status=201)
+    def create(req) -> Item:
+        return req.data
+
+    @app.delete("/{id}")
+    def remove(req):
+        return None
+
+    @app.get("/boom")
+    def boom(req):
+        raise RuntimeError("kaput")
+
+    return app
+
+
+def request(method, path, params=None, declared=None, body=b"", headers=()):
+    h = [(f"x-fn-param-{k}", v.encode()) for k, v in (params or {}).items()]
+    if declared:
+        h.append(("x-fn-path", declared.encode()))
+    h.extend(headers)
+    return Request(method, path, h, body=body)
+
+
+class Describe(unittest.TestCase):
+    def test_operations_parameters_schemas(self):
+        doc = make_app().openapi()
+        self.assertEqual(doc["info"], {"title": "Items", "version": "1.0"})
+        show = doc["paths"]["/{id}"]["get"]
+        self.assertEqual(show["operationId"], "show")
+        self.assertEqual(show["parameters"][0]["schema"], {"type": "integer", "minimum": 1})
+        self.assertEqual(show["responses"]["200"]["content"]["application/json"]["schema"],
+                         {"$ref": "#/components/schemas/Item"})
+        self.assertEqual(show["responses"]["404"]["description"], "No such item")
+        listing = doc["paths"]["/"]["get"]
+        self.assertEqual(listing["summary"], "Lists items.")
+        self.assertEqual(listing["description"], "Newest first.")
+        limit, q = listing["parameters"]
+        self.assertEqual((limit["required"], limit["schema"]), (False, {"type": "integer", "minimum": 1, "default": 10}))
+        self.assertEqual((q["required"], q["schema"]), (False, {"type": ["string", "null"]}))
+        item = doc["components"]["schemas"]["Item"]
+        self.assertEqual(item["required"], ["id", "name", "price"])
+        self.assertEqual(item["description"], "Something for sale.")
+        self.assertEqual(item["properties"]["name"], {"type": "string", "minLength": 1, "maxLength": 40})
+        self.assertEqual(item["properties"]["colour"], {"enum": ["red", "blue"], "default": "red"})
+        self.assertEqual(item["properties"]["tags"]["items"], {"$ref": "#/components/schemas/Tag"})
+        self.assertEqual(item["properties"]["note"], {"type": ["string", "null"], "default": None})
+        self.assertFalse(item["additionalProperties"])
+        self.assertEqual(doc["paths"]["/"]["post"]["responses"]["201"]["content"]["application/json"]["schema"],
+                         {"$ref": "#/components/schemas/Item"})
+        self.assertEqual(json.loads(make_app().describe()), json.loads(json.dumps(doc)))
+
+    def test_types(self):
+        c = {}
+        self.assertEqual(schema_of(Literal["a", "b"], c), {"enum": ["a", "b"]})
+        self.assertEqual(schema_of(dict[str, int], c), {"type": "object", "additionalProperties": {"type": "integer"}})
+        self.assertEqual(schema_of({"type": "string", "format": "email"}, c), {"type": "string", "format": "email"})
+        with self.assertRaisesRegex(TypeError, "cannot describe the type"):
+            schema_of(complex, c)
+        with self.assertRaisesRegex(TypeError, "unknown constraint"):
+            Field(minimum=1)
+
+
+class Dispatch(unittest.TestCase):
+    def test_typed_params_query_body_and_statuses(self):
+        app = make_app()
+        r = app.handle(request("GET", "/items/1", {"id": "1"}, "/{id}"))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(json.loads(r.body)["tags"], [{"label": "new"}])
+        self.assertEqual(json.loads(r.body)["colour"], "red")
+        r = app.handle(request("GET", "/items/7", {"id": "7"}, "/{id}"))
+        self.assertEqual((r.status, json.loads(r.body)), (404, {"error": {"code": "not_found", "message": "no item 7"}}))
+        r = app.handle(request("GET", "/items?q=x", declared="/"))
+        self.assertEqual(json.loads(r.body)[0]["name"], "x-10")
+        r = app.handle(request("HEAD", "/items?limit=3", declared="/"))
+        self.assertEqual(json.loads(r.body)[0]["name"], "None-3")
+        body = json.dumps({"id": 2, "name": "Fan", "price": 3, "colour": "blue", "tags": [{"label": "a"}]}).encode()
+        r = app.handle(request("POST", "/items", declared="/", body=body))
+        self.assertEqual(r.status, 201)
+        self.assertEqual(json.loads(r.body), {"id": 2, "name": "Fan", "price": 3.0, "colour": "blue",
+                                              "tags": [{"label": "a"}], "note": None})
+        r = app.handle(request("DELETE", "/items/1", {"id": "1"}, "/{id}"))
+        self.assertEqual((r.status, r.body), (204, b""))
+
+    def test_bad_input_and_failures(self):
+        app = make_app()
+        r = app.handle(request("GET", "/items/x", {"id": "x"}, "/{id}"))
+        self.assertEqual(r.status, 422)
+        self.assertEqual(json.loads(r.body)["error"]["details"][0]["loc"], ["path", "id"])
+        r = app.handle(request("POST", "/items", declared="/", body=b"{nope"))
+        self.assertEqual((r.status, json.loads(r.body)["error"]["code"]), (400, "invalid_json"))
+        r = app.handle(request("POST", "/items", declared="/", body=b'{"id": 1}'))
+        self.assertEqual(r.status, 422)
+        self.assertEqual(json.loads(r.body)["error"]["details"][0]["loc"], ["body", "name"])
+        r = app.handle(request("PUT", "/items"))
+        self.assertEqual(r.status, 404)
+        said = io.StringIO()
+        with redirect_stderr(said):
+            r = app.handle(request("GET", "/items/boom", declared="/boom", headers=[("x-request-id", b"rid-1")]))
+        self.assertEqual(r.status, 500)
+        self.assertIn("rid-1", json.loads(r.body)["error"]["message"])
+        self.assertIn("kaput", said.getvalue())
+
+    def test_streamed_body_and_matching_without_declared_path(self):
+        app = App()
+
+        @app.get("/{name}")
+        def param(req):
+            return "param"
+
+        @app.get("/all")
+        def static(req):
+            return Response(iter([b"st", "atic"]), content_type="text/plain")
+
+        self.assertEqual(b"".join(app.handle(request("GET", "/all")).chunks()), b"static")
+        self.assertEqual(app.handle(request("GET", "/ada")).body, b"param")
+        with self.assertRaisesRegex(ValueError, "declared twice"):
+            app.get("/all")(lambda req: None)
+
+
+if __name__ == "__main__":
+    unittest.main()
