@@ -109,6 +109,16 @@ class Describe(unittest.TestCase):
         self.assertEqual(schema_of(Literal["a", "b"], c), {"enum": ["a", "b"]})
         self.assertEqual(schema_of(dict[str, int], c), {"type": "object", "additionalProperties": {"type": "integer"}})
         self.assertEqual(schema_of({"type": "string", "format": "email"}, c), {"type": "string", "format": "email"})
+
+        @dataclass
+        class Range:
+            low: int
+            high: int
+            json_schema_extra = {"dependentRequired": {"high": ["low"]}}
+
+        self.assertEqual(schema_of(Range, c), {"$ref": "#/components/schemas/Range"})
+        self.assertEqual(c["Range"]["dependentRequired"], {"high": ["low"]})
+        self.assertEqual(set(c["Range"]["properties"]), {"low", "high"})
         with self.assertRaisesRegex(TypeError, "cannot describe the type"):
             schema_of(complex, c)
         with self.assertRaisesRegex(TypeError, "unknown constraint"):

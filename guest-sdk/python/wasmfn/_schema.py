@@ -2,8 +2,10 @@
 
 Supported: `str`, `int`, `float`, `bool`, `None`, `list[T]`, `dict[str, T]`,
 `Optional[T]` / `T | None`, `Literal[...]`, `Enum` subclasses, dataclasses
-(named schemas under `components/schemas`), `Annotated[T, Field(...)]`
-for constraints, and plain dicts taken as JSON Schema as they are.
+(named schemas under `components/schemas`; a class attribute
+`json_schema_extra = {...}` is merged into the schema, for rules across
+fields), `Annotated[T, Field(...)]` for constraints, and plain dicts taken
+as JSON Schema as they are.
 """
 
 import dataclasses
@@ -156,6 +158,10 @@ def _schema_of(tp, components):
             doc = _doc_of(tp)
             if doc:
                 s["description"] = doc
+            # Rules across fields (`if`/`then`, `dependentRequired`, ...).
+            extra = tp.__dict__.get("json_schema_extra")
+            if isinstance(extra, dict):
+                s.update(extra)
             components[name] = s
         return {"$ref": f"#/components/schemas/{name}"}
     raise TypeError(

@@ -185,7 +185,7 @@ pub fn ensure_toolchain(lang: Lang, opts: &BuildOptions) -> anyhow::Result<()> {
         return Err(missing);
     }
     // Node.js itself is not installed by wasmfn.
-    if lang == Lang::Js && !node_major().is_some_and(|(m, _)| m >= MIN_NODE_MAJOR) {
+    if lang == Lang::Js && node_major().is_none_or(|(m, _)| m < MIN_NODE_MAJOR) {
         return Err(missing);
     }
     std::fs::create_dir_all(&opts.toolchains_dir)
