@@ -157,6 +157,15 @@ pub struct HostArgs {
     /// Allocate instances on demand instead of from a pool.
     #[arg(long, env = "WASMFN_NO_POOLING")]
     pub no_pooling: bool,
+    /// Bytes of each pooled memory reset in place between requests instead
+    /// of returned to the kernel [default: 16 MiB where the kernel finds
+    /// dirty pages (Linux 6.7+), else 64 KiB].
+    #[arg(long, env = "WASMFN_KEEP_RESIDENT_BYTES", value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
+    pub keep_resident_bytes: Option<u64>,
+    /// Copy linear-memory images on instantiation instead of mapping them
+    /// copy-on-write (for measurements).
+    #[arg(long, env = "WASMFN_NO_MEMORY_COW")]
+    pub no_memory_cow: bool,
     /// Default `timeout_ms` for functions that do not set it.
     #[arg(long, env = "WASMFN_DEFAULT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub default_timeout_ms: Option<u64>,
@@ -224,6 +233,8 @@ impl HostArgs {
                 max_instances: self.max_concurrency.saturating_add(16),
                 memory_ceiling: self.memory_ceiling,
                 pooling: !self.no_pooling,
+                keep_resident: self.keep_resident_bytes,
+                memory_cow: !self.no_memory_cow,
                 cache_dir: if self.no_cache {
                     None
                 } else {

@@ -36,6 +36,12 @@ pub struct RuntimeConfig {
     pub pooling: bool,
     /// Where compiled components are cached on disk (`None`: no cache).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Bytes at the start of each pooled linear memory that are reset in
+    /// place between instances instead of being returned to the kernel
+    /// (`None`: [`Runtime::auto_keep_resident`]).
+    pub keep_resident: Option<u64>,
+    /// Map linear-memory initial images copy-on-write.
+    pub memory_cow: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -45,9 +51,29 @@ impl Default for RuntimeConfig {
             memory_ceiling: 1 << 30,
             pooling: true,
             cache_dir: None,
+            keep_resident: None,
+            memory_cow: true,
         }
     }
 }
+
+/// Whether the kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7), with which
+/// the pooling allocator resets only the pages an instance dirtied.
+pub fn pagemap_scan_supported() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 7)
+}
+
+/// Kept resident per memory when dirty pages can be found cheaply: enough
+/// for a Rust guest's stack, data and first heap pages.
+const KEEP_RESIDENT_SCAN: u64 = 16 << 20;
+/// Kept resident otherwise: every byte of it is reset with `memset`.
+const KEEP_RESIDENT_MEMSET: u64 = 64 << 10;
 
 /// A component that failed to load, with a message for the catalog.
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +121,10 @@ fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    config.memory_init_cow(true);
+    config.memory_init_cow(pooling.is_none_or(|rc| rc.memory_cow));
     if let Some(rc) = pooling {
         let n = rc.max_instances;
+        let keep = usize::try_from(Runtime::keep_resident_for(rc)).unwrap_or(usize::MAX);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(n)
             .total_core_instances(n.saturating_mul(16))
@@ -110,8 +137,9 @@ fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache
             .max_core_instance_size(8 << 20)
             .max_component_instance_size(8 << 20)
             .max_memory_size(usize::try_from(rc.memory_ceiling).unwrap_or(usize::MAX))
-            .linear_memory_keep_resident(64 * 1024)
-            .table_keep_resident(16 * 1024);
+            .linear_memory_keep_resident(keep)
+            .table_keep_resident(keep.min(1 << 20))
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -181,6 +209,16 @@ impl Runtime {
             ticker_stop,
             load: Arc::default(),
         })
+    }
+
+    /// The keep-resident size `config` asks for, or the automatic one.
+    pub fn keep_resident_for(config: &RuntimeConfig) -> u64 {
+        let auto = if pagemap_scan_supported() {
+            KEEP_RESIDENT_SCAN
+        } else {
+            KEEP_RESIDENT_MEMSET
+        };
+        config.keep_resident.unwrap_or(auto).min(config.memory_ceiling)
     }
 
     /// Whether the pooling allocator is in use.
