@@ -37,47 +37,78 @@ fn route_lookup(c: &mut Criterion) {
     });
 }
 
+/// One request through a fresh instance of `hello`, with the default
+/// pooling settings and, for comparison in the same run, with others
+/// (`WASMFN_BENCH_VARIANTS=1`).
 fn instantiate_and_handle(c: &mut Criterion) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/hello/hello.wasm");
     let Ok(bytes) = std::fs::read(&path) else {
         panic!("{} is missing: run `wasmfn build functions` first", path.display());
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
-    let component = runtime.compile("hello.wasm", &bytes).unwrap();
-    let tags = InvokeTags {
-        function: "hello".into(),
-        request_id: "bench".into(),
-    };
-    c.bench_function("instantiate + handle (hello)", |b| {
-        b.to_async(&rt).iter(|| async {
-            let request = http::Request::builder()
-                .uri("/hello")
-                .header("host", "localhost")
-                .body(LimitedBody::new(
-                    Empty::<bytes::Bytes>::new(),
-                    0,
-                    Arc::new(AtomicBool::new(false)),
-                ))
-                .unwrap();
-            let resp = runtime
-                .invoke(
-                    &component,
-                    InvokeRequest {
-                        request,
-                        tags: tags.clone(),
-                        deadline: Instant::now() + Duration::from_secs(5),
-                        max_memory_bytes: 128 << 20,
-                        outbound: Arc::from([]),
-                        guard: Box::new(()),
-                    },
-                )
-                .await
-                .unwrap();
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], b"Hello from wasmfn!\n");
-        })
-    });
+    // One thread: the figure is the work of a request, not the latency of
+    // waking another thread (which a loaded server rarely pays).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut variants = vec![("default", RuntimeConfig::default())];
+    if std::env::var_os("WASMFN_BENCH_VARIANTS").is_some() {
+        let with = |keep: u64, cow: bool, pooling: bool| RuntimeConfig {
+            keep_resident: Some(keep),
+            memory_cow: cow,
+            pooling,
+            ..RuntimeConfig::default()
+        };
+        variants.extend([
+            ("keep 64 KiB", with(64 << 10, true, true)),
+            ("keep 2 MiB", with(2 << 20, true, true)),
+            ("keep 16 MiB, no CoW", with(16 << 20, false, true)),
+            ("on-demand allocator", with(0, true, false)),
+        ]);
+    }
+    for (label, config) in variants {
+        let runtime = Runtime::new(config).unwrap();
+        let component = runtime.compile("hello.wasm", &bytes).unwrap();
+        let name = if label == "default" {
+            "instantiate + handle (hello)".to_string()
+        } else {
+            format!("instantiate + handle (hello), {label}")
+        };
+        c.bench_function(&name, |b| b.to_async(&rt).iter(|| one_request(&runtime, &component)));
+    }
+}
+
+async fn one_request(runtime: &Runtime, component: &wasmfn::runtime::CompiledComponent) {
+    let request = http::Request::builder()
+        .uri("/hello")
+        .header("host", "localhost")
+        // As the gateway sends it: the operation the route matched.
+        .header("x-fn-path", "/")
+        .body(LimitedBody::new(
+            Empty::<bytes::Bytes>::new(),
+            0,
+            Arc::new(AtomicBool::new(false)),
+        ))
+        .unwrap();
+    let resp = runtime
+        .invoke(
+            component,
+            InvokeRequest {
+                request,
+                tags: InvokeTags {
+                    function: "hello".into(),
+                    request_id: "bench".into(),
+                },
+                deadline: Instant::now() + Duration::from_secs(5),
+                max_memory_bytes: 128 << 20,
+                outbound: Arc::from([]),
+                guard: Box::new(()),
+            },
+        )
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"Hello from wasmfn!\n");
 }
 
 criterion_group!(benches, route_lookup, instantiate_and_handle);
