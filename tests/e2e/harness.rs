@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -200,6 +200,44 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
         .expect("server closes")
         .unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Hammers `url` from `n` clients until `stop`; each client records the
+/// `kind` of every answer in order. Returns (failures, per-client kinds).
+pub fn hammer(
+    client: &reqwest::Client,
+    url: String,
+    n: usize,
+    stop: Arc<AtomicBool>,
+    kind: fn(&str) -> String,
+) -> Vec<tokio::task::JoinHandle<(usize, Vec<String>)>> {
+    (0..n)
+        .map(|_| {
+            let (c, u, stop) = (client.clone(), url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut failures, mut kinds) = (0, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match c.get(&u).send().await {
+                        Ok(r) if r.status() == 200 => kinds.push(kind(&r.text().await.unwrap_or_default())),
+                        _ => failures += 1,
+                    }
+                }
+                (failures, kinds)
+            })
+        })
+        .collect()
+}
+
+/// `GET url` and its JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json body")
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit`.

@@ -196,26 +196,12 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
     let (mut child, base) = served.print_log("dev: ");
     let client = reqwest::Client::new();
     for name in ["pyfn", "jsfn"] {
-        let body: Value = client
-            .get(format!("{base}/{name}?name=Ada"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&client, &format!("{base}/{name}?name=Ada")).await;
         assert_eq!(body["message"], "Hello, Ada!", "{name}");
         let r = client.get(format!("{base}/{name}?name=")).send().await.unwrap();
         assert_eq!(r.status(), 422, "{name}: validation comes with the template");
     }
-    let doc: Value = client
-        .get(format!("{base}/_fn/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&client, &format!("{base}/_fn/openapi.json")).await;
     assert_eq!(doc["paths"]["/pyfn"]["get"]["summary"], "Greets someone.");
     assert_eq!(doc["paths"]["/jsfn"]["get"]["summary"], "Greets someone.");
     assert_eq!(
@@ -230,7 +216,14 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
         ("jsfn", "index.js", "`Hello, ${", "`Howdy, ${"),
     ] {
         let url = format!("{base}/{name}?name=Ada");
-        clients.extend(hammer_until(&client, url.clone(), stop.clone()));
+        let kind = |b: &str| {
+            if b.contains("Howdy") {
+                "new".to_string()
+            } else {
+                "old".to_string()
+            }
+        };
+        clients.extend(hammer(&client, url.clone(), 2, stop.clone(), kind));
         let path = dir.path().join(name).join(source);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{name}: template changed");
@@ -256,14 +249,16 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
         })
         .await;
         assert!(err.contains("SyntaxError"), "{name}: {err}");
-        let body: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
-        assert_eq!(body["message"], "Howdy, Ada!");
+        assert_eq!(get_json(&client, &url).await["message"], "Howdy, Ada!");
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
-        let (sent, failures) = c.await.unwrap();
-        assert!(sent > 0);
+        let (failures, kinds) = c.await.unwrap();
         assert_eq!(failures, 0, "no request failed while rebuilding");
+        // The answer changes once, when the good build lands, and never back
+        // (the broken build keeps the new version serving).
+        let first_new = kinds.iter().position(|k| k == "new").expect("the new version answered");
+        assert!(kinds[first_new..].iter().all(|k| k == "new"), "{kinds:?}");
     }
     child.kill().await.unwrap();
 
@@ -280,30 +275,6 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
         "{said}"
     );
     assert!(said.contains("SyntaxError"), "{said}");
-}
-
-/// Clients that send requests until `stop`; each returns (sent, failed).
-fn hammer_until(
-    client: &reqwest::Client,
-    url: String,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<(usize, usize)>> {
-    (0..2)
-        .map(|_| {
-            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
-            tokio::spawn(async move {
-                let (mut sent, mut failed) = (0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    sent += 1;
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status() == 200 => {}
-                        _ => failed += 1,
-                    }
-                }
-                (sent, failed)
-            })
-        })
-        .collect()
 }
 
 #[test]

@@ -20,32 +20,6 @@ async fn reload(t: &TestHost) -> Value {
         .unwrap()
 }
 
-/// Hammers `url` from `n` clients until `stop`; each client records the
-/// `kind` of every answer in order. Returns (failures, per-client kinds).
-fn hammer(
-    client: &reqwest::Client,
-    url: String,
-    n: usize,
-    stop: Arc<AtomicBool>,
-    kind: fn(&str) -> String,
-) -> Vec<tokio::task::JoinHandle<(usize, Vec<String>)>> {
-    (0..n)
-        .map(|_| {
-            let (c, u, stop) = (client.clone(), url.clone(), stop.clone());
-            tokio::spawn(async move {
-                let (mut failures, mut kinds) = (0, Vec::new());
-                while !stop.load(Ordering::Relaxed) {
-                    match c.get(&u).send().await {
-                        Ok(r) if r.status() == 200 => kinds.push(kind(&r.text().await.unwrap_or_default())),
-                        _ => failures += 1,
-                    }
-                }
-                (failures, kinds)
-            })
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn reload_swaps_atomically_and_keeps_the_last_good_version() {
     let f = Fixture::new();
@@ -197,23 +171,9 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     .await;
     let (mut child, base) = served.print_log("dev: ");
     let client = reqwest::Client::new();
-    let body: Value = client
-        .get(format!("{base}/shout?name=Ada"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(&client, &format!("{base}/shout?name=Ada")).await;
     assert_eq!(body["message"], "Hello, Ada!");
-    let doc: Value = client
-        .get(format!("{base}/_fn/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&client, &format!("{base}/_fn/openapi.json")).await;
     assert_eq!(doc["paths"]["/shout"]["get"]["summary"], "Greets someone.");
     let r = client.get(format!("{base}/shout?name=")).send().await.unwrap();
     assert_eq!(r.status(), 422, "validation comes with the template");
@@ -254,14 +214,7 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
         }
     })
     .await;
-    let body: Value = client
-        .get(format!("{base}/shout?name=Ada"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(&client, &format!("{base}/shout?name=Ada")).await;
     assert_eq!(body["message"], "Howdy, Ada!");
     stop.store(true, Ordering::Relaxed);
     for c in clients {
