@@ -22,6 +22,12 @@ const SOURCE_POLL: Duration = Duration::from_millis(500);
 pub(crate) fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let opts = args.toolchains.options();
     let report = build_all(&args.host.dir, &opts)?;
+    // What the build saw: any change from here on is rebuilt, even one made
+    // before the watcher's first look.
+    let seen = fingerprints(&args.host.dir)
+        .into_iter()
+        .map(|(r, fp)| (r.name, fp))
+        .collect();
     if report.failed > 0 {
         tracing::warn!(
             failed = report.failed,
@@ -33,7 +39,7 @@ pub(crate) fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     serve_with(
         args,
         Some(Box::new(move |app| {
-            tokio::spawn(rebuild_on_change(app, opts));
+            tokio::spawn(rebuild_on_change(app, opts, seen));
         })),
     )
 }
@@ -50,34 +56,36 @@ fn source_fingerprint(recipe: &Recipe) -> u64 {
     h.finish()
 }
 
-async fn rebuild_on_change(app: Arc<AppState>, opts: BuildOptions) {
+/// Every function with a build recipe under `dir`, with its fingerprint.
+fn fingerprints(dir: &std::path::Path) -> Vec<(Recipe, u64)> {
+    discover(dir, &Policy::default())
+        .map(|found| {
+            found
+                .functions
+                .iter()
+                .filter_map(Recipe::of)
+                .map(|r| {
+                    let fp = source_fingerprint(&r);
+                    (r, fp)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn rebuild_on_change(app: Arc<AppState>, opts: BuildOptions, mut seen: HashMap<String, u64>) {
     let dir = app.config.functions_dir.clone();
     let opts = Arc::new(opts);
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut first = true;
     loop {
         let d = dir.clone();
-        let sources = tokio::task::spawn_blocking(move || {
-            discover(&d, &Policy::default())
-                .map(|found| {
-                    found
-                        .functions
-                        .iter()
-                        .filter_map(Recipe::of)
-                        .map(|r| {
-                            let fp = source_fingerprint(&r);
-                            (r, fp)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
+        let sources = tokio::task::spawn_blocking(move || fingerprints(&d))
+            .await
+            .unwrap_or_default();
         for (recipe, fp) in sources {
             let name = recipe.name.clone();
-            let changed = seen.insert(name.clone(), fp).is_some_and(|old| old != fp);
-            if first || !changed {
+            // A function added after start is built when first seen.
+            let changed = seen.insert(name.clone(), fp) != Some(fp);
+            if !changed {
                 continue;
             }
             tracing::info!(function = %name, lang = recipe.lang.name(), "source changed; rebuilding");
@@ -96,7 +104,6 @@ async fn rebuild_on_change(app: Arc<AppState>, opts: BuildOptions) {
                 Err(e) => tracing::error!(function = %name, error = %e, "build task failed"),
             }
         }
-        first = false;
         tokio::time::sleep(SOURCE_POLL).await;
     }
 }
