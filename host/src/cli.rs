@@ -148,7 +148,9 @@ pub struct HostArgs {
     /// The largest `max_memory_bytes` a function may set (sizes the instance pool).
     #[arg(long, env = "WASMFN_MEMORY_CEILING", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
     pub memory_ceiling: u64,
-    /// Where compiled components are cached [default: $XDG_CACHE_HOME/wasmfn or ~/.cache/wasmfn].
+    /// Where compiled components are cached; wasmtime prunes this folder, so
+    /// it must not hold anything else [default: $XDG_CACHE_HOME/wasmfn/compiled
+    /// or ~/.cache/wasmfn/compiled].
     #[arg(long, env = "WASMFN_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Compile every component at every start.
@@ -245,11 +247,13 @@ impl HostArgs {
     }
 }
 
+/// `$XDG_CACHE_HOME/wasmfn/compiled`: beside the toolchains folder, never
+/// around it (wasmtime's cache cleanup deletes what it does not know).
 fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("wasmfn"))
+    Some(base.join("wasmfn").join("compiled"))
 }
 
 fn init_logging(format: &str) {
@@ -308,6 +312,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 pub(crate) type OnStart = Box<dyn FnOnce(std::sync::Arc<AppState>) + Send>;
 
 pub(crate) fn serve_with(args: ServeArgs, on_start: Option<OnStart>) -> anyhow::Result<ExitCode> {
+    let toolchains = args.toolchains.options().toolchains_dir;
+    if let Some(cache) = args.host.cache_dir.clone().or_else(default_cache_dir)
+        && !args.host.no_cache
+        && toolchains.starts_with(&cache)
+    {
+        anyhow::bail!(
+            "the toolchains folder `{}` is inside the compile cache `{}`, whose cleanup would delete it: \
+             choose another `--toolchains-dir` or `--cache-dir`",
+            toolchains.display(),
+            cache.display()
+        );
+    }
     if args.build {
         let report = crate::build::build_all(&args.host.dir, &args.toolchains.options())?;
         if report.failed > 0 {

@@ -93,7 +93,7 @@ fn find_python_tool(opts: &BuildOptions) -> anyhow::Result<Tool> {
         };
     }
     let bin = managed.join("bin/componentize-py");
-    if managed.join(".complete").is_file() && bin.is_file() {
+    if managed.join(".complete").is_file() && py_version(&bin).as_deref() == Some(COMPONENTIZE_PY) {
         return Ok(Tool {
             argv: vec![bin.into()],
             version: COMPONENTIZE_PY.into(),

@@ -90,8 +90,20 @@ pub fn stage(toolchains: &Path) -> anyhow::Result<Staged> {
     let digest = digest();
     let root = toolchains.join(format!("sdk-{}", &digest[..16]));
     let complete = root.join(".complete");
-    if complete.is_file() {
+    let whole = |root: &Path| {
+        FILES.iter().all(|(rel, _)| {
+            root.join(rel).is_file()
+                && rel
+                    .strip_prefix("wit/")
+                    .is_none_or(|w| root.join("wit-js").join(w).is_file())
+        })
+    };
+    if complete.is_file() && whole(&root) {
         return Ok(Staged { root });
+    }
+    // Missing or damaged (something deleted part of it): staged again.
+    if root.exists() {
+        let _ = std::fs::remove_dir_all(&root);
     }
     // Staged in a private folder, then renamed, so that concurrent builds
     // never see half of it.
@@ -117,7 +129,7 @@ pub fn stage(toolchains: &Path) -> anyhow::Result<Staged> {
     match std::fs::rename(&tmp, &root) {
         Ok(()) => {}
         // Someone else staged the same files first.
-        Err(_) if complete.is_file() => {
+        Err(_) if complete.is_file() && whole(&root) => {
             let _ = std::fs::remove_dir_all(&tmp);
         }
         Err(e) => {
@@ -126,4 +138,29 @@ pub fn stage(toolchains: &Path) -> anyhow::Result<Staged> {
         }
     }
     Ok(Staged { root })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_files_are_checked_and_restaged_when_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = stage(dir.path()).unwrap();
+        let wit = staged.wit().join("wasmfn.wit");
+        assert!(wit.is_file());
+        let js_http = std::fs::read_to_string(staged.wit_js().join("deps/http.wit")).unwrap();
+        assert!(
+            js_http.starts_with(&format!("package wasi:http@{JS_WASI_VERSION};")),
+            "{js_http:.40}"
+        );
+        // Something (a cache cleanup, a person) deletes part of it.
+        std::fs::remove_dir_all(staged.python()).unwrap();
+        std::fs::remove_file(&wit).unwrap();
+        let again = stage(dir.path()).unwrap();
+        assert_eq!(again.root, staged.root);
+        assert!(again.python().join("wasmfn/_wasi.py").is_file());
+        assert!(wit.is_file());
+    }
 }
