@@ -103,6 +103,7 @@ async fn one_request(runtime: &Runtime, component: &wasmfn::runtime::CompiledCom
                 max_memory_bytes: 128 << 20,
                 outbound: Arc::from([]),
                 guard: Box::new(()),
+                warm: None,
             },
         )
         .await
@@ -110,6 +111,10 @@ async fn one_request(runtime: &Runtime, component: &wasmfn::runtime::CompiledCom
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"Hello from wasmfn!\n");
 }
+
+// The allocator the host itself runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 criterion_group!(benches, route_lookup, instantiate_and_handle);
 criterion_main!(benches);

@@ -168,6 +168,11 @@ pub struct HostArgs {
     /// copy-on-write (for measurements).
     #[arg(long, env = "WASMFN_NO_MEMORY_COW")]
     pub no_memory_cow: bool,
+    /// Instances made ahead, one per recently used function, so that a
+    /// request need not wait for its instantiation (each still serves one
+    /// request); host-wide, 0 to make every instance on its request.
+    #[arg(long, env = "WASMFN_WARM_INSTANCES", default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub warm_instances: u32,
     /// Default `timeout_ms` for functions that do not set it.
     #[arg(long, env = "WASMFN_DEFAULT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub default_timeout_ms: Option<u64>,
@@ -237,6 +242,7 @@ impl HostArgs {
                 pooling: !self.no_pooling,
                 keep_resident: self.keep_resident_bytes,
                 memory_cow: !self.no_memory_cow,
+                warm_instances: self.warm_instances,
                 cache_dir: if self.no_cache {
                     None
                 } else {

@@ -82,7 +82,7 @@ pub fn reload(
             }
             Ok(Loaded::New(component, api)) => {
                 let stats = registry.stats_for(&spec.name);
-                functions.push(Arc::new(LoadedFunction::new(spec, component, api, stats)));
+                functions.push(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)));
             }
             Err(error) => match old(&spec.name) {
                 Some(f) => {

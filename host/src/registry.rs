@@ -15,7 +15,7 @@ use crate::manifest::OutboundRule;
 use crate::openapi::{Fragment, Mount};
 use crate::policy::ConcurrencyGate;
 use crate::routing::RouteTable;
-use crate::runtime::CompiledComponent;
+use crate::runtime::{CompiledComponent, Runtime, WarmSlot};
 
 /// A function that is compiled, mounted and serving.
 pub struct LoadedFunction {
@@ -35,25 +35,43 @@ pub struct LoadedFunction {
     pub gate: ConcurrencyGate,
     pub outbound: Arc<[OutboundRule]>,
     pub stats: Arc<FunctionStats>,
+    /// The instance made ahead for its next request.
+    pub warm: Arc<WarmSlot>,
 }
 
 impl LoadedFunction {
-    pub fn new(spec: FunctionSpec, component: CompiledComponent, api: FunctionApi, stats: Arc<FunctionStats>) -> Self {
+    pub fn new(
+        spec: FunctionSpec,
+        component: CompiledComponent,
+        api: FunctionApi,
+        stats: Arc<FunctionStats>,
+        runtime: &Runtime,
+    ) -> Self {
         let p = &spec.policy;
+        let name: Arc<str> = spec.name.as_str().into();
+        let outbound: Arc<[OutboundRule]> = p.allowed_outbound_hosts.clone().into();
+        let warm = runtime.warm_slot(
+            &component,
+            name.clone(),
+            p.max_memory_bytes,
+            outbound.clone(),
+            Duration::from_millis(p.timeout_ms),
+        );
         let gate = ConcurrencyGate::new(
             p.max_concurrency,
             p.max_queue,
             Duration::from_millis(p.queue_timeout_ms),
         );
         Self {
-            name: spec.name.as_str().into(),
+            name,
             namespace: api.namespace,
             api_source: api.source,
             fragment: api.fragment,
             mounts: api.mounts,
             digest: api.digest,
-            outbound: p.allowed_outbound_hosts.clone().into(),
+            outbound,
             component,
+            warm,
             gate,
             stats,
             spec,

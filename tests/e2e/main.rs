@@ -13,3 +13,4 @@ mod openapi;
 mod outbound;
 mod reload;
 mod routing;
+mod warm;

@@ -5,12 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::outbound::OutboundHooks;
-use super::state::{InstanceState, InvokeTags, MemoryLimiter};
-use super::stdio::GuestLog;
+use super::state::{InstanceState, InvokeTags, TagCell};
 use super::{CompiledComponent, Runtime};
 
 /// The export that describes a function.
@@ -34,26 +30,11 @@ impl Runtime {
         let func = c
             .get_export_index(Some(&iface), "describe")
             .ok_or_else(|| format!("`{METADATA_INTERFACE}` has no `describe` function"))?;
-        let tags = InvokeTags {
+        let tags = TagCell::for_request(InvokeTags {
             function: function.into(),
             request_id: "describe".into(),
-        };
-        let state = InstanceState {
-            wasi: WasiCtx::builder()
-                .stdout(GuestLog::new(tags.clone(), "stdout"))
-                .stderr(GuestLog::new(tags.clone(), "stderr"))
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build(),
-            http: WasiHttpCtx::new(),
-            table: Default::default(),
-            limiter: MemoryLimiter::new(max_memory_bytes),
-            hooks: OutboundHooks {
-                rules: Arc::from([]),
-                tags,
-            },
-        };
+        });
+        let state = InstanceState::new(tags, max_memory_bytes, Arc::from([]));
         let deadline = Instant::now() + timeout;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

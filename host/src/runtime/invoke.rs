@@ -12,14 +12,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::AbortHandle;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use super::outbound::OutboundHooks;
-use super::state::{InstanceState, InvokeTags, MemoryLimiter};
-use super::stdio::GuestLog;
+use super::state::{InstanceState, InvokeTags, TagCell};
+use super::warm::WarmSlot;
 use super::{CompiledComponent, Runtime};
 use crate::manifest::OutboundRule;
 
@@ -49,8 +47,10 @@ pub struct InvokeRequest<B> {
     pub deadline: Instant,
     pub max_memory_bytes: u64,
     pub outbound: Arc<[OutboundRule]>,
-    /// Dropped when the instance is gone (e.g. a concurrency permit).
+    /// Dropped when the request is over (e.g. a concurrency permit).
     pub guard: Box<dyn Send>,
+    /// The function's warm instance slot: taken if ready, refilled after.
+    pub warm: Option<Arc<WarmSlot>>,
 }
 
 /// Why an invocation produced no response.
@@ -78,7 +78,9 @@ impl Runtime {
     ///
     /// Returns once the guest has sent its response head; the body streams
     /// from the still-running instance. Dropping the returned body before it
-    /// ends (a client that went away) stops the instance.
+    /// ends (a client that went away) stops the instance. With a warm slot,
+    /// the instance is its warm one when ready, and the slot is refilled
+    /// once this request is over.
     pub async fn invoke<B>(
         &self,
         component: &CompiledComponent,
@@ -94,23 +96,19 @@ impl Runtime {
             max_memory_bytes,
             outbound,
             guard,
+            warm,
         } = req;
-        let wasi = WasiCtx::builder()
-            .stdout(GuestLog::new(tags.clone(), "stdout"))
-            .stderr(GuestLog::new(tags.clone(), "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let state = InstanceState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            table: Default::default(),
-            limiter: MemoryLimiter::new(max_memory_bytes),
-            hooks: OutboundHooks { rules: outbound, tags },
+        let warm_slot = warm;
+        let (mut store, warm_proxy) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
+            Some(warm) => (warm.store, Some(warm.proxy)),
+            None => {
+                let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limiter);
+                (store, None)
+            }
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
+        store.data().tags.set_request(tags.request_id);
         store.set_epoch_deadline(1);
         let active = ActiveInvocation::start(self.load.clone());
         let mut share = CpuShare::new(self.load.clone());
@@ -131,20 +129,37 @@ impl Runtime {
             .map_err(setup_error)?;
         let out = store.data_mut().http().new_response_outparam(tx).map_err(setup_error)?;
         let pre = component.pre.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let _guard = guard;
-            let _active = active;
             let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = match warm_proxy {
+                    Some(proxy) => proxy,
+                    None => {
+                        let proxy = pre.instantiate_async(&mut store).await?;
+                        if let Some(slot) = &warm_slot {
+                            slot.made_inline();
+                        }
+                        proxy
+                    }
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await
             };
-            match tokio::time::timeout_at(deadline.into(), run).await {
+            let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
                 Err(_) => Err(InvokeError::Timeout),
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(classify(&e, store.data().limiter.denied)),
+            };
+            // The request is over: its slot goes to the next one now, and
+            // the response's last bytes go out before the teardown below.
+            drop((guard, active));
+            let _ = done_tx.send(outcome);
+            tokio::task::yield_now().await;
+            drop(store);
+            if let Some(slot) = warm_slot {
+                slot.refill().await;
             }
         });
         let mut abort = AbortOnDrop(Some(task.abort_handle()));
@@ -157,10 +172,14 @@ impl Runtime {
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
             Err(_) => {
                 abort.0 = None;
-                match task.await {
+                match done_rx.await {
                     Ok(Ok(())) => Err(InvokeError::NoResponse),
                     Ok(Err(e)) => Err(e),
-                    Err(e) => Err(InvokeError::Trap(e.to_string())),
+                    // The task ended without an outcome: it panicked.
+                    Err(_) => match task.await {
+                        Err(e) => Err(InvokeError::Trap(e.to_string())),
+                        Ok(()) => Err(InvokeError::NoResponse),
+                    },
                 }
             }
         }

@@ -7,6 +7,7 @@ mod invoke;
 mod outbound;
 mod state;
 mod stdio;
+mod warm;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use describe::METADATA_INTERFACE;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
-pub use state::{InstanceState, InvokeTags};
+pub use state::{InstanceState, InvokeTags, TagCell};
+pub use warm::{WarmBudget, WarmSlot, WarmStats};
 
 /// How often the epoch ticks: the granularity of timeouts, and how often a
 /// guest that computes without pause yields to other requests.
@@ -42,6 +44,9 @@ pub struct RuntimeConfig {
     pub keep_resident: Option<u64>,
     /// Map linear-memory initial images copy-on-write.
     pub memory_cow: bool,
+    /// Warm instances (made ahead for a function's next request) that may
+    /// wait at once, host-wide; 0 makes every instance on its request.
+    pub warm_instances: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -53,6 +58,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             keep_resident: None,
             memory_cow: true,
+            warm_instances: 16,
         }
     }
 }
@@ -104,6 +110,7 @@ pub struct Runtime {
     cache: Option<wasmtime::Cache>,
     ticker_stop: Arc<AtomicBool>,
     load: Arc<Load>,
+    warm: Arc<WarmBudget>,
 }
 
 /// A compiled, pre-instantiated component, ready for requests.
@@ -123,7 +130,8 @@ fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.memory_init_cow(pooling.is_none_or(|rc| rc.memory_cow));
     if let Some(rc) = pooling {
-        let n = rc.max_instances;
+        // Requests' instances, and the warm ones waiting for requests.
+        let n = rc.max_instances.saturating_add(rc.warm_instances);
         let keep = usize::try_from(Runtime::keep_resident_for(rc)).unwrap_or(usize::MAX);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(n)
@@ -204,10 +212,11 @@ impl Runtime {
             engine,
             linker,
             pooling,
-            config,
             cache,
             ticker_stop,
             load: Arc::default(),
+            warm: WarmBudget::new(config.warm_instances as usize),
+            config,
         })
     }
 
@@ -229,6 +238,31 @@ impl Runtime {
     /// Compile cache hits and misses since start, when the cache is on.
     pub fn cache_stats(&self) -> Option<(usize, usize)> {
         self.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
+    }
+
+    /// A slot for one function's warm instance, made with its limits.
+    pub fn warm_slot(
+        &self,
+        component: &CompiledComponent,
+        function: Arc<str>,
+        max_memory_bytes: u64,
+        outbound: Arc<[crate::manifest::OutboundRule]>,
+        timeout: Duration,
+    ) -> Arc<WarmSlot> {
+        WarmSlot::new(
+            self.engine.clone(),
+            self.warm.clone(),
+            component,
+            function,
+            max_memory_bytes,
+            outbound,
+            timeout,
+        )
+    }
+
+    /// How warm instances have been used since start.
+    pub fn warm_stats(&self) -> WarmStats {
+        self.warm.stats()
     }
 
     /// The settings this runtime was made with.

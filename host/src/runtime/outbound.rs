@@ -8,12 +8,12 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::manifest::{OutboundRule, is_internal_address};
 
-use super::state::InvokeTags;
+use super::state::TagCell;
 
 /// The `wasi:http` hooks of one request.
 pub struct OutboundHooks {
     pub(crate) rules: Arc<[OutboundRule]>,
-    pub(crate) tags: InvokeTags,
+    pub(crate) tags: Arc<TagCell>,
 }
 
 type SendFuture = Box<
@@ -39,8 +39,8 @@ fn check_rules(rules: &[OutboundRule], scheme: &str, host: &str, port: u16) -> R
 impl OutboundHooks {
     fn deny(&self, target: &str, reason: &str) -> SendFuture {
         tracing::warn!(
-            function = %self.tags.function,
-            request_id = %self.tags.request_id,
+            function = %self.tags.function(),
+            request_id = %self.tags.request_id(),
             target,
             reason,
             "outbound request denied"
@@ -98,8 +98,8 @@ impl WasiHttpHooks for OutboundHooks {
                 for a in addrs {
                     if is_internal_address(a.ip()) {
                         tracing::warn!(
-                            function = %tags.function,
-                            request_id = %tags.request_id,
+                            function = %tags.function(),
+                            request_id = %tags.request_id(),
                             target,
                             address = %a.ip(),
                             "outbound request denied: name resolves to an internal address"

@@ -1,7 +1,7 @@
 //! Per-request store state: the WASI and wasi:http contexts, the resource
 //! table, the memory limiter and the outbound policy.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHooks;
+use super::stdio::GuestLog;
 
 /// What lives in each request's `Store`.
 pub struct InstanceState {
@@ -17,6 +18,37 @@ pub struct InstanceState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) hooks: OutboundHooks,
+    /// Who the instance serves, for its log lines.
+    pub(crate) tags: Arc<TagCell>,
+}
+
+impl InstanceState {
+    /// A fresh state: no environment, no arguments, no files, no sockets;
+    /// stdout and stderr go to the log tagged by `tags`.
+    pub(crate) fn new(
+        tags: Arc<TagCell>,
+        max_memory_bytes: u64,
+        outbound: Arc<[crate::manifest::OutboundRule]>,
+    ) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(GuestLog::new(tags.clone(), "stdout"))
+            .stderr(GuestLog::new(tags.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(max_memory_bytes),
+            hooks: OutboundHooks {
+                rules: outbound,
+                tags: tags.clone(),
+            },
+            tags,
+        }
+    }
 }
 
 impl WasiView for InstanceState {
@@ -85,6 +117,44 @@ pub struct InvokeTags {
     pub request_id: Arc<str>,
 }
 
+/// The names an instance's log lines carry. An instance made ahead of its
+/// request (a warm instance) learns its request id when a request takes it;
+/// anything it logs before that says `-`.
+#[derive(Debug)]
+pub struct TagCell {
+    function: Arc<str>,
+    request_id: OnceLock<Arc<str>>,
+}
+
+impl TagCell {
+    pub fn new(function: Arc<str>) -> Arc<Self> {
+        Arc::new(Self {
+            function,
+            request_id: OnceLock::new(),
+        })
+    }
+
+    pub fn for_request(tags: InvokeTags) -> Arc<Self> {
+        let cell = Self::new(tags.function);
+        let _ = cell.request_id.set(tags.request_id);
+        cell
+    }
+
+    /// Sets the request id; an instance serves one request, so only the
+    /// first call counts.
+    pub fn set_request(&self, id: Arc<str>) {
+        let _ = self.request_id.set(id);
+    }
+
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.request_id.get().map_or("-", |id| id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +167,14 @@ mod tests {
         assert!(l.denied);
         assert!(l.memory_growing(0, 40, None).unwrap());
         assert!(!l.memory_growing(40, 41, None).unwrap());
+    }
+
+    #[test]
+    fn a_warm_instance_learns_its_request_once() {
+        let cell = TagCell::new("f".into());
+        assert_eq!(cell.request_id(), "-");
+        cell.set_request("r1".into());
+        cell.set_request("r2".into());
+        assert_eq!((cell.function(), cell.request_id()), ("f", "r1"));
     }
 }

@@ -2,12 +2,13 @@
 //! the function and the request id.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::state::InvokeTags;
+use super::state::TagCell;
 
 /// Longest line kept whole; longer output is logged in pieces.
 const MAX_LINE: usize = 16 * 1024;
@@ -15,12 +16,12 @@ const MAX_LINE: usize = 16 * 1024;
 /// A `StdoutStream` that logs each line the guest writes.
 #[derive(Clone)]
 pub struct GuestLog {
-    tags: InvokeTags,
+    tags: Arc<TagCell>,
     stream: &'static str,
 }
 
 impl GuestLog {
-    pub fn new(tags: InvokeTags, stream: &'static str) -> Self {
+    pub fn new(tags: Arc<TagCell>, stream: &'static str) -> Self {
         Self { tags, stream }
     }
 }
@@ -51,8 +52,8 @@ impl LineWriter {
         let text = text.trim_end_matches('\r');
         tracing::info!(
             target: "wasmfn::guest",
-            function = %self.log.tags.function,
-            request_id = %self.log.tags.request_id,
+            function = %self.log.tags.function(),
+            request_id = %self.log.tags.request_id(),
             stream = self.log.stream,
             "{text}"
         );

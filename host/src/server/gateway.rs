@@ -268,6 +268,7 @@ async fn invoke(
                 max_memory_bytes: policy.max_memory_bytes,
                 outbound: f.outbound.clone(),
                 guard: Box::new((permit, host_permit)),
+                warm: Some(f.warm.clone()),
             },
         )
         .await;

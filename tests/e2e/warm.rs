@@ -1,0 +1,174 @@
+//! Warm instances: made ahead for a function's next request, each still
+//! serving exactly one request, bounded host-wide.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wasmfn::server::HostConfig;
+
+use crate::harness::*;
+
+async fn warm_stats(h: &TestHost) -> Value {
+    h.json("/_fn/health").await["warm_instances"].clone()
+}
+
+/// Waits until `n` warm instances are ready and none is being made.
+async fn settle(h: &TestHost, n: u64) -> Value {
+    eventually(Duration::from_secs(10), "warm instances settle", || async {
+        let s = warm_stats(h).await;
+        (s["ready"] == n && s["held"] == n).then_some(s)
+    })
+    .await
+}
+
+async fn counter(h: &TestHost, path: &str, id: &str) -> Value {
+    let r = h
+        .client
+        .get(h.url(path))
+        .header("x-request-id", id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn each_warm_instance_serves_one_request() {
+    let f = Fixture::new();
+    f.function("counter", "counter", serde_json::json!({}));
+    let h = TestHost::start(f.path()).await;
+    assert_eq!(
+        warm_stats(&h).await["held"],
+        0,
+        "nothing is made before a function is used"
+    );
+    for i in 0..10 {
+        let id = format!("warm-{i}");
+        let body = counter(&h, "/counter", &id).await;
+        assert_eq!(
+            body["served"], 1,
+            "request {i} got an instance another request had used: {body}"
+        );
+        assert_eq!(body["request_id"], id.as_str());
+        settle(&h, 1).await;
+    }
+    let s = warm_stats(&h).await;
+    assert_eq!(s["misses"], 1, "only the first request made its own instance: {s}");
+    assert_eq!(s["hits"], 9, "{s}");
+    assert_eq!(s["budget"], 16);
+}
+
+#[tokio::test]
+async fn concurrent_requests_never_share_an_instance() {
+    let f = Fixture::new();
+    f.function("counter", "counter", serde_json::json!({}));
+    let h = TestHost::start(f.path()).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let client = h.client.clone();
+        let url = h.url("/counter");
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .get(url)
+                .header("x-request-id", format!("c-{i}"))
+                .send()
+                .await
+                .unwrap();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["served"], 1, "{body}");
+            assert_eq!(body["request_id"], format!("c-{i}"));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = warm_stats(&h).await;
+    assert_eq!(s["hits"].as_u64().unwrap() + s["misses"].as_u64().unwrap(), 200, "{s}");
+}
+
+#[tokio::test]
+async fn the_budget_is_shared_and_the_oldest_gives_way() {
+    let f = Fixture::new();
+    f.function("a", "counter", serde_json::json!({}));
+    f.function("b", "counter", serde_json::json!({}));
+    let mut config = HostConfig::new(f.path());
+    config.runtime.warm_instances = 1;
+    let h = TestHost::start_with(config).await;
+    counter(&h, "/a", "a-1").await;
+    settle(&h, 1).await;
+    counter(&h, "/b", "b-1").await;
+    // b's warm instance took a's place.
+    let s = eventually(Duration::from_secs(10), "a's warm instance is evicted", || async {
+        let s = warm_stats(&h).await;
+        (s["evicted"] == 1 && s["ready"] == 1 && s["held"] == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(s["hits"], 0, "{s}");
+    counter(&h, "/b", "b-2").await;
+    settle(&h, 1).await;
+    assert_eq!(warm_stats(&h).await["hits"], 1, "b found its warm instance");
+    counter(&h, "/a", "a-2").await;
+    let s = settle(&h, 1).await;
+    assert_eq!(s["hits"], 1, "a's warm instance was gone: {s}");
+    assert_eq!(s["misses"], 3, "{s}");
+}
+
+#[tokio::test]
+async fn zero_warm_instances_makes_every_instance_on_its_request() {
+    let f = Fixture::new();
+    f.function("counter", "counter", serde_json::json!({}));
+    let mut config = HostConfig::new(f.path());
+    config.runtime.warm_instances = 0;
+    let h = TestHost::start_with(config).await;
+    for i in 0..5 {
+        assert_eq!(counter(&h, "/counter", &format!("z-{i}")).await["served"], 1);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = warm_stats(&h).await;
+    assert_eq!(
+        (s["held"].as_u64(), s["hits"].as_u64(), s["misses"].as_u64()),
+        (Some(0), Some(0), Some(5)),
+        "{s}"
+    );
+}
+
+#[tokio::test]
+async fn a_warm_instance_logs_under_the_request_that_takes_it() {
+    let f = Fixture::new();
+    f.function("counter", "counter", serde_json::json!({}));
+    let args = [
+        "serve",
+        f.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-cache",
+    ];
+    let mut served = Served::start(&args, &[], Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/counter", served.base);
+    for id in ["log-first", "log-second"] {
+        let r = client.get(&url).header("x-request-id", id).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let line = served.line_with(&format!("counter served 1 for {id}")).await;
+        assert!(
+            line.contains(&format!("request_id={id}")),
+            "guest output carries its request's id: {line}"
+        );
+        // Let the next warm instance be made before the second request.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health: Value = client
+        .get(format!("{}/_fn/health", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["warm_instances"]["hits"], 1,
+        "the second request was served warm: {health}"
+    );
+    served.child.kill().await.unwrap();
+}
