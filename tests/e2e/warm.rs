@@ -172,3 +172,36 @@ async fn a_warm_instance_logs_under_the_request_that_takes_it() {
     );
     served.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_longest_waiting_warm_instance_is_the_one_evicted() {
+    let f = Fixture::new();
+    for name in ["a", "b", "c"] {
+        f.function(name, "counter", serde_json::json!({}));
+    }
+    let mut config = HostConfig::new(f.path());
+    config.runtime.warm_instances = 2;
+    let h = TestHost::start_with(config).await;
+    // a is made ahead, then b; a is used, and made ahead again: now b has
+    // waited longest, although a's first instance was made before it.
+    counter(&h, "/a", "a-1").await;
+    settle(&h, 1).await;
+    counter(&h, "/b", "b-1").await;
+    settle(&h, 2).await;
+    counter(&h, "/a", "a-2").await;
+    settle(&h, 2).await;
+    // c's instance needs room: b's goes.
+    counter(&h, "/c", "c-1").await;
+    let s = eventually(Duration::from_secs(10), "one warm instance evicted", || async {
+        let s = warm_stats(&h).await;
+        (s["evicted"] == 1 && s["ready"] == 2 && s["held"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(s["hits"], 1, "{s}");
+    counter(&h, "/a", "a-3").await;
+    assert_eq!(warm_stats(&h).await["hits"], 2, "a kept its warm instance");
+    settle(&h, 2).await;
+    counter(&h, "/b", "b-2").await;
+    let s = warm_stats(&h).await;
+    assert_eq!(s["hits"], 2, "b's warm instance was the one evicted: {s}");
+}

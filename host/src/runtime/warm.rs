@@ -28,8 +28,10 @@ pub struct WarmBudget {
     held: AtomicUsize,
     /// Warm instances ready.
     ready: AtomicUsize,
-    /// Slots that were filled, oldest first (entries may be stale).
-    order: Mutex<VecDeque<Weak<WarmSlot>>>,
+    /// Slots as they were filled, oldest first, with the fill's number; an
+    /// entry whose slot has been emptied or refilled since is stale.
+    order: Mutex<VecDeque<(Weak<WarmSlot>, u64)>>,
+    fills: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     evicted: AtomicU64,
@@ -88,7 +90,7 @@ impl WarmBudget {
         // warm instance gives its unit back.
         loop {
             let oldest = self.order.lock().expect("warm order").pop_front();
-            let Some(oldest) = oldest else {
+            let Some((oldest, fill)) = oldest else {
                 self.held.fetch_sub(1, Ordering::AcqRel);
                 return None;
             };
@@ -96,7 +98,15 @@ impl WarmBudget {
             if std::ptr::eq(Arc::as_ptr(&slot), asking) {
                 continue;
             }
-            let evicted = slot.ready.lock().expect("warm slot").take();
+            let evicted = {
+                let mut ready = slot.ready.lock().expect("warm slot");
+                // Only the fill this entry recorded; a later one has its own.
+                if ready.as_ref().is_some_and(|w| w.fill == fill) {
+                    ready.take()
+                } else {
+                    None
+                }
+            };
             if let Some(warm) = evicted {
                 // Its unit is given back with it; the one we took stays.
                 self.ready.fetch_sub(1, Ordering::AcqRel);
@@ -108,12 +118,12 @@ impl WarmBudget {
         }
     }
 
-    fn remember(&self, slot: Weak<WarmSlot>) {
+    fn remember(&self, slot: Weak<WarmSlot>, fill: u64) {
         let mut order = self.order.lock().expect("warm order");
-        order.push_back(slot);
+        order.push_back((slot, fill));
         // Entries of slots emptied by requests pile up; keep the list short.
         if order.len() > self.limit.saturating_mul(4).max(64) {
-            order.retain(|w| w.upgrade().is_some_and(|s| s.is_ready()));
+            order.retain(|(w, fill)| w.upgrade().is_some_and(|s| s.ready_fill() == Some(*fill)));
         }
     }
 }
@@ -140,6 +150,8 @@ impl Drop for Unit {
 pub(crate) struct Warm {
     pub(crate) store: Store<InstanceState>,
     pub(crate) proxy: Proxy,
+    /// Which fill of the budget made it.
+    fill: u64,
 }
 
 /// What a function's instances are made with.
@@ -193,6 +205,10 @@ impl WarmSlot {
         self.ready.lock().expect("warm slot").is_some()
     }
 
+    fn ready_fill(&self) -> Option<u64> {
+        self.ready.lock().expect("warm slot").as_ref().map(|w| w.fill)
+    }
+
     /// The warm instance, if one is ready; counted as a hit or a miss.
     pub(crate) fn take(&self) -> Option<Warm> {
         let warm = self.ready.lock().expect("warm slot").take();
@@ -242,10 +258,11 @@ impl WarmSlot {
         });
         match spec.pre.instantiate_async(&mut store).await {
             Ok(proxy) => {
-                *self.ready.lock().expect("warm slot") = Some(Warm { store, proxy });
+                let fill = self.budget.fills.fetch_add(1, Ordering::Relaxed);
+                *self.ready.lock().expect("warm slot") = Some(Warm { store, proxy, fill });
                 self.budget.ready.fetch_add(1, Ordering::AcqRel);
                 unit.keep();
-                self.budget.remember(Arc::downgrade(&self));
+                self.budget.remember(Arc::downgrade(&self), fill);
             }
             Err(e) => {
                 self.failing.store(true, Ordering::Relaxed);
