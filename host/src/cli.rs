@@ -117,6 +117,12 @@ pub struct ServeArgs {
     /// Reload when a manifest, component or fragment under DIR changes.
     #[arg(long, env = "WASMFN_WATCH")]
     pub watch: bool,
+    /// Worker threads that serve connections and run guests [default: one
+    /// per core]. Fewer threads than cores keep each connection on one
+    /// core (lower latency at low concurrency) and leave cores to the
+    /// network stack, at the cost of guests computing at once.
+    #[arg(long, env = "WASMFN_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub worker_threads: Option<u16>,
     #[command(flatten)]
     pub toolchains: ToolchainArgs,
 }
@@ -340,7 +346,12 @@ pub(crate) fn serve_with(args: ServeArgs, on_start: Option<OnStart>) -> anyhow::
         }
     }
     let config = args.host.config()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.worker_threads {
+        rt.worker_threads(usize::from(n));
+    }
+    let rt = rt.build()?;
     rt.block_on(async move {
         let app = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
         let s = app.registry.snapshot();

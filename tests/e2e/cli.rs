@@ -120,3 +120,34 @@ async fn validate_responses_logs_mismatches_and_passes_the_response_on() {
     assert!(line.contains("not_there"), "{line}");
     served.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn worker_threads_are_set_by_flag_or_env_and_reported_by_health() {
+    let f = Fixture::new();
+    f.function("env", "env", json!({}));
+    let dir = f.path().to_str().unwrap();
+    for (args, env, expected) in [
+        (vec!["--worker-threads", "1"], vec![], 1),
+        (vec![], vec![("WASMFN_WORKER_THREADS", std::ffi::OsStr::new("3"))], 3),
+    ] {
+        let mut all = vec!["serve", dir, "--listen", "127.0.0.1:0"];
+        all.extend(args);
+        let mut served = Served::start(&all, &env, std::time::Duration::from_secs(60)).await;
+        let client = reqwest::Client::new();
+        let health: serde_json::Value = client
+            .get(format!("{}/_fn/health", served.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["worker_threads"], expected, "{health}");
+        let r = client.get(format!("{}/env", served.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        served.child.kill().await.unwrap();
+    }
+    let (code, _, err) = wasmfn(&["serve", dir, "--worker-threads", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--worker-threads"), "{err}");
+}

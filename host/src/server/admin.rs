@@ -46,6 +46,7 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
         "pooling_allocator": app.runtime.pooling(),
         "keep_resident_bytes": app.runtime.pooling().then(|| crate::runtime::Runtime::keep_resident_for(&app.config.runtime)),
         "warm_instances": app.runtime.warm_stats(),
+        "worker_threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "compile_cache": app.runtime.cache_stats().map(|(hits, misses)| json!({
             "directory": app.config.runtime.cache_dir,
             "hits": hits,
