@@ -134,14 +134,7 @@ async fn worker_threads_are_set_by_flag_or_env_and_reported_by_health() {
         all.extend(args);
         let mut served = Served::start(&all, &env, std::time::Duration::from_secs(60)).await;
         let client = reqwest::Client::new();
-        let health: serde_json::Value = client
-            .get(format!("{}/_fn/health", served.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = get_json(&client, &format!("{}/_fn/health", served.base)).await;
         assert_eq!(health["worker_threads"], expected, "{health}");
         let r = client.get(format!("{}/env", served.base)).send().await.unwrap();
         assert_eq!(r.status(), 200);

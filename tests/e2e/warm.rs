@@ -158,14 +158,7 @@ async fn a_warm_instance_logs_under_the_request_that_takes_it() {
         // Let the next warm instance be made before the second request.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let health: Value = client
-        .get(format!("{}/_fn/health", served.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&client, &format!("{}/_fn/health", served.base)).await;
     assert_eq!(
         health["warm_instances"]["hits"], 1,
         "the second request was served warm: {health}"
