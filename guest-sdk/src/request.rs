@@ -1,6 +1,8 @@
 //! The request as a handler sees it, read from `wasi:http`.
 
-use wasi::http::types::{IncomingBody, IncomingRequest, Method as WasiMethod};
+use std::cell::OnceCell;
+
+use wasi::http::types::{Fields, IncomingBody, IncomingRequest, Method as WasiMethod};
 use wasi::io::streams::StreamError;
 
 use crate::HttpError;
@@ -59,50 +61,49 @@ pub mod methods {
 }
 
 /// One request: method, path, query, headers, the parameters the host
-/// extracted, and the body (read on first use).
+/// extracted, and the body.
+///
+/// Only what a handler uses is read from the host: the path, the headers
+/// and the parameters on first use, the body when it is asked for. Every
+/// read is a call out of the sandbox, so a handler that needs none of them
+/// pays for none.
 pub struct Request {
     pub(crate) method: Option<Method>,
-    pub(crate) path: String,
-    pub(crate) query: String,
-    pub(crate) headers: Vec<(String, Vec<u8>)>,
-    pub(crate) params: Vec<(String, String)>,
+    /// The request's headers as a host resource (a child of `source`, so
+    /// declared, and dropped, before it).
+    fields: Option<Fields>,
+    source: Option<IncomingRequest>,
+    uri: OnceCell<(String, String)>,
+    headers: OnceCell<Vec<(String, Vec<u8>)>>,
+    params: OnceCell<Vec<(String, String)>>,
     pub(crate) declared_path: Option<String>,
     pub(crate) body: BodyState,
 }
 
 pub(crate) enum BodyState {
-    Unread(IncomingRequest),
+    Unread,
     Read(Vec<u8>),
     Taken,
 }
 
 impl Request {
     pub(crate) fn from_wasi(req: IncomingRequest) -> Self {
-        let headers = req.headers().entries();
-        let pq = req.path_with_query().unwrap_or_else(|| "/".into());
-        let (path, query) = match pq.split_once('?') {
-            Some((p, q)) => (p.to_string(), q.to_string()),
-            None => (pq, String::new()),
-        };
-        let params = headers
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.strip_prefix("x-fn-param-")?;
-                Some((name.to_string(), String::from_utf8_lossy(v).into_owned()))
-            })
-            .collect();
-        let declared_path = headers
-            .iter()
-            .find(|(k, _)| k == "x-fn-path")
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let fields = req.headers();
+        // The operation the host matched; the one header every request needs.
+        let declared_path = fields
+            .get("x-fn-path")
+            .into_iter()
+            .next()
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
         Self {
             method: Method::from_wasi(&req.method()),
-            path,
-            query,
-            headers,
-            params,
+            fields: Some(fields),
+            source: Some(req),
+            uri: OnceCell::new(),
+            headers: OnceCell::new(),
+            params: OnceCell::new(),
             declared_path,
-            body: BodyState::Unread(req),
+            body: BodyState::Unread,
         }
     }
 
@@ -111,10 +112,11 @@ impl Request {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         Self {
             method: Some(method),
-            path: path.to_string(),
-            query: query.to_string(),
-            headers: Vec::new(),
-            params: Vec::new(),
+            fields: None,
+            source: None,
+            uri: OnceCell::from((path.to_string(), query.to_string())),
+            headers: OnceCell::from(Vec::new()),
+            params: OnceCell::from(Vec::new()),
             declared_path: None,
             body: BodyState::Read(Vec::new()),
         }
@@ -122,13 +124,13 @@ impl Request {
 
     /// Adds a path parameter (as the host would send it).
     pub fn param(mut self, name: &str, value: &str) -> Self {
-        self.params.push((name.to_string(), value.to_string()));
+        self.params_mut().push((name.to_string(), value.to_string()));
         self
     }
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
+        self.headers_mut()
             .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
         self
     }
@@ -146,28 +148,65 @@ impl Request {
 
     /// The path, as the client sent it (percent-encoded).
     pub fn path(&self) -> &str {
-        &self.path
+        &self.uri().0
     }
 
     /// The raw query string, without `?`.
     pub fn query(&self) -> &str {
-        &self.query
+        &self.uri().1
+    }
+
+    fn uri(&self) -> &(String, String) {
+        self.uri.get_or_init(|| {
+            let pq = self
+                .source
+                .as_ref()
+                .and_then(|r| r.path_with_query())
+                .unwrap_or_else(|| "/".into());
+            match pq.split_once('?') {
+                Some((p, q)) => (p.to_string(), q.to_string()),
+                None => (pq, String::new()),
+            }
+        })
     }
 
     /// The first value of a header (names are lowercase).
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_slice())
+        self.headers()
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// All headers, in order.
     pub fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
+        self.headers
+            .get_or_init(|| self.fields.as_ref().map(Fields::entries).unwrap_or_default())
     }
 
-    /// Path parameters, decoded by the host.
+    /// Path parameters, decoded by the host (it sends each as an
+    /// `x-fn-param-NAME` header).
     pub fn params(&self) -> &[(String, String)] {
-        &self.params
+        self.params.get_or_init(|| {
+            self.headers()
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = k.strip_prefix("x-fn-param-")?;
+                    Some((name.to_string(), String::from_utf8_lossy(v).into_owned()))
+                })
+                .collect()
+        })
+    }
+
+    fn headers_mut(&mut self) -> &mut Vec<(String, Vec<u8>)> {
+        self.headers();
+        self.headers.get_mut().expect("initialised above")
+    }
+
+    fn params_mut(&mut self) -> &mut Vec<(String, String)> {
+        self.params();
+        self.params.get_mut().expect("initialised above")
     }
 
     /// The request id the host assigned (`x-request-id`).
@@ -178,9 +217,10 @@ impl Request {
 
     /// The whole body; the first call reads it.
     pub fn body_bytes(&mut self) -> Result<&[u8], HttpError> {
-        if let BodyState::Unread(_) = self.body {
-            let BodyState::Unread(req) = std::mem::replace(&mut self.body, BodyState::Taken) else {
-                unreachable!("checked above")
+        if let BodyState::Unread = self.body {
+            self.body = BodyState::Taken;
+            let Some(req) = &self.source else {
+                return Err(HttpError::internal("the request has no body to read"));
             };
             self.body = BodyState::Read(read_all(req)?);
         }
@@ -191,7 +231,7 @@ impl Request {
     }
 }
 
-fn read_all(req: IncomingRequest) -> Result<Vec<u8>, HttpError> {
+fn read_all(req: &IncomingRequest) -> Result<Vec<u8>, HttpError> {
     let body = req
         .consume()
         .map_err(|_| HttpError::internal("the body was already taken"))?;

@@ -74,11 +74,49 @@ fn instantiate_and_handle(c: &mut Criterion) {
         } else {
             format!("instantiate + handle (hello), {label}")
         };
-        c.bench_function(&name, |b| b.to_async(&rt).iter(|| one_request(&runtime, &component)));
+        c.bench_function(&name, |b| {
+            b.to_async(&rt).iter(|| one_request(&runtime, &component, None))
+        });
+        if label == "default" {
+            // The part of the request the client waits for when a warm
+            // instance is ready (the server's usual case): the instance was
+            // made before the clock starts, and is dropped (and the next one
+            // made) after it stops.
+            let slot = runtime.warm_slot(
+                &component,
+                "hello".into(),
+                128 << 20,
+                Arc::from([]),
+                Duration::from_secs(5),
+            );
+            // The first request finds the slot empty; the slot fills after it.
+            rt.block_on(one_request(&runtime, &component, Some(slot.clone())));
+            c.bench_function("handle on a warm instance (hello)", |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let (runtime, component, slot) = (&runtime, &component, slot.clone());
+                    async move {
+                        let mut spent = Duration::ZERO;
+                        for _ in 0..iters {
+                            while !slot.is_ready() {
+                                tokio::task::yield_now().await;
+                            }
+                            let start = Instant::now();
+                            one_request(runtime, component, Some(slot.clone())).await;
+                            spent += start.elapsed();
+                        }
+                        spent
+                    }
+                })
+            });
+        }
     }
 }
 
-async fn one_request(runtime: &Runtime, component: &wasmfn::runtime::CompiledComponent) {
+async fn one_request(
+    runtime: &Runtime,
+    component: &wasmfn::runtime::CompiledComponent,
+    warm: Option<Arc<wasmfn::runtime::WarmSlot>>,
+) {
     let request = http::Request::builder()
         .uri("/hello")
         .header("host", "localhost")
@@ -103,7 +141,7 @@ async fn one_request(runtime: &Runtime, component: &wasmfn::runtime::CompiledCom
                 max_memory_bytes: 128 << 20,
                 outbound: Arc::from([]),
                 guard: Box::new(()),
-                warm: None,
+                warm,
             },
         )
         .await
@@ -116,5 +154,87 @@ async fn one_request(runtime: &Runtime, component: &wasmfn::runtime::CompiledCom
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-criterion_group!(benches, route_lookup, instantiate_and_handle);
+/// `WASMFN_BENCH_AB=other.wasm`: the hello component against another build
+/// of it (say, with a changed SDK), request by request in alternation so a
+/// drift in the machine's speed lands on both; prints both medians and the
+/// median of the paired differences, fresh instance and warm instance.
+fn compare_builds(_c: &mut Criterion) {
+    let Some(other) = std::env::var_os("WASMFN_BENCH_AB") else {
+        return;
+    };
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/hello/hello.wasm");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let load = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        runtime.compile(&p.display().to_string(), &bytes).unwrap()
+    };
+    let (a, b) = (load(&here), load(std::path::Path::new(&other)));
+    let slot = |c| runtime.warm_slot(c, "hello".into(), 128 << 20, Arc::from([]), Duration::from_secs(5));
+    let (slot_a, slot_b) = (slot(&a), slot(&b));
+    rt.block_on(async {
+        let time = |c, warm: Option<Arc<wasmfn::runtime::WarmSlot>>| {
+            let runtime = &runtime;
+            async move {
+                if let Some(slot) = &warm {
+                    while !slot.is_ready() {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                let start = Instant::now();
+                one_request(runtime, c, warm).await;
+                start.elapsed().as_secs_f64() * 1e6
+            }
+        };
+        // The slots' first fill (their first request finds them empty), and
+        // a warm-up.
+        one_request(&runtime, &a, Some(slot_a.clone())).await;
+        one_request(&runtime, &b, Some(slot_b.clone())).await;
+        for _ in 0..500 {
+            time(&a, Some(slot_a.clone())).await;
+            time(&b, Some(slot_b.clone())).await;
+        }
+        for warm in [false, true] {
+            let (mut ta, mut tb, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..20_000 {
+                let (sa, sb) = if warm {
+                    (Some(slot_a.clone()), Some(slot_b.clone()))
+                } else {
+                    (None, None)
+                };
+                let (x, y) = if i % 2 == 0 {
+                    let x = time(&a, sa).await;
+                    (x, time(&b, sb).await)
+                } else {
+                    let y = time(&b, sb).await;
+                    (time(&a, sa).await, y)
+                };
+                ta.push(x);
+                tb.push(y);
+                diff.push(y - x);
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "{}: hello.wasm {:.1} µs, {} {:.1} µs, paired difference (other - hello) {:+.1} µs",
+                if warm {
+                    "handle on a warm instance"
+                } else {
+                    "instantiate + handle"
+                },
+                median(&mut ta),
+                other.to_string_lossy(),
+                median(&mut tb),
+                median(&mut diff),
+            );
+        }
+    });
+}
+
+criterion_group!(benches, route_lookup, instantiate_and_handle, compare_builds);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::AbortHandle;
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -129,61 +130,133 @@ impl Runtime {
             .map_err(setup_error)?;
         let out = store.data_mut().http().new_response_outparam(tx).map_err(setup_error)?;
         let pre = component.pre.clone();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let run = async {
-                let proxy = match warm_proxy {
-                    Some(proxy) => proxy,
-                    None => {
-                        let proxy = pre.instantiate_async(&mut store).await?;
-                        if let Some(slot) = &warm_slot {
-                            slot.made_inline();
+        // The guest runs first inside the caller's task, so a request that
+        // is answered at once (the usual case) costs no task switch; only
+        // what remains after its response head (a body still streaming,
+        // then the teardown) moves to a task of its own.
+        // A panic in the host while it runs the guest fails this request
+        // only; the store it leaves behind is dropped, never reused.
+        let mut guest = Box::pin(
+            std::panic::AssertUnwindSafe(async move {
+                let run = async {
+                    let proxy = match warm_proxy {
+                        Some(proxy) => proxy,
+                        None => {
+                            let proxy = pre.instantiate_async(&mut store).await?;
+                            if let Some(slot) = &warm_slot {
+                                slot.made_inline();
+                            }
+                            proxy
                         }
-                        proxy
-                    }
+                    };
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
                 };
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
-            };
-            let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
-                Err(_) => Err(InvokeError::Timeout),
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(&e, store.data().limiter.denied)),
-            };
-            // The request is over: its slot goes to the next one now, and
-            // the response's last bytes go out before the teardown below.
-            drop((guard, active));
-            let _ = done_tx.send(outcome);
-            tokio::task::yield_now().await;
-            drop(store);
-            if let Some(slot) = warm_slot {
-                slot.refill().await;
+                let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
+                    Err(_) => Err(InvokeError::Timeout),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(classify(&e, store.data().limiter.denied)),
+                };
+                // The request is over: its slot goes to the next one now.
+                drop((guard, active));
+                (outcome, Retire { store, warm_slot })
+            })
+            .catch_unwind(),
+        );
+        let mut rx = rx;
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(done) = guest.as_mut().poll(cx) {
+                return Poll::Ready(First::Finished(done));
             }
-        });
-        let mut abort = AbortOnDrop(Some(task.abort_handle()));
-        match rx.await {
+            match Pin::new(&mut rx).poll(cx) {
+                Poll::Ready(head) => Poll::Ready(First::Head(head)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        let (done, head) = match first {
+            First::Finished(done) => (done, rx.try_recv().map_err(drop)),
+            First::Head(Ok(Ok(resp))) => {
+                // The guest is still running (a body to stream, or work
+                // after its response): it goes on in a task of its own,
+                // stopped if the response body is dropped before its end.
+                let task = tokio::spawn(async move {
+                    if let Ok((_, retire)) = guest.await {
+                        retire.later();
+                    }
+                });
+                return Ok(resp.map(|body| GuestBody {
+                    inner: body,
+                    abort: AbortOnDrop(Some(task.abort_handle())),
+                    done: false,
+                }));
+            }
+            // An error response: the guest is stopped, as nothing it does
+            // now can reach the client.
+            First::Head(Ok(Err(code))) => {
+                drop(guest);
+                return Err(InvokeError::GuestError(format!("{code:?}")));
+            }
+            // The response's sender dropped without a response: how the
+            // guest ends tells why.
+            First::Head(Err(_)) => (guest.await, Err(())),
+        };
+        let outcome = match done {
+            Ok((outcome, retire)) => {
+                retire.later();
+                outcome
+            }
+            Err(panic) => Err(InvokeError::Trap(panic_message(&*panic))),
+        };
+        match head {
             Ok(Ok(resp)) => Ok(resp.map(|body| GuestBody {
                 inner: body,
-                abort,
+                abort: AbortOnDrop(None),
                 done: false,
             })),
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
-            Err(_) => {
-                abort.0 = None;
-                match done_rx.await {
-                    Ok(Ok(())) => Err(InvokeError::NoResponse),
-                    Ok(Err(e)) => Err(e),
-                    // The task ended without an outcome: it panicked.
-                    Err(_) => match task.await {
-                        Err(e) => Err(InvokeError::Trap(e.to_string())),
-                        Ok(()) => Err(InvokeError::NoResponse),
-                    },
-                }
-            }
+            Err(_) => Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
         }
     }
+}
+
+/// What ended the first part of an invocation.
+enum First<D, H> {
+    /// The guest returned (or panicked) before its response head was taken.
+    Finished(D),
+    /// The response head (or the end of its sender) came while the guest runs.
+    Head(H),
+}
+
+/// A finished instance, to be dropped (and its function's warm instance
+/// made again) after the response has gone.
+struct Retire {
+    store: Store<InstanceState>,
+    warm_slot: Option<Arc<WarmSlot>>,
+}
+
+impl Retire {
+    /// Drops the instance and refills the warm slot in a task of its own,
+    /// which runs once the current task (the response) yields.
+    fn later(self) {
+        tokio::spawn(async move {
+            drop(self.store);
+            if let Some(slot) = self.warm_slot {
+                slot.refill().await;
+            }
+        });
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    format!("the host panicked running the function: {detail}")
 }
 
 /// How many invocations are running, and how many of them have computed

@@ -201,7 +201,8 @@ impl WarmSlot {
         })
     }
 
-    fn is_ready(&self) -> bool {
+    /// Whether a warm instance waits in this slot now.
+    pub fn is_ready(&self) -> bool {
         self.ready.lock().expect("warm slot").is_some()
     }
 
