@@ -300,3 +300,41 @@ async fn invalid_policy_values_are_load_errors() {
     }
     assert_eq!(t.get("/good").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_guest_that_goes_on_after_its_response_or_without_one() {
+    let f = Fixture::new();
+    f.function("late", "late", json!({"timeout_ms": 20000}));
+    let t = TestHost::start(f.path()).await;
+
+    // The head comes first; the rest of the body when the guest writes it.
+    let r = t.get("/late?mode=stream&ms=300").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "first,last");
+
+    // An error response is answered at once and the guest is stopped: it
+    // would otherwise sleep for 15 s.
+    let started = Instant::now();
+    let (code, _) = error_code(t.get("/late?mode=error&ms=15000").await, 500).await;
+    assert_eq!(code, "function_error");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+
+    // No response at all: the host waits for the guest to end, to say how
+    // it ended (here, a panic after its pause).
+    let started = Instant::now();
+    let (code, _) = error_code(t.get("/late?mode=drop&ms=300").await, 500).await;
+    assert_eq!(code, "function_error");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "answered after {:?}, before the guest ended",
+        started.elapsed()
+    );
+
+    assert_eq!(t.function("late").await["stats"]["trapped"], 2);
+    let r = t.get("/late?mode=stream&ms=0").await;
+    assert_eq!(r.text().await.unwrap(), "first,last");
+}
