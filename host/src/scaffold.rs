@@ -63,6 +63,8 @@ schemars = "1"
 
 [profile.release]
 opt-level = "s"
+lto = true
+codegen-units = 1
 strip = true
 
 # A function builds on its own, inside or outside another workspace.
