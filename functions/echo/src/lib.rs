@@ -10,7 +10,10 @@ wasi::http::proxy::export!(Echo);
 impl wasi::exports::http::incoming_handler::Guest for Echo {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let content_type = request.headers().get("content-type");
-        let content_type = content_type.first().cloned().unwrap_or_else(|| b"application/octet-stream".to_vec());
+        let content_type = content_type
+            .first()
+            .cloned()
+            .unwrap_or_else(|| b"application/octet-stream".to_vec());
         let headers = Fields::from_list(&[("content-type".into(), content_type)]).unwrap();
         let response = OutgoingResponse::new(headers);
         let out_body = response.body().unwrap();

@@ -12,7 +12,10 @@ struct Status {
 }
 
 fn status() -> Json<Status> {
-    Json(Status { area: "internal".into(), ok: true })
+    Json(Status {
+        area: "internal".into(),
+        ok: true,
+    })
 }
 
 wasmfn_sdk::function! {

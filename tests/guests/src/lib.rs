@@ -12,7 +12,10 @@ pub fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u
 
 /// Sends a whole response with extra headers.
 pub fn respond_with(out: ResponseOutparam, status: u16, headers: &[(&str, &str)], body: &[u8]) {
-    let list: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+    let list: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
     let resp = OutgoingResponse::new(Fields::from_list(&list).expect("valid headers"));
     resp.set_status_code(status).expect("valid status");
     let ob = resp.body().expect("body taken once");
@@ -59,7 +62,10 @@ pub fn query(req: &IncomingRequest, key: &str) -> Option<String> {
 
 /// The first value of a request header.
 pub fn header(req: &IncomingRequest, name: &str) -> Option<String> {
-    req.headers().get(name).first().map(|v| String::from_utf8_lossy(v).into_owned())
+    req.headers()
+        .get(name)
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// A JSON string literal.
@@ -99,7 +105,9 @@ pub fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
             None => fut.subscribe().block(),
         }
     };
-    let resp = resp.map_err(|_| "response taken twice")?.map_err(|e| format!("{e:?}"))?;
+    let resp = resp
+        .map_err(|_| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
     let status = resp.status();
     let body = resp.consume().map_err(|_| "body taken twice")?;
     let stream = body.stream().map_err(|_| "stream taken twice")?;

@@ -1,6 +1,6 @@
 //! Reads the whole request body, then answers with it (or with the read error, as 400).
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);
@@ -10,7 +10,12 @@ impl wasi::exports::http::incoming_handler::Guest for Guest {
         match read_body(req) {
             Ok(body) => {
                 let len = body.len().to_string();
-                respond_with(out, 200, &[("content-type", "application/octet-stream"), ("x-body-len", &len)], &body);
+                respond_with(
+                    out,
+                    200,
+                    &[("content-type", "application/octet-stream"), ("x-body-len", &len)],
+                    &body,
+                );
             }
             Err(e) => respond(out, 400, "text/plain", format!("body error: {e}").as_bytes()),
         }

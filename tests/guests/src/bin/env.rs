@@ -1,6 +1,6 @@
 //! Reports what the sandbox grants: environment, arguments, preopened directories, cwd.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);
@@ -12,9 +12,17 @@ impl wasi::exports::http::incoming_handler::Guest for Guest {
             .iter()
             .map(|(k, v)| format!("[{},{}]", json_str(k), json_str(v)))
             .collect();
-        let args: Vec<String> = wasi::cli::environment::get_arguments().iter().map(|a| json_str(a)).collect();
-        let preopens: Vec<String> = wasi::filesystem::preopens::get_directories().iter().map(|(_, p)| json_str(p)).collect();
-        let cwd = wasi::cli::environment::initial_cwd().map(|c| json_str(&c)).unwrap_or_else(|| "null".into());
+        let args: Vec<String> = wasi::cli::environment::get_arguments()
+            .iter()
+            .map(|a| json_str(a))
+            .collect();
+        let preopens: Vec<String> = wasi::filesystem::preopens::get_directories()
+            .iter()
+            .map(|(_, p)| json_str(p))
+            .collect();
+        let cwd = wasi::cli::environment::initial_cwd()
+            .map(|c| json_str(&c))
+            .unwrap_or_else(|| "null".into());
         let std_env = std::env::vars().count();
         let body = format!(
             "{{\"env\":[{}],\"args\":[{}],\"preopens\":[{}],\"cwd\":{cwd},\"std_env_count\":{std_env}}}",

@@ -1,6 +1,6 @@
 //! Allocates `?mb=N` MiB (default: until allocation fails), then answers.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

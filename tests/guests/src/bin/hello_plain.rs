@@ -1,7 +1,7 @@
 //! A plain `wasi:http/proxy` component written against the bare `wasi`
 //! crate, knowing nothing of wasmfn: it must run unmodified.
-use wasmfn_test_guests::wasi;
 use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasmfn_test_guests::wasi;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);
@@ -11,7 +11,10 @@ impl wasi::exports::http::incoming_handler::Guest for Guest {
         let resp = OutgoingResponse::new(Fields::new());
         let body = resp.body().unwrap();
         ResponseOutparam::set(out, Ok(resp));
-        body.write().unwrap().blocking_write_and_flush(b"plain hello\n").unwrap();
+        body.write()
+            .unwrap()
+            .blocking_write_and_flush(b"plain hello\n")
+            .unwrap();
         OutgoingBody::finish(body, None).unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! Answers with `?bytes=N` bytes of `x`, streamed in chunks.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

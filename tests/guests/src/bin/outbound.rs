@@ -1,6 +1,6 @@
 //! Fetches `?url=` and answers 200 with the upstream status and body, or 502 with the host's error code.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

@@ -1,6 +1,6 @@
 //! Answers with what the host told it: method, path, routing headers, request id.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);
@@ -13,7 +13,13 @@ impl wasi::exports::http::incoming_handler::Guest for Guest {
             .entries()
             .into_iter()
             .filter(|(k, _)| k.starts_with("x-fn-param-"))
-            .map(|(k, v)| format!("{}:{}", json_str(&k["x-fn-param-".len()..]), json_str(&String::from_utf8_lossy(&v))))
+            .map(|(k, v)| {
+                format!(
+                    "{}:{}",
+                    json_str(&k["x-fn-param-".len()..]),
+                    json_str(&String::from_utf8_lossy(&v))
+                )
+            })
             .collect();
         params.sort();
         let method = format!("{:?}", req.method());

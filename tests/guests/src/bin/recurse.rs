@@ -1,6 +1,6 @@
 //! Recurses `?depth=N` times (default: until the stack overflows).
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

@@ -1,6 +1,6 @@
 //! Sleeps through the wasi clock, far longer than any test timeout.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

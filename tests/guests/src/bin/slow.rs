@@ -1,6 +1,6 @@
 //! Tells `?probe=` (a test fixture) it entered, sleeps `?ms=`, tells it it left, answers.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

@@ -1,6 +1,6 @@
 //! Computes forever without calling the host.
-use wasmfn_test_guests::wasi;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::wasi;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);

@@ -1,6 +1,6 @@
 //! Panics: the host must answer 500 and keep serving.
-use wasmfn_test_guests::*;
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasmfn_test_guests::*;
 
 struct Guest;
 wasi::http::proxy::export!(Guest);
