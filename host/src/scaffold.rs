@@ -37,6 +37,13 @@ pub fn new_function(args: &NewArgs) -> anyhow::Result<PathBuf> {
         )
     })?;
     std::fs::create_dir_all(folder.join("src"))?;
+    // Relative when the two share a directory below the root (the folder
+    // and the SDK move together, e.g. inside one checkout), else absolute.
+    let sdk = folder
+        .canonicalize()
+        .ok()
+        .and_then(|at| relative_path(&at, &sdk))
+        .unwrap_or(sdk);
     let crate_name = name.replace('-', "_");
     write(
         &folder.join("fn.config.json"),
@@ -70,7 +77,7 @@ strip = true
 # A function builds on its own, inside or outside another workspace.
 [workspace]
 "#,
-            sdk = sdk.display()
+            sdk = toml_escape(&sdk.display().to_string())
         ),
     )?;
     write(
@@ -220,4 +227,74 @@ export default app;
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))
+}
+
+/// `to` as seen from the directory `from` (both absolute, canonical), when
+/// they share an ancestor other than the root.
+fn relative_path(from: &Path, to: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let shared_below_root = to[..common].iter().any(|c| matches!(c, Component::Normal(_)));
+    if !shared_below_root {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    out.extend(&to[common..]);
+    Some(if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    })
+}
+
+/// The inside of a TOML basic string.
+fn toml_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_path_within_a_shared_directory() {
+        let rel = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b));
+        assert_eq!(
+            rel("/w/repo/functions/hi", "/w/repo/guest-sdk"),
+            Some(PathBuf::from("../../guest-sdk"))
+        );
+        assert_eq!(rel("/w/repo", "/w/repo/guest-sdk"), Some(PathBuf::from("guest-sdk")));
+        assert_eq!(rel("/w/repo/sdk", "/w/repo/sdk"), Some(PathBuf::from(".")));
+        // Sharing only the root: the absolute path is clearer.
+        assert_eq!(rel("/tmp/x/hi", "/work/guest-sdk"), None);
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_escape(r#"a"b\c"#), r#"a\"b\\c"#);
+    }
+
+    #[test]
+    fn a_new_rust_function_names_the_sdk_by_a_relative_path() {
+        let root = tempfile::tempdir().unwrap();
+        let sdk = root.path().join("guest-sdk");
+        std::fs::create_dir_all(&sdk).unwrap();
+        let args = NewArgs {
+            name: "hi".into(),
+            lang: "rust".into(),
+            dir: root.path().join("project/functions"),
+            sdk: Some(sdk),
+        };
+        let folder = new_function(&args).unwrap();
+        let manifest = std::fs::read_to_string(folder.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(r#"wasmfn-sdk = { path = "../../../guest-sdk" }"#),
+            "{manifest}"
+        );
+    }
 }
