@@ -127,10 +127,6 @@ fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache
     config.cache(cache.cloned());
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    // Functions speak `wasi:http` 0.2 (fibers, one call at a time); the
-    // component model's concurrent tasks are not used, and keeping them
-    // off spares every store and every call their bookkeeping.
-    config.concurrency_support(false);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.memory_init_cow(pooling.is_none_or(|rc| rc.memory_cow));
     if let Some(rc) = pooling {
