@@ -21,6 +21,8 @@ use crate::runtime::{CompiledComponent, Runtime, WarmSlot};
 pub struct LoadedFunction {
     pub spec: FunctionSpec,
     pub name: Arc<str>,
+    /// `x-fn-function` as sent to the guest (`None`: not a valid header value).
+    pub name_header: Option<http::HeaderValue>,
     /// The prefix of this function's schema names in the document.
     pub namespace: String,
     /// Where the function's description came from: `describe`, `sidecar` or `none`.
@@ -63,6 +65,7 @@ impl LoadedFunction {
             Duration::from_millis(p.queue_timeout_ms),
         );
         Self {
+            name_header: http::HeaderValue::from_str(&name).ok(),
             name,
             namespace: api.namespace,
             api_source: api.source,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::Method;
+use http::{HeaderValue, Method};
 use serde_json::{Map, Value, json};
 
 use super::fragment::{Fragment, SCHEMA_REF_PREFIX, template};
@@ -66,9 +66,33 @@ pub struct Mount {
     pub methods: Vec<Method>,
     pub in_schema: bool,
     pub operations: Vec<(Method, Arc<Operation>)>,
+    /// `x-fn-route` and `x-fn-path` as sent to the guest, made once here
+    /// rather than on every request (`None`: not a valid header value).
+    pub route_header: Option<HeaderValue>,
+    pub path_header: Option<HeaderValue>,
 }
 
 impl Mount {
+    fn new(
+        pattern: RoutePattern,
+        declared_path: Option<String>,
+        methods: Vec<Method>,
+        in_schema: bool,
+        operations: Vec<(Method, Arc<Operation>)>,
+    ) -> Self {
+        let route_header = HeaderValue::from_str(&pattern.to_string()).ok();
+        let path_header = declared_path.as_deref().and_then(|p| HeaderValue::from_str(p).ok());
+        Self {
+            pattern,
+            declared_path,
+            methods,
+            in_schema,
+            operations,
+            route_header,
+            path_header,
+        }
+    }
+
     /// The operation for a method (`HEAD` falls back to `GET`).
     pub fn operation(&self, method: &Method) -> Option<&Arc<Operation>> {
         let find = |m: &Method| self.operations.iter().find(|(om, _)| om == m).map(|(_, o)| o);
@@ -245,13 +269,13 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                     (m.clone(), Arc::new(Operation { doc, validator: None }))
                 })
                 .collect();
-            mounts.push(Mount {
-                pattern: prefix.clone(),
-                declared_path: None,
-                methods: spec.methods.clone(),
+            mounts.push(Mount::new(
+                prefix.clone(),
+                None,
+                spec.methods.clone(),
                 in_schema,
                 operations,
-            });
+            ));
             continue;
         };
         for declared in &fragment.paths {
@@ -338,13 +362,14 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                     }),
                 ));
             }
-            mounts.push(Mount {
-                declared_path: Some(template(&declared.pattern)),
-                methods: operations.iter().map(|(m, _)| m.clone()).collect(),
+            let methods = operations.iter().map(|(m, _)| m.clone()).collect();
+            mounts.push(Mount::new(
                 pattern,
+                Some(template(&declared.pattern)),
+                methods,
                 in_schema,
                 operations,
-            });
+            ));
         }
     }
     Ok(mounts)

@@ -1,5 +1,6 @@
 //! `allow_hosts` rules: which `Host` a route answers.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// One entry of `invoke.allow_hosts`.
@@ -36,22 +37,29 @@ fn valid_host_chars(host: &str) -> bool {
 }
 
 /// Splits `host[:port]` (with `[v6]:port` support) into lowercase host and port.
-pub(crate) fn split_host_port(value: &str) -> Option<(String, Option<u16>)> {
-    let value = value.trim().to_ascii_lowercase();
-    if value.starts_with('[') {
+pub(crate) fn split_host_port(value: &str) -> Option<(Cow<'_, str>, Option<u16>)> {
+    let value = value.trim();
+    let (host, port) = if value.starts_with('[') {
         let end = value.find(']')?;
-        let host = value[..=end].to_string();
         let rest = &value[end + 1..];
-        return match rest.strip_prefix(':') {
-            Some(p) => Some((host, Some(p.parse().ok()?))),
-            None if rest.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match value.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), Some(p.parse().ok()?))),
-        None => Some((value, None)),
-    }
+        match rest.strip_prefix(':') {
+            Some(p) => (&value[..=end], Some(p.parse().ok()?)),
+            None if rest.is_empty() => (&value[..=end], None),
+            None => return None,
+        }
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse().ok()?)),
+            None => (value, None),
+        }
+    };
+    // Host names compare case-insensitively; most clients send them lower-case already.
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Some((host, port))
 }
 
 impl HostRule {
@@ -76,7 +84,7 @@ impl HostRule {
             if !valid_host_chars(&host) {
                 return Err(err("not a valid host name"));
             }
-            HostKind::Exact(host)
+            HostKind::Exact(host.into_owned())
         };
         Ok(Self { kind, port })
     }
@@ -206,5 +214,13 @@ mod tests {
         assert_eq!(split_host_port("ex.com"), Some(("ex.com".into(), None)));
         assert_eq!(split_host_port("[::1]:8"), Some(("[::1]".into(), Some(8))));
         assert_eq!(split_host_port("ex.com:notaport"), None);
+        assert_eq!(split_host_port(" [::1] "), Some(("[::1]".into(), None)));
+        assert_eq!(split_host_port("[::1]x"), None);
+        // Lower-case names are borrowed, others lowered into a new string.
+        assert!(matches!(
+            split_host_port("ex.com:1"),
+            Some((Cow::Borrowed("ex.com"), Some(1)))
+        ));
+        assert!(matches!(split_host_port("EX.com"), Some((Cow::Owned(h), None)) if h == "ex.com"));
     }
 }

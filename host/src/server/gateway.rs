@@ -2,6 +2,7 @@
 //! stream the response back. Every step that says no answers with
 //! [`ApiError`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,11 +40,15 @@ pub fn request_id(headers: &HeaderMap) -> String {
     {
         return v.to_string();
     }
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..));
+    (0..32)
+        .map(|i| char::from(HEX[(random >> (124 - 4 * i)) as usize & 15]))
+        .collect()
 }
 
-/// Middleware for every request: settles the request id once, in the
-/// request header (for the handlers and the guest) and in the response.
+/// Middleware for the `/_fn/*` endpoints: settles the request id once, in
+/// the request header (for the handlers) and in the response.
 pub(crate) async fn with_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
     let id = request_id(req.headers());
     let value = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
@@ -53,7 +58,8 @@ pub(crate) async fn with_request_id(mut req: Request, next: axum::middleware::Ne
     resp
 }
 
-/// Axum fallback: every request that is not for `/_fn/*`.
+/// Axum fallback, behind [`with_request_id`]: a request under `/_fn` that
+/// no admin endpoint took.
 pub(crate) async fn gateway(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let id = request_id(req.headers());
     match handle(&app, req, &id).await {
@@ -62,29 +68,47 @@ pub(crate) async fn gateway(State(app): State<Arc<AppState>>, req: Request) -> R
     }
 }
 
-fn request_host(req: &Request) -> (String, Option<u16>) {
+/// Every request that is not for `/_fn/*`, straight from the connection:
+/// the request id settled as [`with_request_id`] does, without a router
+/// or middleware stack in between.
+pub(crate) async fn function_request(app: Arc<AppState>, mut req: Request) -> Response {
+    let id = request_id(req.headers());
+    let value = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
+    // Room for the request id and the host's `x-fn-*` headers at once.
+    req.headers_mut().reserve(8);
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let mut resp = match handle(&app, req, &id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(&id),
+    };
+    resp.headers_mut().insert(REQUEST_ID, value);
+    resp
+}
+
+/// The request's host (lower-case, without port) and port, from `Host` or
+/// the URI's authority.
+fn request_host(req: &Request) -> (Cow<'_, str>, Option<u16>) {
     let raw = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default();
-    split_host_port(&raw).unwrap_or((raw, None))
+    split_host_port(raw).unwrap_or((Cow::Borrowed(raw), None))
 }
 
 async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
     let snapshot = app.registry.snapshot();
-    let path = req.uri().path().to_string();
-    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
-    let (host, port) = request_host(&req);
     let method = req.method().clone();
+    let path = req.uri().path();
+    let segs = split_path(path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
+    let (host, port) = request_host(&req);
     let (function, target, operation) = match snapshot.table.route(&method, &host, port, &segs) {
         RouteOutcome::Matched(m) => {
             let (f, mount) = snapshot.mount(m.claim.tag);
             let target = Target {
-                route: m.claim.pattern.to_string(),
-                declared_path: mount.declared_path.clone(),
+                route: mount.route_header.clone(),
+                path: mount.path_header.clone(),
                 params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
                 forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
                 check_response: None,
@@ -98,14 +122,18 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
             let page = crate::openapi::docs_page("/_fn/docs", "/openapi.json");
             return Ok(axum::response::Html(page).into_response());
         }
-        RouteOutcome::NotFound => return Err(ApiError::NotFound { path }),
+        RouteOutcome::NotFound => return Err(ApiError::NotFound { path: path.to_string() }),
         RouteOutcome::MethodNotAllowed { allow } => {
             return Err(ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 allow: allow.iter().map(|m| m.to_string()).collect(),
             });
         }
-        RouteOutcome::MisdirectedHost => return Err(ApiError::MisdirectedRequest { host }),
+        RouteOutcome::MisdirectedHost => {
+            return Err(ApiError::MisdirectedRequest {
+                host: host.into_owned(),
+            });
+        }
         RouteOutcome::Conflict { route, functions } => {
             return Err(ApiError::RouteConflict {
                 route,
@@ -128,8 +156,9 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
 
 /// What routing decided, for the guest's headers.
 struct Target {
-    route: String,
-    declared_path: Option<String>,
+    /// `x-fn-route` and `x-fn-path`, made when the function was loaded.
+    route: Option<HeaderValue>,
+    path: Option<HeaderValue>,
     params: Vec<(String, String)>,
     forward_as_get: bool,
     /// Set when responses are to be checked (`--validate-responses`).
@@ -226,17 +255,13 @@ async fn invoke(
     for k in spoofed {
         h.remove(&k);
     }
-    if let Ok(v) = HeaderValue::from_str(&target.route) {
+    if let Some(v) = target.route.clone() {
         h.insert(FN_ROUTE, v);
     }
-    if let Some(v) = target
-        .declared_path
-        .as_deref()
-        .and_then(|p| HeaderValue::from_str(p).ok())
-    {
+    if let Some(v) = target.path.clone() {
         h.insert(FN_PATH, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&f.name) {
+    if let Some(v) = f.name_header.clone() {
         h.insert(FN_FUNCTION, v);
     }
     for (k, v) in &target.params {
@@ -293,7 +318,8 @@ async fn invoke(
             });
             match target.check_response {
                 Some(v) if v.has_response_schema(resp.status().as_u16()) && is_json(resp.headers()) => {
-                    Ok(check_response(&v, f, id, &target.route, resp).await)
+                    let route = target.route.as_ref().and_then(|r| r.to_str().ok()).unwrap_or_default();
+                    Ok(check_response(&v, f, id, route, resp).await)
                 }
                 _ => Ok(resp),
             }
@@ -376,6 +402,42 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
             FunctionStats::bump(&f.stats.trapped);
             tracing::error!(function, request_id = id, error = %other, "function failed");
             ApiError::FunctionError { function }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_made_otherwise() {
+        let mut h = HeaderMap::new();
+        let made = request_id(&h);
+        assert_eq!(made.len(), 32);
+        assert!(
+            made.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{made}"
+        );
+        assert_ne!(made, request_id(&h), "each request gets its own id");
+        h.insert(REQUEST_ID, HeaderValue::from_static("client-id_1.2:3"));
+        assert_eq!(request_id(&h), "client-id_1.2:3");
+        for bad in ["has space", "semi;colon", ""] {
+            h.insert(REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            assert_eq!(request_id(&h).len(), 32, "{bad:?} is replaced");
+        }
+        h.insert(REQUEST_ID, HeaderValue::from_str(&"x".repeat(129)).unwrap());
+        assert_eq!(request_id(&h).len(), 32, "too long is replaced");
+    }
+
+    #[test]
+    fn only_the_fn_prefix_is_the_admin_surface() {
+        use super::super::is_admin_path;
+        for p in ["/_fn", "/_fn/", "/_fn/health", "/_fn/docs/x.js"] {
+            assert!(is_admin_path(p), "{p}");
+        }
+        for p in ["/", "/_fnx", "/_fn_health", "/api/_fn", "/hello"] {
+            assert!(!is_admin_path(p), "{p}");
         }
     }
 }

@@ -146,7 +146,8 @@ impl AppState {
     }
 }
 
-/// The axum application.
+/// The `/_fn/*` endpoints (with [`gateway::with_request_id`]); anything
+/// under `/_fn` they do not take falls back to the gateway.
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/_fn/health", get(admin::health))
@@ -162,6 +163,50 @@ pub fn router(app: Arc<AppState>) -> Router {
         .with_state(app)
 }
 
+/// Whether a path belongs to the host's own `/_fn` endpoints.
+fn is_admin_path(path: &str) -> bool {
+    path.strip_prefix("/_fn")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// What every connection serves: `/_fn` and below go to the admin
+/// [`router`]; every other request goes straight to the gateway, with no
+/// router or middleware in between (the path every function request takes).
+#[derive(Clone)]
+pub struct Front {
+    app: Arc<AppState>,
+    admin: Router,
+}
+
+impl Front {
+    pub fn new(app: Arc<AppState>) -> Self {
+        Self {
+            admin: router(app.clone()),
+            app,
+        }
+    }
+}
+
+impl tower_service::Service<axum::extract::Request> for Front {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        if is_admin_path(req.uri().path()) {
+            let mut admin = self.admin.clone();
+            Box::pin(async move { tower_service::Service::call(&mut admin, req).await })
+        } else {
+            let app = self.app.clone();
+            Box::pin(async move { Ok(gateway::function_request(app, req).await) })
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains connections.
 pub async fn serve(
     listener: TcpListener,
@@ -172,7 +217,8 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(app))
+    use axum::ServiceExt;
+    axum::serve(listener, Front::new(app).into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
 }
