@@ -142,7 +142,9 @@ impl Runtime {
                     let proxy = match warm_proxy {
                         Some(proxy) => proxy,
                         None => {
-                            let proxy = pre.instantiate_async(&mut store).await?;
+                            // Boxed: a warm instance (the usual case) does not
+                            // carry instantiation's state in its future.
+                            let proxy = Box::pin(pre.instantiate_async(&mut store)).await?;
                             if let Some(slot) = &warm_slot {
                                 slot.made_inline();
                             }
@@ -241,10 +243,13 @@ impl Retire {
     /// Drops the instance and refills the warm slot in a task of its own,
     /// which runs once the current task (the response) yields.
     fn later(self) {
+        // The task holds only the store and the slot: the refill's much
+        // larger state is allocated by the task itself, after the response,
+        // not moved around by the request that spawns it.
         tokio::spawn(async move {
             drop(self.store);
             if let Some(slot) = self.warm_slot {
-                slot.refill().await;
+                Box::pin(slot.refill()).await;
             }
         });
     }
