@@ -1,9 +1,9 @@
-//! Bindings for the `wasmfn:function/function` world, generated from the
+//! Bindings for the `wasmfn:function/function-with-handler` world, generated from the
 //! repository's `wit/`. WASI types are the `wasip2` crate's own.
 
 wit_bindgen::generate!({
     path: "../wit",
-    world: "wasmfn:function/function",
+    world: "wasmfn:function/function-with-handler",
     with: {
         "wasi:io/poll@0.2.12": wasi::io::poll,
         "wasi:io/error@0.2.12": wasi::io::error,

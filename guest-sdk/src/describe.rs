@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::extract::FromRequest;
 use crate::request::{Method, Request};
-use crate::respond::{HttpError, IntoResponse, Response};
+use crate::respond::{HttpError, IntoResponse, Response, ResponseBody};
 
 /// The OpenAPI operation being declared, filled in by extractors and
 /// response types.
@@ -71,6 +71,8 @@ fn bound_integer_formats(v: &mut Value) {
     note = "a handler is a `fn` taking up to 6 extractors (`Path<T>`, `Query<T>`, `Json<T>`, …) and returning a response (`Json<T>`, `Result<Created<T>, HttpError>`, …)"
 )]
 pub trait Handler<Args>: 'static {
+    /// Whether the response streams (see [`IntoResponse::STREAMS`]).
+    const STREAMS: bool;
     fn call(&self, req: &mut Request) -> Response;
     fn describe(op: &mut OperationDoc, generator: &mut SchemaGenerator, path_params: &[String]);
 }
@@ -83,6 +85,7 @@ macro_rules! handler_for {
             R: IntoResponse,
             $($arg: FromRequest,)*
         {
+            const STREAMS: bool = R::STREAMS;
             #[allow(non_snake_case, unused_variables)]
             fn call(&self, req: &mut Request) -> Response {
                 $(
@@ -118,6 +121,7 @@ struct Route {
     path: &'static str,
     name: &'static str,
     docs: &'static [&'static str],
+    streams: bool,
     call: Dispatch,
     describe: Describe,
 }
@@ -172,6 +176,7 @@ impl App {
             path,
             name,
             docs,
+            streams: H::STREAMS,
             call: Box::new(move |req| handler.call(req)),
             describe: H::describe,
         });
@@ -237,27 +242,47 @@ impl App {
 
     /// Finds the operation for a request and runs it.
     pub fn serve(&self, req: &mut Request) -> Response {
+        match self.find(req) {
+            Some(r) => (r.call)(req),
+            None => HttpError::not_found(format!("no operation for `{}`", req.path())).into_response(),
+        }
+    }
+
+    /// Runs a request given whole, unless its operation's response streams
+    /// (`None`: nothing ran). A hand-built streamed body is gathered whole.
+    pub fn serve_whole(&self, req: &mut Request) -> Option<Response> {
+        let resp = match self.find(req) {
+            Some(r) if r.streams => return None,
+            Some(r) => (r.call)(req),
+            None => HttpError::not_found(format!("no operation for `{}`", req.path())).into_response(),
+        };
+        Some(match resp.body {
+            ResponseBody::Bytes(_) => resp,
+            ResponseBody::Stream(items) => Response {
+                body: ResponseBody::Bytes(items.flatten().collect()),
+                ..resp
+            },
+        })
+    }
+
+    /// The operation a request is for.
+    fn find(&self, req: &Request) -> Option<&Route> {
         let method = match req.method() {
             Some(Method::Head) => Some(Method::Get),
             m => m,
         };
         // The host names the declared path (`x-fn-path`); without it, match
         // the request path, static segments before parameters.
-        let path = req.declared_path.clone();
-        let route = self
-            .routes
+        let path = req.declared_path.as_deref();
+        self.routes
             .iter()
             .filter(|r| {
                 Some(r.method) == method
-                    && match &path {
+                    && match path {
                         Some(p) => p == r.path,
                         None => template_matches(r.path, req.path()),
                     }
             })
-            .min_by_key(|r| template_params(r.path).len());
-        match route {
-            Some(r) => (r.call)(req),
-            None => HttpError::not_found(format!("no operation for `{}`", req.path())).into_response(),
-        }
+            .min_by_key(|r| r.path.matches('{').count())
     }
 }

@@ -96,6 +96,30 @@ pub fn __serve(app: &App, request: IncomingRequest, out: ResponseOutparam) {
     }
 }
 
+/// Runs `app` for one request given whole (what the [`function!`] export
+/// of `wasmfn:function/handler` calls); `None` when its response streams.
+#[doc(hidden)]
+pub fn __serve_whole(
+    app: &App,
+    method: &str,
+    path_with_query: &str,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+) -> Option<bindings::exports::wasmfn::function::handler::Response> {
+    let mut req = Request::from_whole(method, path_with_query, headers, body);
+    let resp = app.serve_whole(&mut req)?;
+    let body = match resp.body {
+        respond::ResponseBody::Bytes(b) => b,
+        // `serve_whole` gathers streams.
+        respond::ResponseBody::Stream(items) => items.flatten().collect(),
+    };
+    Some(bindings::exports::wasmfn::function::handler::Response {
+        status: resp.status,
+        headers: resp.headers,
+        body,
+    })
+}
+
 /// Declares a function's operations and exports it as a component.
 ///
 /// ```text
@@ -137,6 +161,17 @@ macro_rules! __function {
                 out: $crate::wasi::http::types::ResponseOutparam,
             ) {
                 $crate::__serve(&__wasmfn_app(), request, out)
+            }
+        }
+
+        impl $crate::bindings::exports::wasmfn::function::handler::Guest for __WasmfnFunction {
+            fn handle(
+                method: ::std::string::String,
+                path_with_query: ::std::string::String,
+                headers: ::std::vec::Vec<(::std::string::String, ::std::vec::Vec<u8>)>,
+                body: ::std::vec::Vec<u8>,
+            ) -> ::core::option::Option<$crate::bindings::exports::wasmfn::function::handler::Response> {
+                $crate::__serve_whole(&__wasmfn_app(), &method, &path_with_query, headers, body)
             }
         }
 

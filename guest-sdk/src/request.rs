@@ -1,4 +1,5 @@
-//! The request as a handler sees it, read from `wasi:http`.
+//! The request as a handler sees it, given whole by the host or read from
+//! `wasi:http`.
 
 use std::cell::OnceCell;
 
@@ -31,6 +32,20 @@ impl Method {
             Method::Head => "head",
             Method::Options => "options",
         }
+    }
+
+    /// From a method name as it appears on the wire (`GET`).
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            _ => return None,
+        })
     }
 
     fn from_wasi(m: &WasiMethod) -> Option<Self> {
@@ -104,6 +119,31 @@ impl Request {
             params: OnceCell::new(),
             declared_path,
             body: BodyState::Unread,
+        }
+    }
+
+    /// A request the host gave whole (`wasmfn:function/handler`): nothing
+    /// left to read from the host.
+    pub(crate) fn from_whole(
+        method: &str,
+        path_with_query: &str,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> Self {
+        let (path, query) = path_with_query.split_once('?').unwrap_or((path_with_query, ""));
+        let declared_path = headers
+            .iter()
+            .find(|(k, _)| k == "x-fn-path")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        Self {
+            method: Method::from_name(method),
+            fields: None,
+            source: None,
+            uri: OnceCell::from((path.to_string(), query.to_string())),
+            headers: OnceCell::from(headers),
+            params: OnceCell::new(),
+            declared_path,
+            body: BodyState::Read(body),
         }
     }
 

@@ -44,6 +44,11 @@ impl Response {
     note = "return `Json<T>`, `Created<T>`, `Text`, `NoContent`, `JsonLines<I>`, `Response`, or `Result<_, HttpError>` of one"
 )]
 pub trait IntoResponse {
+    /// Whether the response streams its body while it is made (and so goes
+    /// out through `wasi:http`, piece by piece, instead of whole). A
+    /// [`Response`] built by hand with a [`ResponseBody::Stream`] is sent
+    /// whole; return [`JsonLines`] to stream.
+    const STREAMS: bool = false;
     fn into_response(self) -> Response;
     /// Declares the responses this type can produce.
     fn describe(_op: &mut OperationDoc, _generator: &mut SchemaGenerator) {}
@@ -118,6 +123,7 @@ impl<const CODE: u16, T: Serialize + JsonSchema> IntoResponse for JsonStatus<COD
 pub struct WithHeaders<R>(pub R, pub Vec<(&'static str, String)>);
 
 impl<R: IntoResponse> IntoResponse for WithHeaders<R> {
+    const STREAMS: bool = R::STREAMS;
     fn into_response(self) -> Response {
         let mut r = self.0.into_response();
         for (k, v) in self.1 {
@@ -188,6 +194,7 @@ where
     I: IntoIterator<Item = T> + 'static,
     T: Serialize + JsonSchema,
 {
+    const STREAMS: bool = true;
     fn into_response(self) -> Response {
         let lines = self.0.into_iter().map(|item| {
             let mut line = serde_json::to_vec(&item).unwrap_or_else(|e| {
@@ -271,6 +278,7 @@ impl IntoResponse for HttpError {
 }
 
 impl<R: IntoResponse> IntoResponse for Result<R, HttpError> {
+    const STREAMS: bool = R::STREAMS;
     fn into_response(self) -> Response {
         match self {
             Ok(r) => r.into_response(),

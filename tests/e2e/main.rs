@@ -14,3 +14,4 @@ mod outbound;
 mod reload;
 mod routing;
 mod warm;
+mod whole;

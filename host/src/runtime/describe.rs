@@ -22,7 +22,7 @@ impl Runtime {
         timeout: Duration,
         max_memory_bytes: u64,
     ) -> Result<Option<String>, String> {
-        let pre = component.pre.instance_pre();
+        let pre = &component.pre;
         let c = pre.component();
         let Some(iface) = c.get_export_index(None, METADATA_INTERFACE) else {
             return Ok(None);

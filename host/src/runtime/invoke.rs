@@ -1,6 +1,9 @@
 //! One invocation: a fresh store and instance, the guest's `handle` run
-//! under the function's deadline and memory limit, its response streamed
-//! back while the instance keeps running.
+//! under the function's deadline and memory limit. A component that
+//! handles requests whole (`wasmfn:function/handler`) gets the request in
+//! one call and answers with a complete response; any other (and any
+//! response that streams) goes through `wasi:http/incoming-handler`, its
+//! response streamed back while the instance keeps running.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use tokio::task::AbortHandle;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -19,6 +23,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
+use super::whole;
 use super::{CompiledComponent, Runtime};
 use crate::manifest::OutboundRule;
 
@@ -72,6 +77,8 @@ pub enum InvokeError {
     NoResponse,
     #[error("no instance slot is free: {0}")]
     Capacity(String),
+    #[error("the request body could not be read: {0}")]
+    RequestBody(String),
 }
 
 impl Runtime {
@@ -100,8 +107,8 @@ impl Runtime {
             warm,
         } = req;
         let warm_slot = warm;
-        let (mut store, warm_proxy) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
-            Some(warm) => (warm.store, Some(warm.proxy)),
+        let (mut store, warm_instance) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
+            Some(warm) => (warm.store, Some(warm.instance)),
             None => {
                 let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
                 let mut store = Store::new(&self.engine, state);
@@ -121,15 +128,10 @@ impl Runtime {
             }
             Ok(share.next_tick())
         });
+        // The response head: sent by the guest through `wasi:http`'s
+        // response-outparam, or by the host for a response made whole.
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let setup_error = |e: wasmtime::Error| InvokeError::Trap(format!("{e:#}"));
-        let req = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(setup_error)?;
-        let out = store.data_mut().http().new_response_outparam(tx).map_err(setup_error)?;
-        let pre = component.pre.clone();
+        let component = component.clone();
         // The guest runs first inside the caller's task, so a request that
         // is answered at once (the usual case) costs no task switch; only
         // what remains after its response head (a body still streaming,
@@ -139,27 +141,70 @@ impl Runtime {
         let mut guest = Box::pin(
             std::panic::AssertUnwindSafe(async move {
                 let run = async {
-                    let proxy = match warm_proxy {
-                        Some(proxy) => proxy,
+                    // Handled whole: the body is read before the instance
+                    // runs (within the deadline, like everything here).
+                    let mut whole_request = None;
+                    let mut request = Some(request);
+                    if component.whole.is_some() {
+                        let (parts, body) = request.take().expect("not taken yet").into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map_err(|e| Failed::Invoke(InvokeError::RequestBody(e.to_string())))?
+                            .to_bytes();
+                        whole_request = Some((parts, body));
+                    }
+                    let instance = match warm_instance {
+                        Some(instance) => instance,
                         None => {
                             // Boxed: a warm instance (the usual case) does not
                             // carry instantiation's state in its future.
-                            let proxy = Box::pin(pre.instantiate_async(&mut store)).await?;
+                            let instance = Box::pin(component.pre.instantiate_async(&mut store)).await?;
                             if let Some(slot) = &warm_slot {
                                 slot.made_inline();
                             }
-                            proxy
+                            instance
                         }
                     };
+                    let incoming = match (whole_request, &component.whole) {
+                        (Some((parts, body)), Some(index)) => {
+                            match whole::call(&mut store, &instance, index, &parts, &body).await? {
+                                Some(resp) => {
+                                    let resp = whole::into_response(resp)
+                                        .map_err(|m| Failed::Invoke(InvokeError::GuestError(m)))?;
+                                    // The receiver is only gone if the request was.
+                                    let _ = tx.send(Ok(resp));
+                                    return Ok(());
+                                }
+                                // Its response streams: the same request
+                                // through `wasi:http`, on the same instance.
+                                None => {
+                                    let body = Full::new(body).map_err(
+                                        |never: std::convert::Infallible| -> RequestBodyError { match never {} },
+                                    );
+                                    let request = http::Request::from_parts(parts, body);
+                                    store.data_mut().http().new_incoming_request(Scheme::Http, request)?
+                                }
+                            }
+                        }
+                        _ => {
+                            let request = request.take().expect("not taken when not handled whole");
+                            store.data_mut().http().new_incoming_request(Scheme::Http, request)?
+                        }
+                    };
+                    let out = store.data_mut().http().new_response_outparam(tx)?;
+                    let proxy = component.proxy.load(&mut store, &instance)?;
                     proxy
                         .wasi_http_incoming_handler()
-                        .call_handle(&mut store, req, out)
-                        .await
+                        .call_handle(&mut store, incoming, out)
+                        .await?;
+                    Ok::<(), Failed>(())
                 };
                 let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
                     Err(_) => Err(InvokeError::Timeout),
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(classify(&e, store.data().limiter.denied)),
+                    Ok(Err(Failed::Invoke(e))) => Err(e),
+                    Ok(Err(Failed::Wasm(e))) => Err(classify(&e, store.data().limiter.denied)),
                 };
                 // The request is over: its slot goes to the next one now.
                 drop((guard, active));
@@ -221,6 +266,20 @@ impl Runtime {
             Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
             Err(_) => Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
         }
+    }
+}
+
+/// Why running a guest stopped before it finished.
+enum Failed {
+    /// In wasmtime: a trap, an interrupt, a host call's error.
+    Wasm(wasmtime::Error),
+    /// Around it: the request's body, or the guest's whole response.
+    Invoke(InvokeError),
+}
+
+impl From<wasmtime::Error> for Failed {
+    fn from(e: wasmtime::Error) -> Self {
+        Failed::Wasm(e)
     }
 }
 

@@ -8,20 +8,22 @@ mod outbound;
 mod state;
 mod stdio;
 mod warm;
+mod whole;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 pub use describe::METADATA_INTERFACE;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
 pub use state::{InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
+pub use whole::HANDLER_INTERFACE;
 
 /// How often the epoch ticks: the granularity of timeouts, and how often a
 /// guest that computes without pause yields to other requests.
@@ -99,6 +101,8 @@ pub enum LoadError {
     Link { path: String, message: String },
     #[error("`{path}` does not export `wasi:http/incoming-handler@0.2.x`: {message}")]
     NoHandler { path: String, message: String },
+    #[error("`{path}`: {message}")]
+    BadHandler { path: String, message: String },
 }
 
 /// The engine, the shared linker and the epoch ticker.
@@ -116,7 +120,18 @@ pub struct Runtime {
 /// A compiled, pre-instantiated component, ready for requests.
 #[derive(Clone)]
 pub struct CompiledComponent {
-    pre: ProxyPre<InstanceState>,
+    pre: InstancePre<InstanceState>,
+    /// Where `wasi:http/incoming-handler` is among its exports.
+    proxy: ProxyIndices,
+    /// `wasmfn:function/handler.handle`, when it exports it.
+    whole: Option<ComponentExportIndex>,
+}
+
+impl CompiledComponent {
+    /// Whether requests are handled whole (`wasmfn:function/handler`).
+    pub fn handles_whole(&self) -> bool {
+        self.whole.is_some()
+    }
 }
 
 fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache>) -> Config {
@@ -302,11 +317,15 @@ impl Runtime {
             path: path.to_string(),
             message: format!("{e:#}"),
         })?;
-        let pre = ProxyPre::new(pre).map_err(|e| LoadError::NoHandler {
+        let proxy = ProxyIndices::new(&pre).map_err(|e| LoadError::NoHandler {
             path: path.to_string(),
             message: format!("{e:#}"),
         })?;
-        Ok(CompiledComponent { pre })
+        let whole = whole::find(&component).map_err(|message| LoadError::BadHandler {
+            path: path.to_string(),
+            message,
+        })?;
+        Ok(CompiledComponent { pre, proxy, whole })
     }
 }
 

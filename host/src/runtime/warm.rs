@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::CompiledComponent;
 use super::state::{InstanceState, TagCell};
@@ -149,7 +149,7 @@ impl Drop for Unit {
 /// An instance made ahead, with its store.
 pub(crate) struct Warm {
     pub(crate) store: Store<InstanceState>,
-    pub(crate) proxy: Proxy,
+    pub(crate) instance: Instance,
     /// Which fill of the budget made it.
     fill: u64,
 }
@@ -157,7 +157,7 @@ pub(crate) struct Warm {
 /// What a function's instances are made with.
 struct WarmSpec {
     engine: Engine,
-    pre: ProxyPre<InstanceState>,
+    pre: InstancePre<InstanceState>,
     function: Arc<str>,
     max_memory_bytes: u64,
     outbound: Arc<[OutboundRule]>,
@@ -258,9 +258,9 @@ impl WarmSlot {
             })
         });
         match spec.pre.instantiate_async(&mut store).await {
-            Ok(proxy) => {
+            Ok(instance) => {
                 let fill = self.budget.fills.fetch_add(1, Ordering::Relaxed);
-                *self.ready.lock().expect("warm slot") = Some(Warm { store, proxy, fill });
+                *self.ready.lock().expect("warm slot") = Some(Warm { store, instance, fill });
                 self.budget.ready.fetch_add(1, Ordering::AcqRel);
                 unit.keep();
                 self.budget.remember(Arc::downgrade(&self), fill);

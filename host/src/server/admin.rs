@@ -145,6 +145,9 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 "source": f.spec.dir,
                 "manifest": f.spec.manifest_path,
                 "component": f.spec.component_path,
+                // How requests reach it: whole (`wasmfn:function/handler`), or
+                // through `wasi:http/incoming-handler`.
+                "handler": if f.component.handles_whole() { crate::runtime::HANDLER_INTERFACE } else { "wasi:http/incoming-handler" },
                 "description": f.spec.description,
                 "routes": f.spec.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
                 "methods": f.spec.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),

@@ -31,6 +31,9 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: u64,
     },
+    RequestBodyFailed {
+        message: String,
+    },
     TooManyRequests {
         function: String,
         reason: String,
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::MisdirectedRequest { .. } => StatusCode::MISDIRECTED_REQUEST,
             ApiError::InvalidPath { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestBodyFailed { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -86,6 +90,7 @@ impl ApiError {
             ApiError::MisdirectedRequest { .. } => "misdirected_request",
             ApiError::InvalidPath { .. } => "invalid_path",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestBodyFailed { .. } => "request_body_failed",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::ServiceUnavailable { .. } => "service_unavailable",
             ApiError::GatewayTimeout { .. } => "gateway_timeout",
@@ -117,6 +122,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 format!("request body exceeds the limit of {limit} bytes")
             }
+            ApiError::RequestBodyFailed { message } => format!("the request body could not be read: {message}"),
             ApiError::TooManyRequests { function, reason, .. } => format!("function `{function}` is busy: {reason}"),
             ApiError::ServiceUnavailable { reason, .. } => format!("the host is busy: {reason}"),
             ApiError::GatewayTimeout { function, timeout_ms } => {

@@ -398,6 +398,10 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
                 retry_after: 1,
             }
         }
+        InvokeError::RequestBody(message) => {
+            tracing::warn!(function, request_id = id, message, "request body failed");
+            ApiError::RequestBodyFailed { message }
+        }
         other => {
             FunctionStats::bump(&f.stats.trapped);
             tracing::error!(function, request_id = id, error = %other, "function failed");
