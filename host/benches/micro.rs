@@ -66,9 +66,21 @@ fn instantiate_and_handle(c: &mut Criterion) {
             ("on-demand allocator", with(0, true, false)),
         ]);
     }
+    let with_variants = variants.len() > 1;
     for (label, config) in variants {
         let runtime = Runtime::new(config).unwrap();
         let component = runtime.compile("hello.wasm", &bytes).unwrap();
+        if with_variants && label == "default" {
+            // The path every component without `wasmfn:function/handler`
+            // takes (and the one `wasmtime serve` takes for hello).
+            let wasi = component.through_wasi_http();
+            c.bench_function("instantiate + handle (hello), through wasi:http", |b| {
+                b.to_async(&rt).iter(|| async {
+                    one_request(&runtime, &wasi, None).await;
+                    tokio::task::yield_now().await;
+                })
+            });
+        }
         let name = if label == "default" {
             "instantiate + handle (hello)".to_string()
         } else {

@@ -132,6 +132,15 @@ impl CompiledComponent {
     pub fn handles_whole(&self) -> bool {
         self.whole.is_some()
     }
+
+    /// The same component served through `wasi:http/incoming-handler`
+    /// even if it handles requests whole: for comparing the two paths.
+    pub fn through_wasi_http(&self) -> Self {
+        Self {
+            whole: None,
+            ..self.clone()
+        }
+    }
 }
 
 fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache>) -> Config {
