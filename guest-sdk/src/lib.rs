@@ -35,6 +35,12 @@
 //! to it, checks requests against the schemas derived from the handler's
 //! argument and return types, and shows it in the unified document.
 //! Doc comments become the summary and description.
+//!
+//! The component exports `wasmfn:function/handler` as well as
+//! `wasi:http/incoming-handler`: the host gives each request whole in one
+//! call and takes back a complete response, which costs far less than
+//! reading and writing through `wasi:http` resources. Operations that
+//! return [`JsonLines`] stream through `wasi:http` instead.
 
 pub mod bindings;
 mod describe;

@@ -86,3 +86,71 @@ async fn invalid_whole_responses_fail_with_the_reason_in_the_log() {
     assert_eq!(r.status(), 200);
     served.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_body_read_whole_keeps_the_size_limit_and_the_timeout() {
+    let f = Fixture::new();
+    f.function("w", "whole", json!({"max_body_bytes": 1000, "timeout_ms": 500}));
+    let t = TestHost::start(f.path()).await;
+    let chunked = |n: usize| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    // At the limit, without a length: read whole and given to the guest.
+    let r = t
+        .client
+        .post(t.url("/w/seen"))
+        .header("content-type", "text/plain")
+        .body(chunked(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.ends_with(&format!("body={}{}", "a".repeat(500), "b".repeat(500))),
+        "{text}"
+    );
+    // One byte over, without a length: cut while the host reads it.
+    let (code, _) = error_code(
+        t.client
+            .post(t.url("/w/seen"))
+            .header("content-type", "text/plain")
+            .body(chunked(1001))
+            .send()
+            .await
+            .unwrap(),
+        413,
+    )
+    .await;
+    assert_eq!(code, "payload_too_large");
+    assert_eq!(t.function("w").await["stats"]["body_too_large"], 1);
+
+    // A body that stalls: reading it counts against the timeout.
+    let stalled = futures::stream::unfold(0, |n| async move {
+        match n {
+            0 => Some((Ok::<_, std::io::Error>(b"start".to_vec()), 1)),
+            _ => {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                None
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = t
+        .client
+        .post(t.url("/w/seen"))
+        .header("content-type", "text/plain")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send()
+        .await
+        .unwrap();
+    let (code, _) = error_code(r, 504).await;
+    assert_eq!(code, "gateway_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(t.function("w").await["stats"]["timed_out"], 1);
+}
