@@ -88,9 +88,13 @@ async fn invalid_whole_responses_fail_with_the_reason_in_the_log() {
 }
 
 #[tokio::test]
-async fn a_body_read_whole_keeps_the_size_limit_and_the_timeout() {
+async fn requests_and_responses_taken_whole_keep_their_limits() {
     let f = Fixture::new();
-    f.function("w", "whole", json!({"max_body_bytes": 1000, "timeout_ms": 500}));
+    f.function(
+        "w",
+        "whole",
+        json!({"max_body_bytes": 1000, "timeout_ms": 500, "max_response_bytes": 1500}),
+    );
     let t = TestHost::start(f.path()).await;
     let chunked = |n: usize| {
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
@@ -125,6 +129,15 @@ async fn a_body_read_whole_keeps_the_size_limit_and_the_timeout() {
     .await;
     assert_eq!(code, "payload_too_large");
     assert_eq!(t.function("w").await["stats"]["body_too_large"], 1);
+
+    // A response made whole over `max_response_bytes` is refused, not cut.
+    let (code, body) = error_code(t.get("/w/big").await, 500).await;
+    assert_eq!(code, "response_too_large");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("2000 bytes"),
+        "{body}"
+    );
+    assert_eq!(t.function("w").await["stats"]["response_too_large"], 1);
 
     // A body that stalls: reading it counts against the timeout.
     let stalled = futures::stream::unfold(0, |n| async move {

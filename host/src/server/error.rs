@@ -61,6 +61,11 @@ pub enum ApiError {
         function: String,
         limit: u64,
     },
+    ResponseTooLarge {
+        function: String,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl ApiError {
@@ -76,7 +81,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } | ApiError::ResponseTooLarge { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -96,6 +103,7 @@ impl ApiError {
             ApiError::GatewayTimeout { .. } => "gateway_timeout",
             ApiError::FunctionError { .. } => "function_error",
             ApiError::OutOfMemory { .. } => "out_of_memory",
+            ApiError::ResponseTooLarge { .. } => "response_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::ValidationFailed { .. } => "validation_error",
         }
@@ -133,6 +141,9 @@ impl ApiError {
             }
             ApiError::OutOfMemory { function, limit } => {
                 format!("function `{function}` ran out of memory (limit {limit} bytes)")
+            }
+            ApiError::ResponseTooLarge { function, size, limit } => {
+                format!("function `{function}` answered with {size} bytes, over `max_response_bytes` ({limit} bytes)")
             }
             ApiError::UnsupportedMediaType { got, expected } => {
                 let got = if got.is_empty() {

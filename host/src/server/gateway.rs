@@ -307,6 +307,26 @@ async fn invoke(
     }
     match result {
         Ok(resp) => {
+            // A body whose size is known before the head goes out (a
+            // response made whole, or one with `content-length`) and is
+            // over the limit is refused instead of being cut.
+            if let Some(size) = resp.body().size_hint().exact()
+                && size > policy.max_response_bytes
+            {
+                FunctionStats::bump(&f.stats.response_too_large);
+                tracing::warn!(
+                    function = %f.name,
+                    request_id = id,
+                    size,
+                    limit = policy.max_response_bytes,
+                    "response body exceeds max_response_bytes; not sent"
+                );
+                return Err(ApiError::ResponseTooLarge {
+                    function: f.name.to_string(),
+                    size,
+                    limit: policy.max_response_bytes,
+                });
+            }
             let stats = f.stats.clone();
             let resp = resp.map(|b| {
                 Body::new(LimitedResponse::new(

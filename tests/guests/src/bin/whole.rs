@@ -20,6 +20,11 @@ fn wrong_length() -> Response {
     Response::new(200, "text/plain", "four").with_header("content-length", "5")
 }
 
+/// 2,000 bytes, whole.
+fn big() -> Text {
+    Text("x".repeat(2000))
+}
+
 /// Three lines, streamed.
 fn lines() -> JsonLines<Vec<u32>> {
     JsonLines(vec![1, 2, 3])
@@ -50,6 +55,7 @@ wasmfn_sdk::function! {
     get "/bad-status" => bad_status,
     get "/wrong-length" => wrong_length,
     get "/lines" => lines,
+    get "/big" => big,
     post "/seen" => seen,
 }
 
