@@ -189,6 +189,12 @@ pub async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_
     (body["error"]["code"].as_str().expect("error.code").to_string(), body)
 }
 
+/// A chunked body of `n` bytes (`a`s, then `b`s) with no length declared.
+pub fn chunked_body(n: usize) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
+    reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+}
+
 /// Sends raw bytes and returns everything the server answers (as text).
 pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

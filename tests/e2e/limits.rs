@@ -161,17 +161,19 @@ async fn request_body_limit_for_length_and_chunked_bodies() {
         json!({"max_body_bytes": 1000, "invoke": {"methods": ["POST"]}}),
     );
     let t = TestHost::start(f.path()).await;
-    let chunked = |n: usize| {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
-        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
-    };
 
     // Just under (at) the limit passes intact, both ways.
     let exact: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
     let r = t.client.post(t.url("/echo")).body(exact.clone()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), exact.as_slice());
-    let r = t.client.post(t.url("/echo")).body(chunked(1000)).send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url("/echo"))
+        .body(chunked_body(1000))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
 
@@ -191,7 +193,12 @@ async fn request_body_limit_for_length_and_chunked_bodies() {
     assert_eq!(stats["body_too_large"], 1);
     // ... and when the chunked stream crosses it.
     let (code, _) = error_code(
-        t.client.post(t.url("/echo")).body(chunked(1001)).send().await.unwrap(),
+        t.client
+            .post(t.url("/echo"))
+            .body(chunked_body(1001))
+            .send()
+            .await
+            .unwrap(),
         413,
     )
     .await;

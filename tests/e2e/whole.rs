@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Fixture, Served, TestHost, error_code};
+use crate::harness::{Fixture, Served, TestHost, chunked_body, error_code};
 
 #[tokio::test]
 async fn sdk_functions_take_requests_whole_and_plain_ones_through_wasi_http() {
@@ -96,16 +96,12 @@ async fn requests_and_responses_taken_whole_keep_their_limits() {
         json!({"max_body_bytes": 1000, "timeout_ms": 500, "max_response_bytes": 1500}),
     );
     let t = TestHost::start(f.path()).await;
-    let chunked = |n: usize| {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
-        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
-    };
     // At the limit, without a length: read whole and given to the guest.
     let r = t
         .client
         .post(t.url("/w/seen"))
         .header("content-type", "text/plain")
-        .body(chunked(1000))
+        .body(chunked_body(1000))
         .send()
         .await
         .unwrap();
@@ -120,7 +116,7 @@ async fn requests_and_responses_taken_whole_keep_their_limits() {
         t.client
             .post(t.url("/w/seen"))
             .header("content-type", "text/plain")
-            .body(chunked(1001))
+            .body(chunked_body(1001))
             .send()
             .await
             .unwrap(),
