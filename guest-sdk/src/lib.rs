@@ -59,7 +59,7 @@ pub use respond::{
 #[doc(hidden)]
 pub use wasi;
 
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{ErrorCode, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 /// Checks, at the author's handler, that it is one.
 #[doc(hidden)]
@@ -72,8 +72,17 @@ pub fn handler<H: Handler<Args>, Args>(h: H) -> H {
 pub fn __serve(app: &App, request: IncomingRequest, out: ResponseOutparam) {
     let mut req = Request::from_wasi(request);
     let resp = app.serve(&mut req);
-    let headers = Fields::from_list(&resp.headers).unwrap_or_else(|_| Fields::new());
     drop(req);
+    // Refused headers fail the response, as they do when it is sent whole;
+    // the host logs the reason.
+    let headers = match Fields::from_list(&resp.headers) {
+        Ok(headers) => headers,
+        Err(e) => {
+            let reason = format!("response headers refused: {e:?}");
+            ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some(reason))));
+            return;
+        }
+    };
     let response = OutgoingResponse::new(headers);
     // A new response is 200 already: one call out of the sandbox fewer.
     if resp.status != 200 && response.set_status_code(resp.status).is_err() {

@@ -3,7 +3,7 @@
 //! answer that streams (and so goes through `wasi:http` instead), and one
 //! that shows what the request looked like from inside.
 
-use wasmfn_sdk::{Body, JsonLines, RequestInfo, Response, Text};
+use wasmfn_sdk::{Body, JsonLines, RequestInfo, Response, Text, WithHeaders};
 
 /// A hop-by-hop header: not the guest's to send.
 fn hop_by_hop() -> Response {
@@ -18,6 +18,11 @@ fn bad_status() -> Response {
 /// A `content-length` that is not the body's.
 fn wrong_length() -> Response {
     Response::new(200, "text/plain", "four").with_header("content-length", "5")
+}
+
+/// A streamed response with a hop-by-hop header.
+fn lines_hop_by_hop() -> WithHeaders<JsonLines<Vec<u32>>> {
+    WithHeaders(JsonLines(vec![1]), vec![("connection", "close".into())])
 }
 
 /// 2,000 bytes, whole.
@@ -56,6 +61,7 @@ wasmfn_sdk::function! {
     get "/wrong-length" => wrong_length,
     get "/lines" => lines,
     get "/big" => big,
+    get "/lines-hop-by-hop" => lines_hop_by_hop,
     post "/seen" => seen,
 }
 
