@@ -170,10 +170,16 @@ pub struct HostArgs {
     /// dirty pages (Linux 6.7+), else 64 KiB].
     #[arg(long, env = "WASMFN_KEEP_RESIDENT_BYTES", value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
     pub keep_resident_bytes: Option<u64>,
-    /// Copy linear-memory images on instantiation instead of mapping them
-    /// copy-on-write (for measurements).
+    /// Copy every linear-memory image on instantiation instead of mapping
+    /// small ones copy-on-write (for measurements).
     #[arg(long, env = "WASMFN_NO_MEMORY_COW")]
     pub no_memory_cow: bool,
+    /// Components whose linear-memory images (data the instance starts
+    /// with) are larger than this are copied into each instance instead of
+    /// mapped copy-on-write: an interpreter that writes all over its heap
+    /// costs less that way (Linux 6.7+; elsewhere every image is mapped).
+    #[arg(long, env = "WASMFN_COW_MAX_IMAGE_BYTES", default_value_t = crate::runtime::DEFAULT_COW_MAX_IMAGE_BYTES)]
+    pub cow_max_image_bytes: u64,
     /// Instances made ahead, one per recently used function, so that a
     /// request need not wait for its instantiation (each still serves one
     /// request); host-wide, 0 to make every instance on its request.
@@ -248,6 +254,7 @@ impl HostArgs {
                 pooling: !self.no_pooling,
                 keep_resident: self.keep_resident_bytes,
                 memory_cow: !self.no_memory_cow,
+                cow_max_image_bytes: self.cow_max_image_bytes,
                 warm_instances: self.warm_instances,
                 cache_dir: if self.no_cache {
                     None

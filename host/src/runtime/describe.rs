@@ -41,7 +41,7 @@ impl Runtime {
             .build()
             .map_err(|e| format!("cannot start a runtime for `describe`: {e}"))?;
         rt.block_on(async {
-            let mut store = Store::new(&self.engine, state);
+            let mut store = Store::new(pre.engine(), state);
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(move |_| {

@@ -111,7 +111,7 @@ impl Runtime {
             Some(warm) => (warm.store, Some(warm.instance)),
             None => {
                 let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
-                let mut store = Store::new(&self.engine, state);
+                let mut store = Store::new(component.pre.engine(), state);
                 store.limiter(|s| &mut s.limiter);
                 (store, None)
             }

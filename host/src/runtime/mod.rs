@@ -1,6 +1,7 @@
-//! The WebAssembly runtime: one engine for the process, components
-//! compiled and pre-instantiated at load, a fresh store and instance for
-//! every request. The only room that touches wasmtime.
+//! The WebAssembly runtime: engines for the process (one per way of
+//! initialising linear memory), components compiled and pre-instantiated
+//! at load, a fresh store and instance for every request. The only room
+//! that touches wasmtime.
 
 mod describe;
 mod invoke;
@@ -11,12 +12,12 @@ mod warm;
 mod whole;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 pub use describe::METADATA_INTERFACE;
@@ -44,8 +45,13 @@ pub struct RuntimeConfig {
     /// place between instances instead of being returned to the kernel
     /// (`None`: [`Runtime::auto_keep_resident`]).
     pub keep_resident: Option<u64>,
-    /// Map linear-memory initial images copy-on-write.
+    /// Map linear-memory initial images copy-on-write (up to
+    /// `cow_max_image_bytes`); `false` copies every image.
     pub memory_cow: bool,
+    /// Components whose memory images are larger than this are copied into
+    /// each instance's memory instead of mapped copy-on-write (where the
+    /// kernel finds dirty pages, see [`pagemap_scan_supported`]).
+    pub cow_max_image_bytes: u64,
     /// Warm instances (made ahead for a function's next request) that may
     /// wait at once, host-wide; 0 makes every instance on its request.
     pub warm_instances: u32,
@@ -60,6 +66,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             keep_resident: None,
             memory_cow: true,
+            cow_max_image_bytes: DEFAULT_COW_MAX_IMAGE_BYTES,
             warm_instances: 16,
         }
     }
@@ -83,6 +90,19 @@ const KEEP_RESIDENT_SCAN: u64 = 16 << 20;
 /// Kept resident otherwise: every byte of it is reset with `memset`.
 const KEEP_RESIDENT_MEMSET: u64 = 64 << 10;
 
+/// Memory images up to this size are mapped copy-on-write by default;
+/// larger ones (an interpreter and its initialised heap) are copied.
+///
+/// An instance's writes to a copy-on-write image fault page by page, and a
+/// page that was mapped before it is written costs a TLB shootdown on every
+/// core the process runs on; the pooling allocator keeps written pages
+/// resident only while the dirty pages form at most 32 runs, past which it
+/// returns the rest to the kernel and the next instance faults them again.
+/// An interpreter writes all over its heap, so each request paid ~500 such
+/// faults (Python); copying the image at instantiation costs a `memcpy`
+/// and no faults. Measured: `docs/performance.md`.
+pub const DEFAULT_COW_MAX_IMAGE_BYTES: u64 = 1 << 20;
+
 /// A component that failed to load, with a message for the catalog.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -105,16 +125,48 @@ pub enum LoadError {
     BadHandler { path: String, message: String },
 }
 
-/// The engine, the shared linker and the epoch ticker.
+/// The engines, their linkers and the epoch ticker.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<InstanceState>,
-    pooling: bool,
+    /// For memory images mapped copy-on-write (or for all images when no
+    /// image is ever copied, or none is ever mapped).
+    first: Tier,
+    /// For memory images larger than `cow_max_image_bytes`: made when the
+    /// first such component loads (it reserves a pool of its own).
+    copied: Mutex<Option<Tier>>,
+    /// Whether `copied` is used at all.
+    split: bool,
     config: RuntimeConfig,
     cache: Option<wasmtime::Cache>,
+    /// The engines the ticker advances.
+    ticking: Arc<Mutex<Vec<EngineWeak>>>,
     ticker_stop: Arc<AtomicBool>,
     load: Arc<Load>,
     warm: Arc<WarmBudget>,
+}
+
+/// An engine and its linker, for one way of initialising linear memory.
+#[derive(Clone)]
+struct Tier {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    pooling: bool,
+    cow: bool,
+}
+
+/// How a component's linear memories start, and from how large an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryImage {
+    /// Bytes its core modules initialise from active data segments.
+    pub bytes: u64,
+    /// Mapped copy-on-write (`true`) or copied into each instance.
+    pub copy_on_write: bool,
+}
+
+impl MemoryImage {
+    /// How the catalog names the way the image is initialised.
+    pub fn init_name(&self) -> &'static str {
+        if self.copy_on_write { "copy-on-write" } else { "copied" }
+    }
 }
 
 /// A compiled, pre-instantiated component, ready for requests.
@@ -125,9 +177,15 @@ pub struct CompiledComponent {
     proxy: ProxyIndices,
     /// `wasmfn:function/handler.handle`, when it exports it.
     whole: Option<ComponentExportIndex>,
+    image: MemoryImage,
 }
 
 impl CompiledComponent {
+    /// Its memory image and how instances get it.
+    pub fn memory_image(&self) -> MemoryImage {
+        self.image
+    }
+
     /// Whether requests are handled whole (`wasmfn:function/handler`).
     pub fn handles_whole(&self) -> bool {
         self.whole.is_some()
@@ -143,7 +201,7 @@ impl CompiledComponent {
     }
 }
 
-fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache>) -> Config {
+fn engine_config(pooling: Option<&RuntimeConfig>, cow: bool, cache: Option<&wasmtime::Cache>) -> Config {
     let mut config = Config::new();
     // Compiled code is cached on disk, keyed by the component's bytes, the
     // engine's settings and wasmtime's version; an entry that does not
@@ -152,7 +210,7 @@ fn engine_config(pooling: Option<&RuntimeConfig>, cache: Option<&wasmtime::Cache
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    config.memory_init_cow(pooling.is_none_or(|rc| rc.memory_cow));
+    config.memory_init_cow(cow);
     if let Some(rc) = pooling {
         // Requests' instances, and the warm ones waiting for requests.
         let n = rc.max_instances.saturating_add(rc.warm_instances);
@@ -181,6 +239,56 @@ fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
+impl Tier {
+    /// An engine (pooling if `config` asks and the machine allows) that maps
+    /// memory images copy-on-write or copies them, and its linker.
+    fn new(config: &RuntimeConfig, cow: bool, cache: Option<&wasmtime::Cache>) -> anyhow::Result<Self> {
+        let on_demand = || Engine::new(&engine_config(None, cow, cache)).map_err(wasm_err);
+        let (engine, pooling) = if config.pooling {
+            match Engine::new(&engine_config(Some(config), cow, cache)) {
+                Ok(e) => (e, true),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
+                    (on_demand()?, false)
+                }
+            }
+        } else {
+            (on_demand()?, false)
+        };
+        let mut linker = Linker::new(&engine);
+        // Components built from Rust std, Python or JavaScript import
+        // wasi:cli and wasi:filesystem too; they get them, empty.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+        Ok(Self {
+            engine,
+            linker,
+            pooling,
+            cow,
+        })
+    }
+}
+
+/// Bytes of linear memory that `bytes`' core modules (nested at any depth)
+/// initialise from active data segments: the size of the memory images
+/// instances start from. 0 for what does not parse (compiling it reports
+/// why).
+pub fn memory_image_bytes(bytes: &[u8]) -> u64 {
+    let mut total = 0u64;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { return 0 };
+        if let wasmparser::Payload::DataSection(reader) = payload {
+            for data in reader {
+                let Ok(data) = data else { return 0 };
+                if matches!(data.kind, wasmparser::DataKind::Active { .. }) {
+                    total = total.saturating_add(data.data.len() as u64);
+                }
+            }
+        }
+    }
+    total
+}
+
 impl Runtime {
     /// Creates the engine (pooling if possible), the linker and the ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
@@ -195,48 +303,29 @@ impl Runtime {
                 }
             }
         });
-        let (engine, pooling) = if config.pooling {
-            match Engine::new(&engine_config(Some(&config), cache.as_ref())) {
-                Ok(e) => (e, true),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
-                    (
-                        Engine::new(&engine_config(None, cache.as_ref())).map_err(wasm_err)?,
-                        false,
-                    )
-                }
-            }
-        } else {
-            (
-                Engine::new(&engine_config(None, cache.as_ref())).map_err(wasm_err)?,
-                false,
-            )
-        };
-        let mut linker = Linker::new(&engine);
-        // Components built from Rust std, Python or JavaScript import
-        // wasi:cli and wasi:filesystem too; they get them, empty.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
-
+        let split = config.memory_cow && pagemap_scan_supported();
+        let first = Tier::new(&config, config.memory_cow, cache.as_ref())?;
+        let ticking = Arc::new(Mutex::new(vec![first.engine.weak()]));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
-            let engine = engine.weak();
+            let ticking = ticking.clone();
             let stop = ticker_stop.clone();
             std::thread::Builder::new().name("wasmfn-epoch".into()).spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    match engine.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
+                    let engines = ticking.lock().expect("epoch engines");
+                    for engine in engines.iter().filter_map(EngineWeak::upgrade) {
+                        engine.increment_epoch();
                     }
                 }
             })?;
         }
         Ok(Self {
-            engine,
-            linker,
-            pooling,
+            first,
+            copied: Mutex::new(None),
+            split,
             cache,
+            ticking,
             ticker_stop,
             load: Arc::default(),
             warm: WarmBudget::new(config.warm_instances as usize),
@@ -256,7 +345,30 @@ impl Runtime {
 
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
-        self.pooling
+        self.first.pooling
+    }
+
+    /// Memory images up to this many bytes are mapped copy-on-write, larger
+    /// ones copied; `None` when every image is treated alike (CoW turned
+    /// off, or a kernel without `PAGEMAP_SCAN`, where only CoW was measured).
+    pub fn cow_max_image_bytes(&self) -> Option<u64> {
+        self.split.then_some(self.config.cow_max_image_bytes)
+    }
+
+    /// The tier for a component whose memory images have `image_bytes`.
+    fn tier_for(&self, image_bytes: u64) -> Result<Tier, String> {
+        if !self.split || image_bytes <= self.config.cow_max_image_bytes {
+            return Ok(self.first.clone());
+        }
+        let mut copied = self.copied.lock().expect("copied tier");
+        if let Some(tier) = copied.as_ref() {
+            return Ok(tier.clone());
+        }
+        let tier = Tier::new(&self.config, false, self.cache.as_ref())
+            .map_err(|e| format!("cannot create the engine for copied memory images: {e:#}"))?;
+        self.ticking.lock().expect("epoch engines").push(tier.engine.weak());
+        *copied = Some(tier.clone());
+        Ok(tier)
     }
 
     /// Compile cache hits and misses since start, when the cache is on.
@@ -274,7 +386,7 @@ impl Runtime {
         timeout: Duration,
     ) -> Arc<WarmSlot> {
         WarmSlot::new(
-            self.engine.clone(),
+            component.pre.engine().clone(),
             self.warm.clone(),
             component,
             function,
@@ -318,11 +430,16 @@ impl Runtime {
                 "it is a core module; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`",
             ));
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+        let image_bytes = memory_image_bytes(bytes);
+        let tier = self.tier_for(image_bytes).map_err(|message| LoadError::Compile {
+            path: path.to_string(),
+            message,
+        })?;
+        let component = Component::new(&tier.engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_string(),
             message: format!("{e:#}"),
         })?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+        let pre = tier.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             path: path.to_string(),
             message: format!("{e:#}"),
         })?;
@@ -334,12 +451,47 @@ impl Runtime {
             path: path.to_string(),
             message,
         })?;
-        Ok(CompiledComponent { pre, proxy, whole })
+        let image = MemoryImage {
+            bytes: image_bytes,
+            copy_on_write: tier.cow,
+        };
+        Ok(CompiledComponent {
+            pre,
+            proxy,
+            whole,
+            image,
+        })
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_images_count_active_data_of_every_core_module() {
+        let component = wat::parse_str(
+            r#"(component
+                (core module $a
+                    (memory 1)
+                    (data (i32.const 0) "abc")
+                    (data "passive, not part of the image"))
+                (component $inner
+                    (core module $b (memory 1) (data (i32.const 8) "defgh"))))"#,
+        )
+        .unwrap();
+        assert_eq!(memory_image_bytes(&component), 8);
+        assert_eq!(memory_image_bytes(&wat::parse_str("(component)").unwrap()), 0);
+        assert_eq!(
+            memory_image_bytes(b"\0asm\x0d\0\x01\0garbage"),
+            0,
+            "what does not parse"
+        );
     }
 }

@@ -45,6 +45,10 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
         "conflicts": s.table.conflicts().len(),
         "pooling_allocator": app.runtime.pooling(),
         "keep_resident_bytes": app.runtime.pooling().then(|| crate::runtime::Runtime::keep_resident_for(&app.config.runtime)),
+        // Memory images up to this size are mapped copy-on-write, larger
+        // ones copied (null: all alike, see `memory_cow`).
+        "cow_max_image_bytes": app.runtime.cow_max_image_bytes(),
+        "memory_cow": app.config.runtime.memory_cow,
         "warm_instances": app.runtime.warm_stats(),
         "worker_threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "compile_cache": app.runtime.cache_stats().map(|(hits, misses)| json!({
@@ -148,6 +152,11 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 // How requests reach it: whole (`wasmfn:function/handler`), or
                 // through `wasi:http/incoming-handler`.
                 "handler": if f.component.handles_whole() { crate::runtime::HANDLER_INTERFACE } else { "wasi:http/incoming-handler" },
+                // The data its instances start with, and how they get it.
+                "memory_image": {
+                    "bytes": f.component.memory_image().bytes,
+                    "init": f.component.memory_image().init_name(),
+                },
                 "description": f.spec.description,
                 "routes": f.spec.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
                 "methods": f.spec.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
