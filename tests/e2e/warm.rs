@@ -198,3 +198,56 @@ async fn the_longest_waiting_warm_instance_is_the_one_evicted() {
     let s = warm_stats(&h).await;
     assert_eq!(s["hits"], 2, "b's warm instance was the one evicted: {s}");
 }
+
+#[tokio::test]
+async fn a_slow_upload_to_a_function_taking_requests_whole_holds_no_instance() {
+    let f = Fixture::new();
+    f.function("w", "whole", serde_json::json!({"timeout_ms": 10_000}));
+    let h = TestHost::start(f.path()).await;
+    let big = |h: &TestHost| {
+        let (client, url) = (h.client.clone(), h.url("/w/big"));
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(big(&h).await, 200);
+    settle(&h, 1).await;
+    // An upload that sends a little, then waits for the test to let it end.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = std::sync::Mutex::new(Some(released));
+    let body = futures::stream::unfold(0, move |n| {
+        let wait = if n == 1 { released.lock().unwrap().take() } else { None };
+        async move {
+            match n {
+                0 => Some((Ok::<_, std::io::Error>(b"start".to_vec()), 1)),
+                1 => {
+                    let _ = wait.expect("one wait").await;
+                    Some((Ok(b" end".to_vec()), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let upload = {
+        let (client, url) = (h.client.clone(), h.url("/w/seen"));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("content-type", "text/plain")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The upload is still going: the warm instance is still there for
+    // another request.
+    let s = warm_stats(&h).await;
+    assert_eq!((s["ready"].clone(), s["hits"].clone()), (1.into(), 0.into()), "{s}");
+    assert_eq!(big(&h).await, 200);
+    assert_eq!(warm_stats(&h).await["hits"], 1, "the request found the warm instance");
+    release.send(()).unwrap();
+    let (status, text) = upload.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains("start end"), "the whole body reached the guest: {text}");
+}

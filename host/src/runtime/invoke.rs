@@ -107,6 +107,22 @@ impl Runtime {
             warm,
         } = req;
         let warm_slot = warm;
+        // Handled whole: the body is read before an instance is taken
+        // (within the deadline), so a slow upload holds no instance and a
+        // request that gives up before its body ends makes none.
+        let mut request = Some(request);
+        let whole_request = match component.whole {
+            Some(_) => {
+                let (parts, body) = request.take().expect("not taken yet").into_parts();
+                let body = match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+                    Err(_) => return Err(InvokeError::Timeout),
+                    Ok(Err(e)) => return Err(InvokeError::RequestBody(e.to_string())),
+                    Ok(Ok(collected)) => collected.to_bytes(),
+                };
+                Some((parts, body))
+            }
+            None => None,
+        };
         let (mut store, warm_instance) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
             Some(warm) => (warm.store, Some(warm.instance)),
             None => {
@@ -141,19 +157,6 @@ impl Runtime {
         let mut guest = Box::pin(
             std::panic::AssertUnwindSafe(async move {
                 let run = async {
-                    // Handled whole: the body is read before the instance
-                    // runs (within the deadline, like everything here).
-                    let mut whole_request = None;
-                    let mut request = Some(request);
-                    if component.whole.is_some() {
-                        let (parts, body) = request.take().expect("not taken yet").into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map_err(|e| Failed::Invoke(InvokeError::RequestBody(e.to_string())))?
-                            .to_bytes();
-                        whole_request = Some((parts, body));
-                    }
                     let instance = match warm_instance {
                         Some(instance) => instance,
                         None => {
