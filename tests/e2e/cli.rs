@@ -144,3 +144,36 @@ async fn worker_threads_are_set_by_flag_or_env_and_reported_by_health() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--worker-threads"), "{err}");
 }
+
+#[tokio::test]
+async fn memory_image_flags_reach_the_runtime_and_the_catalog() {
+    let f = Fixture::new();
+    f.function("env", "env", json!({}));
+    let dir = f.path().to_str().unwrap();
+    let split = wasmfn::runtime::pagemap_scan_supported();
+    for (args, cow, limit, init) in [
+        // Every image with any data is over a limit of 0: copied.
+        (
+            vec!["--cow-max-image-bytes", "0"],
+            true,
+            if split { json!(0) } else { json!(null) },
+            if split { "copied" } else { "copy-on-write" },
+        ),
+        (vec!["--no-memory-cow"], false, json!(null), "copied"),
+    ] {
+        let mut all = vec!["serve", dir, "--listen", "127.0.0.1:0"];
+        all.extend(args);
+        let mut served = Served::start(&all, &[], std::time::Duration::from_secs(60)).await;
+        let client = reqwest::Client::new();
+        let health = get_json(&client, &format!("{}/_fn/health", served.base)).await;
+        assert_eq!(
+            (health["memory_cow"].clone(), health["cow_max_image_bytes"].clone()),
+            (json!(cow), limit)
+        );
+        let catalog = get_json(&client, &format!("{}/_fn/catalog", served.base)).await;
+        assert_eq!(catalog["functions"][0]["memory_image"]["init"], init, "{catalog}");
+        let r = client.get(format!("{}/env", served.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        served.child.kill().await.unwrap();
+    }
+}

@@ -16,9 +16,26 @@ async fn post(t: &TestHost, path: &str, body: Value) -> reqwest::Response {
     t.client.post(t.url(path)).json(&body).send().await.unwrap()
 }
 
+/// An interpreter's initialised heap is a large memory image: copied into
+/// each instance where the host splits images by size.
+async fn assert_image_copied(t: &TestHost, function: &str) {
+    let image = t.function(function).await["memory_image"].clone();
+    assert!(
+        image["bytes"].as_u64().unwrap() > wasmfn::runtime::DEFAULT_COW_MAX_IMAGE_BYTES,
+        "{image}"
+    );
+    let expected = if wasmfn::runtime::pagemap_scan_supported() {
+        "copied"
+    } else {
+        "copy-on-write"
+    };
+    assert_eq!(image["init"], expected);
+}
+
 #[tokio::test]
 async fn python_example_converts_validates_and_describes_itself() {
     let t = TestHost::examples().await;
+    assert_image_copied(&t, "convert").await;
     let r = post(&t, "/convert/fahrenheit", json!({"value": 100, "unit": "celsius"})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -88,6 +105,7 @@ async fn python_example_converts_validates_and_describes_itself() {
 #[tokio::test]
 async fn javascript_example_tallies_validates_and_describes_itself() {
     let t = TestHost::examples().await;
+    assert_image_copied(&t, "tally").await;
     let r = post(
         &t,
         "/tally/words",
