@@ -134,8 +134,9 @@ impl Runtime {
         };
         store.data().tags.set_request(tags.request_id);
         store.set_epoch_deadline(1);
-        let active = ActiveInvocation::start(self.load.clone());
-        let mut share = CpuShare::new(self.load.clone());
+        let function_load = self.function_load(&tags.function);
+        let active = ActiveInvocation::start(self.load.clone(), function_load.clone());
+        let mut share = CpuShare::new(self.load.clone(), function_load);
         // Each tick a running guest yields to other tasks; past the
         // deadline it is interrupted, even in a loop that never calls out.
         store.epoch_deadline_callback(move |_| {
@@ -339,36 +340,55 @@ const HEAVY_AFTER_TICKS: u32 = 3;
 /// How long a heavy invocation pauses per tick while lighter ones are running.
 const HEAVY_PAUSE: Duration = Duration::from_millis(29);
 
-struct ActiveInvocation(Arc<Load>);
+impl Load {
+    /// Running invocations that are not heavy.
+    fn light(&self) -> usize {
+        let active = self.active.load(Ordering::Relaxed);
+        active.saturating_sub(self.heavy.load(Ordering::Relaxed))
+    }
+}
+
+/// One running invocation, counted host-wide and for its function.
+struct ActiveInvocation {
+    all: Arc<Load>,
+    function: Arc<Load>,
+}
 
 impl ActiveInvocation {
-    fn start(load: Arc<Load>) -> Self {
-        load.active.fetch_add(1, Ordering::Relaxed);
-        Self(load)
+    fn start(all: Arc<Load>, function: Arc<Load>) -> Self {
+        all.active.fetch_add(1, Ordering::Relaxed);
+        function.active.fetch_add(1, Ordering::Relaxed);
+        Self { all, function }
     }
 }
 
 impl Drop for ActiveInvocation {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.all.active.fetch_sub(1, Ordering::Relaxed);
+        self.function.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Fair sharing of the CPU between invocations: every tick a running guest
+/// Fair sharing of the CPU between functions: every tick a running guest
 /// yields; once it has computed for [`HEAVY_AFTER_TICKS`] ticks it is heavy,
-/// and while lighter invocations exist it pauses [`HEAVY_PAUSE`] per tick,
-/// so a guest spinning towards its timeout cannot starve its neighbours. A
-/// heavy guest alone on the host runs at full speed.
+/// and while lighter invocations of other functions exist it pauses
+/// [`HEAVY_PAUSE`] per tick, so a guest spinning towards its timeout cannot
+/// starve its neighbours. Invocations of one function are never paused for
+/// each other: that would only reorder its own requests, the oldest last
+/// (an interpreter's requests of a few milliseconds each got tails of
+/// 100 ms and more under load). A heavy guest alone runs at full speed.
 struct CpuShare {
-    load: Arc<Load>,
+    all: Arc<Load>,
+    function: Arc<Load>,
     ticks: u32,
     heavy: bool,
 }
 
 impl CpuShare {
-    fn new(load: Arc<Load>) -> Self {
+    fn new(all: Arc<Load>, function: Arc<Load>) -> Self {
         Self {
-            load,
+            all,
+            function,
             ticks: 0,
             heavy: false,
         }
@@ -378,10 +398,11 @@ impl CpuShare {
         self.ticks = self.ticks.saturating_add(1);
         if !self.heavy && self.ticks > HEAVY_AFTER_TICKS {
             self.heavy = true;
-            self.load.heavy.fetch_add(1, Ordering::Relaxed);
+            self.all.heavy.fetch_add(1, Ordering::Relaxed);
+            self.function.heavy.fetch_add(1, Ordering::Relaxed);
         }
-        let lighter_running = self.load.active.load(Ordering::Relaxed) > self.load.heavy.load(Ordering::Relaxed);
-        if self.heavy && lighter_running {
+        let lighter_elsewhere = self.all.light() > self.function.light();
+        if self.heavy && lighter_elsewhere {
             UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(HEAVY_PAUSE)))
         } else {
             UpdateDeadline::Yield(1)
@@ -392,7 +413,8 @@ impl CpuShare {
 impl Drop for CpuShare {
     fn drop(&mut self) {
         if self.heavy {
-            self.load.heavy.fetch_sub(1, Ordering::Relaxed);
+            self.all.heavy.fetch_sub(1, Ordering::Relaxed);
+            self.function.heavy.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -459,22 +481,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn heavy_guests_pause_only_beside_lighter_ones() {
-        let load = Arc::new(Load::default());
-        let _me = ActiveInvocation::start(load.clone());
-        let mut share = CpuShare::new(load.clone());
+    async fn heavy_guests_pause_only_beside_lighter_ones_of_other_functions() {
+        let all = Arc::new(Load::default());
+        let (a, b) = (Arc::new(Load::default()), Arc::new(Load::default()));
+        let _me = ActiveInvocation::start(all.clone(), a.clone());
+        let mut share = CpuShare::new(all.clone(), a.clone());
         for _ in 0..HEAVY_AFTER_TICKS {
             assert!(!pauses(&share.next_tick()), "light guests never pause");
         }
         // Heavy now, but alone: full speed.
         assert!(!pauses(&share.next_tick()));
-        assert_eq!(load.heavy.load(Ordering::Relaxed), 1);
-        // A lighter neighbour arrives: the heavy one pauses each tick.
-        let neighbour = ActiveInvocation::start(load.clone());
+        assert_eq!(
+            (all.heavy.load(Ordering::Relaxed), a.heavy.load(Ordering::Relaxed)),
+            (1, 1)
+        );
+        // A lighter invocation of the same function: no pause, its
+        // requests are not reordered against each other.
+        let sibling = ActiveInvocation::start(all.clone(), a.clone());
+        assert!(!pauses(&share.next_tick()));
+        // A lighter neighbour of another function arrives: the heavy one
+        // pauses each tick.
+        let neighbour = ActiveInvocation::start(all.clone(), b.clone());
+        assert!(pauses(&share.next_tick()));
+        drop(sibling);
         assert!(pauses(&share.next_tick()));
         drop(neighbour);
         assert!(!pauses(&share.next_tick()));
-        drop(share);
-        assert_eq!(load.heavy.load(Ordering::Relaxed), 0);
+        // A heavy neighbour of another function is no reason to pause.
+        let other = ActiveInvocation::start(all.clone(), b.clone());
+        let mut other_share = CpuShare::new(all.clone(), b.clone());
+        for _ in 0..=HEAVY_AFTER_TICKS {
+            other_share.next_tick();
+        }
+        assert!(!pauses(&share.next_tick()));
+        assert!(!pauses(&other_share.next_tick()));
+        drop((other_share, other, share));
+        assert_eq!(
+            (all.heavy.load(Ordering::Relaxed), a.heavy.load(Ordering::Relaxed)),
+            (0, 0)
+        );
     }
 }

@@ -141,6 +141,9 @@ pub struct Runtime {
     ticking: Arc<Mutex<Vec<EngineWeak>>>,
     ticker_stop: Arc<AtomicBool>,
     load: Arc<Load>,
+    /// Each function's share of `load`, by name (kept for the process's
+    /// life: one small entry per function name ever invoked).
+    function_loads: dashmap::DashMap<Arc<str>, Arc<Load>>,
     warm: Arc<WarmBudget>,
 }
 
@@ -328,6 +331,7 @@ impl Runtime {
             ticking,
             ticker_stop,
             load: Arc::default(),
+            function_loads: dashmap::DashMap::new(),
             warm: WarmBudget::new(config.warm_instances as usize),
             config,
         })
@@ -369,6 +373,14 @@ impl Runtime {
         self.ticking.lock().expect("epoch engines").push(tier.engine.weak());
         *copied = Some(tier.clone());
         Ok(tier)
+    }
+
+    /// What `function`'s invocations count in.
+    fn function_load(&self, function: &Arc<str>) -> Arc<Load> {
+        if let Some(load) = self.function_loads.get(function) {
+            return load.clone();
+        }
+        self.function_loads.entry(function.clone()).or_default().clone()
     }
 
     /// Compile cache hits and misses since start, when the cache is on.
