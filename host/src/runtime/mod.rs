@@ -293,7 +293,9 @@ pub fn memory_image_bytes(bytes: &[u8]) -> u64 {
 }
 
 impl Runtime {
-    /// Creates the engine (pooling if possible), the linker and the ticker.
+    /// Creates the first engine (pooling if possible), its linker and the
+    /// epoch ticker; the engine for copied memory images is made when the
+    /// first component that needs it loads.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let cache = config.cache_dir.as_ref().and_then(|dir| {
             let mut cc = wasmtime::CacheConfig::new();
