@@ -37,9 +37,17 @@ fn route_lookup(c: &mut Criterion) {
     });
 }
 
+/// The baseline for the in-process figures, measured in the same run: the
+/// smallest component the host serves the way it serves hello (one core
+/// module with one page of memory and no imports, exporting
+/// `wasmfn:function/handler` with hello's answer), so the ratio of hello to
+/// it says what the guest toolchain's component costs on top of wasmtime
+/// and the host on whatever machine runs the bench.
+const FLOOR_WAT: &str = include_str!("floor/floor.wat");
+
 /// One request through a fresh instance of `hello`, with the default
 /// pooling settings and, for comparison in the same run, with others
-/// (`WASMFN_BENCH_VARIANTS=1`).
+/// (`WASMFN_BENCH_VARIANTS=1`); the same for the floor component.
 fn instantiate_and_handle(c: &mut Criterion) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/hello/hello.wasm");
     let Ok(bytes) = std::fs::read(&path) else {
@@ -70,6 +78,17 @@ fn instantiate_and_handle(c: &mut Criterion) {
     for (label, config) in variants {
         let runtime = Runtime::new(config).unwrap();
         let component = runtime.compile("hello.wasm", &bytes).unwrap();
+        if label == "default" {
+            let floor = wat::parse_str(FLOOR_WAT).expect("floor.wat parses");
+            let floor = runtime.compile("floor.wat", &floor).expect("floor.wat loads");
+            assert!(floor.handles_whole(), "the floor is served as hello is");
+            c.bench_function("instantiate + handle (floor: one core module, no imports)", |b| {
+                b.to_async(&rt).iter(|| async {
+                    one_request(&runtime, &floor, None).await;
+                    tokio::task::yield_now().await;
+                })
+            });
+        }
         if with_variants && label == "default" {
             // The path every component without `wasmfn:function/handler`
             // takes (and the one `wasmtime serve` takes for hello).
