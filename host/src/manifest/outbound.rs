@@ -130,7 +130,15 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal_address(IpAddr::V4(v4));
             }
-            let seg0 = v6.segments()[0];
+            let seg = v6.segments();
+            // NAT64's well-known prefix (64:ff9b::/96) reaches the IPv4
+            // address in its last 32 bits.
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = [seg[6], seg[7]];
+                let v4 = std::net::Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8);
+                return is_internal_address(IpAddr::V4(v4));
+            }
+            let seg0 = seg[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || (seg0 & 0xfe00) == 0xfc00 // unique local
@@ -194,10 +202,12 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "100.64.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
         ] {
             assert!(is_internal_address(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "2001:db8::1", "172.32.0.1"] {
+        for ip in ["8.8.8.8", "2001:db8::1", "172.32.0.1", "64:ff9b::808:808"] {
             assert!(!is_internal_address(ip.parse().unwrap()), "{ip}");
         }
     }
