@@ -306,6 +306,13 @@ impl FixtureServer {
                     i2.fetch_sub(1, Ordering::SeqCst);
                     async { "out" }
                 }),
+            )
+            .route(
+                "/host",
+                get(|headers: axum::http::HeaderMap, uri: axum::http::Uri| async move {
+                    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("-");
+                    format!("host {host}, target {uri}")
+                }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -17,6 +17,11 @@ async fn outbound_is_deny_by_default_and_exact() {
             "named_port_any",
             "outbound",
             json!({"allowed_outbound_hosts": ["http://127.0.0.1:*"]}),
+        )
+        .function(
+            "named_localhost",
+            "outbound",
+            json!({"allowed_outbound_hosts": ["http://localhost:*"]}),
         );
     let t = TestHost::start(f.path()).await;
     let call = |func: &str, target: &str| {
@@ -48,6 +53,23 @@ async fn outbound_is_deny_by_default_and_exact() {
     // Naming the loopback host exactly (any port) allows it.
     let r = call("named_port_any", &other.url()).await;
     assert_eq!(r.text().await.unwrap(), "upstream 200: pong");
+
+    // The upstream sees the request line in origin form and the guest's
+    // authority in `Host`, by address and by name (a name named exactly is
+    // resolved by the host and connected to at the address it resolved to).
+    let r = t.get(&format!("/named_port_any?url={}/host", fixture.url())).await;
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("upstream 200: host {}, target /host", fixture.addr)
+    );
+    let port = fixture.addr.port();
+    let r = t
+        .get(&format!("/named_localhost?url=http://localhost:{port}/host"))
+        .await;
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("upstream 200: host localhost:{port}, target /host")
+    );
 
     let hits = fixture.hits.lock().unwrap().get("ping").copied();
     assert_eq!(hits, Some(1), "only the listed call reached the fixture");

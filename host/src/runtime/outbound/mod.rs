@@ -2,6 +2,8 @@
 //! the destination; loopback, link-local and private addresses only when an
 //! entry names the host exactly.
 
+mod send;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -86,21 +88,23 @@ impl WasiHttpHooks for OutboundHooks {
             );
         }
         let tags = self.tags.clone();
-        let mut request = request;
         Box::new(async move {
-            if !named && host.parse::<std::net::IpAddr>().is_err() {
-                // A name that resolves into the host's own network is refused
-                // like the address itself would be.
-                let lookup_failed = || Error::DnsError {
-                    rcode: Some("lookup failed".into()),
-                    info_code: None,
-                };
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                    .await
-                    .map_err(|_| lookup_failed())?
-                    .collect();
-                for a in &addrs {
-                    if is_internal_address(a.ip()) {
+            let addrs = match host.parse::<std::net::IpAddr>() {
+                // Checked above.
+                Ok(ip) => vec![SocketAddr::new(ip, port)],
+                // Named exactly over HTTPS: connected to by its name.
+                Err(_) if named && scheme != "http" => Vec::new(),
+                Err(_) => {
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                        .await
+                        .map_err(|_| Error::DnsError {
+                            rcode: Some("lookup failed".into()),
+                            info_code: None,
+                        })?
+                        .collect();
+                    // A name that resolves into the host's own network is
+                    // refused like the address itself would be.
+                    if !named && let Some(a) = addrs.iter().find(|a| is_internal_address(a.ip())) {
                         tracing::warn!(
                             function = %tags.function(),
                             request_id = %tags.request_id(),
@@ -110,61 +114,19 @@ impl WasiHttpHooks for OutboundHooks {
                         );
                         return Err(Error::HttpRequestDenied);
                     }
+                    addrs
                 }
-                // Plain HTTP connects to the address just checked: looking the
-                // name up again would let a second DNS answer (a short TTL)
-                // point the connection into the host's network. HTTPS keeps
-                // its name, to which the server's certificate binds it.
-                if scheme == "http" {
-                    let checked = addrs.first().copied().ok_or_else(lookup_failed)?;
-                    *request.uri_mut() = pinned_uri(request.uri(), checked).ok_or(Error::HttpRequestUriInvalid)?;
-                }
+            };
+            // Plain HTTP connects to the addresses just checked: looking the
+            // name up again would let a second DNS answer (a short TTL) point
+            // the connection into the host's network. HTTPS connects by name,
+            // to which the server's certificate binds it.
+            if scheme == "http" {
+                return send::send_http(request, &addrs, options).await;
             }
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
+            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as send::IoFuture))
         })
-    }
-}
-
-/// `uri` with its authority replaced by `addr`, so that the connection goes
-/// to that address; the `Host` header, made from the guest's authority,
-/// still names the host.
-fn pinned_uri(uri: &http::Uri, addr: SocketAddr) -> Option<http::Uri> {
-    let mut parts = uri.clone().into_parts();
-    parts.authority = Some(addr.to_string().parse().ok()?);
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    http::Uri::from_parts(parts).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pinned_uri_keeps_scheme_path_and_query() {
-        let cases = [
-            (
-                "http://api.example.com/a/b?x=1&y=2",
-                "203.0.113.7:80",
-                "http://203.0.113.7:80/a/b?x=1&y=2",
-            ),
-            (
-                "http://api.example.com:8080/",
-                "203.0.113.7:8080",
-                "http://203.0.113.7:8080/",
-            ),
-            ("http://api.example.com", "[2001:db8::1]:80", "http://[2001:db8::1]:80/"),
-        ];
-        for (uri, addr, want) in cases {
-            let uri: http::Uri = uri.parse().unwrap();
-            let pinned = pinned_uri(&uri, addr.parse().unwrap()).unwrap();
-            assert_eq!(pinned.to_string(), want, "{uri} to {addr}");
-        }
     }
 }
