@@ -73,7 +73,11 @@ fn bound_integer_formats(v: &mut Value) {
 pub trait Handler<Args>: 'static {
     /// Whether the response streams (see [`IntoResponse::STREAMS`]).
     const STREAMS: bool;
+    /// Takes each argument from `req`, runs the handler and makes its
+    /// response; an argument that cannot be taken answers with its error.
     fn call(&self, req: &mut Request) -> Response;
+    /// Declares the arguments' parameters and body and the return type's
+    /// responses. `path_params` are the names in the operation's path template.
     fn describe(op: &mut OperationDoc, generator: &mut SchemaGenerator, path_params: &[String]);
 }
 
@@ -151,6 +155,7 @@ fn template_matches(template: &str, path: &str) -> bool {
 }
 
 impl App {
+    /// A function with no operations yet; `title` becomes the fragment's `info.title`.
     pub fn new(title: Option<&'static str>) -> Self {
         Self {
             title,

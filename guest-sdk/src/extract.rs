@@ -15,6 +15,8 @@ use crate::{HttpError, Json, Request};
     note = "take `Path<T>`, `Query<T>`, `Json<T>`, `Headers`, `Body` or `RequestInfo`, where `T: Deserialize + JsonSchema`"
 )]
 pub trait FromRequest: Sized {
+    /// Takes the argument from the request; an error (usually `400`) is
+    /// answered instead of running the handler.
     fn from_request(req: &mut Request) -> Result<Self, HttpError>;
     /// Declares what this extractor reads. `path_params` are the names in
     /// the operation's path template.
@@ -194,10 +196,15 @@ impl FromRequest for Headers {
 
 /// Method, path, query, headers and request id, without the body.
 pub struct RequestInfo {
+    /// The method; `None` for one no operation can be declared for (`TRACE`, …).
     pub method: Option<crate::Method>,
+    /// The path as the client sent it (percent-encoded), without the query.
     pub path: String,
+    /// The raw query string, without `?`; empty when there is none.
     pub query: String,
+    /// The id the host assigned to the request (`x-request-id`), as in its logs.
     pub request_id: Option<String>,
+    /// Every header, in order (lowercase names, values as bytes).
     pub headers: Vec<(String, Vec<u8>)>,
 }
 

@@ -11,12 +11,19 @@ use crate::HttpError;
 /// The HTTP methods an operation may be declared for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`, declared with `get`; its operation also serves `HEAD` requests.
     Get,
+    /// `POST`, declared with `post`.
     Post,
+    /// `PUT`, declared with `put`.
     Put,
+    /// `PATCH`, declared with `patch`.
     Patch,
+    /// `DELETE`, declared with `delete`.
     Delete,
+    /// `HEAD`, declared with `head`; a `HEAD` request is served by the path's `get` operation.
     Head,
+    /// `OPTIONS`, declared with `options`.
     Options,
 }
 
@@ -66,12 +73,19 @@ impl Method {
 #[allow(non_upper_case_globals)]
 pub mod methods {
     use super::Method;
+    /// `get "/path" => handler`: a `GET` operation.
     pub const get: Method = Method::Get;
+    /// `post "/path" => handler`: a `POST` operation.
     pub const post: Method = Method::Post;
+    /// `put "/path" => handler`: a `PUT` operation.
     pub const put: Method = Method::Put;
+    /// `patch "/path" => handler`: a `PATCH` operation.
     pub const patch: Method = Method::Patch;
+    /// `delete "/path" => handler`: a `DELETE` operation.
     pub const delete: Method = Method::Delete;
+    /// `head "/path" => handler`: a `HEAD` operation.
     pub const head: Method = Method::Head;
+    /// `options "/path" => handler`: an `OPTIONS` operation.
     pub const options: Method = Method::Options;
 }
 

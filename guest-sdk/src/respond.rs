@@ -8,14 +8,21 @@ use crate::describe::OperationDoc;
 
 /// A response ready to send.
 pub struct Response {
+    /// The status code, e.g. `200`.
     pub status: u16,
+    /// The headers, in order: names and value bytes
+    /// ([`with_header`](Self::with_header) lowercases names).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, whole or in pieces.
     pub body: ResponseBody,
 }
 
 /// A whole body, or one produced piece by piece while it is sent.
 pub enum ResponseBody {
+    /// The whole body.
     Bytes(Vec<u8>),
+    /// The body's pieces, in order: sent as the iterator yields them when the
+    /// handler's return type streams ([`JsonLines`]), else gathered and sent whole.
     Stream(Box<dyn Iterator<Item = Vec<u8>>>),
 }
 
@@ -49,6 +56,7 @@ pub trait IntoResponse {
     /// [`Response`] built by hand with a [`ResponseBody::Stream`] is sent
     /// whole; return [`JsonLines`] to stream.
     const STREAMS: bool = false;
+    /// Makes the response to send.
     fn into_response(self) -> Response;
     /// Declares the responses this type can produce.
     fn describe(_op: &mut OperationDoc, _generator: &mut SchemaGenerator) {}
@@ -224,19 +232,24 @@ where
 /// with its status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct HttpError {
+    /// The status to answer with, e.g. `404`; not part of the body.
     #[serde(skip)]
     pub status: u16,
+    /// A short code for programs, e.g. `not_found`.
     pub code: String,
+    /// What went wrong, for people.
     pub message: String,
 }
 
 /// The body of an [`HttpError`].
 #[derive(Serialize, JsonSchema)]
 pub struct ErrorBody {
+    /// The error's code and message.
     pub error: HttpError,
 }
 
 impl HttpError {
+    /// An error with any status and code: `HttpError::new(402, "payment_required", "top up first")`.
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -244,15 +257,19 @@ impl HttpError {
             message: message.into(),
         }
     }
+    /// `400 bad_request`: the request cannot be served as sent.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "bad_request", message)
     }
+    /// `404 not_found`: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "not_found", message)
     }
+    /// `409 conflict`: the request clashes with the current state, e.g. a duplicate.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(409, "conflict", message)
     }
+    /// `500 internal`: the function failed; not the client's fault.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "internal", message)
     }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-async fn start_and_read(config: &wasmfn::server::HostConfig) -> Value {
+async fn start_and_read(config: &wasmfn_server::HostConfig) -> Value {
     let t = TestHost::start_with(config.clone()).await;
     for path in ["/a", "/b", "/c"] {
         assert_eq!(t.get(path).await.status(), 200, "{path}");
@@ -36,7 +36,7 @@ async fn a_second_start_compiles_nothing_and_corrupt_entries_are_rebuilt() {
         .function("b", "env", json!({}))
         .function("c", "hello_plain", json!({}));
     let cache = tempfile::tempdir().unwrap();
-    let mut config = wasmfn::server::HostConfig::new(f.path());
+    let mut config = wasmfn_server::HostConfig::new(f.path());
     config.runtime.cache_dir = Some(cache.path().to_path_buf());
 
     let first = start_and_read(&config).await;

@@ -150,7 +150,7 @@ async fn memory_image_flags_reach_the_runtime_and_the_catalog() {
     let f = Fixture::new();
     f.function("env", "env", json!({}));
     let dir = f.path().to_str().unwrap();
-    let split = wasmfn::runtime::pagemap_scan_supported();
+    let split = wasmfn_server::runtime::pagemap_scan_supported();
     for (args, cow, limit, init) in [
         // Every image with any data is over a limit of 0: copied.
         (

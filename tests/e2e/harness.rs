@@ -10,19 +10,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmfn::server::{HostConfig, RunningHost};
+use wasmfn_server::{HostConfig, RunningHost};
 
 /// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Builds `tests/guests` (once) and returns the path of guest `name`.
-pub fn guest(name: &str) -> PathBuf {
+pub(crate) fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let root = repo().join("tests/guests");
-        wasmfn::build::ensure_rust_target(&root).expect("wasm32-wasip2 target");
+        wasmfn_build::ensure_rust_target(&root).expect("wasm32-wasip2 target");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
@@ -37,12 +40,12 @@ pub fn guest(name: &str) -> PathBuf {
 }
 
 /// Builds the example functions (once) with `wasmfn build` and returns their folder.
-pub fn examples() -> PathBuf {
+pub(crate) fn examples() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let dir = repo().join("functions");
-            let report = wasmfn::build::build_all(&dir, &build_options()).expect("build examples");
+            let report = wasmfn_build::build_all(&dir, &build_options()).expect("build examples");
             assert_eq!(report.failed, 0, "an example failed to build: {:?}", report.errors);
             assert!(report.built + report.up_to_date >= 8, "{report:?}");
             // Compile everything once into the tests' cache, so that the many
@@ -63,14 +66,14 @@ pub fn examples() -> PathBuf {
 }
 
 /// The compile cache of every host started on the examples.
-pub fn examples_cache() -> PathBuf {
+pub(crate) fn examples_cache() -> PathBuf {
     repo().join("target/e2e-examples-cache")
 }
 
 /// Build options for the tests: missing Python and JavaScript toolchains
 /// are installed (from PyPI and npm) under `target/e2e-toolchains`.
-pub fn build_options() -> wasmfn::build::BuildOptions {
-    wasmfn::build::BuildOptions {
+pub(crate) fn build_options() -> wasmfn_build::BuildOptions {
+    wasmfn_build::BuildOptions {
         install_toolchains: true,
         toolchains_dir: repo().join("target/e2e-toolchains"),
         ..Default::default()
@@ -78,24 +81,24 @@ pub fn build_options() -> wasmfn::build::BuildOptions {
 }
 
 /// A temporary functions directory.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Adds a function folder whose component is test guest `guest`;
     /// `extra` is merged into the manifest.
-    pub fn function(&self, folder: &str, guest_name: &str, extra: serde_json::Value) -> &Self {
+    pub(crate) fn function(&self, folder: &str, guest_name: &str, extra: serde_json::Value) -> &Self {
         let mut manifest = serde_json::json!({ "component": guest(guest_name) });
         if let serde_json::Value::Object(m) = extra {
             for (k, v) in m {
@@ -106,7 +109,7 @@ impl Fixture {
     }
 
     /// Writes a file below the root.
-    pub fn file(&self, rel: &str, text: &str) -> &Self {
+    pub(crate) fn file(&self, rel: &str, text: &str) -> &Self {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
@@ -115,25 +118,25 @@ impl Fixture {
 }
 
 /// A running host and a client for it.
-pub struct TestHost {
+pub(crate) struct TestHost {
     pub host: RunningHost,
     pub client: reqwest::Client,
     pub base: String,
 }
 
 impl TestHost {
-    pub async fn start(dir: &Path) -> Self {
+    pub(crate) async fn start(dir: &Path) -> Self {
         Self::start_with(HostConfig::new(dir)).await
     }
 
     /// A host on the example functions (built once), with their compile cache.
-    pub async fn examples() -> Self {
+    pub(crate) async fn examples() -> Self {
         let mut config = HostConfig::new(examples());
         config.runtime.cache_dir = Some(examples_cache());
         Self::start_with(config).await
     }
 
-    pub async fn start_with(config: HostConfig) -> Self {
+    pub(crate) async fn start_with(config: HostConfig) -> Self {
         let host = RunningHost::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("host starts");
@@ -145,20 +148,20 @@ impl TestHost {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request")
     }
 
-    pub async fn json(&self, path: &str) -> serde_json::Value {
+    pub(crate) async fn json(&self, path: &str) -> serde_json::Value {
         self.get(path).await.json().await.expect("json body")
     }
 
     /// The catalog entry of one function.
-    pub async fn function(&self, name: &str) -> serde_json::Value {
+    pub(crate) async fn function(&self, name: &str) -> serde_json::Value {
         let catalog = self.json("/_fn/catalog").await;
         catalog["functions"]
             .as_array()
@@ -171,7 +174,7 @@ impl TestHost {
 }
 
 /// Checks the host's error shape and returns the error code.
-pub async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_json::Value) {
+pub(crate) async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_json::Value) {
     assert_eq!(resp.status().as_u16(), status, "unexpected status");
     let id = resp
         .headers()
@@ -190,13 +193,13 @@ pub async fn error_code(resp: reqwest::Response, status: u16) -> (String, serde_
 }
 
 /// A chunked body of `n` bytes (`a`s, then `b`s) with no length declared.
-pub fn chunked_body(n: usize) -> reqwest::Body {
+pub(crate) fn chunked_body(n: usize) -> reqwest::Body {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; n / 2]), Ok(vec![b'b'; n - n / 2])];
     reqwest::Body::wrap_stream(futures::stream::iter(chunks))
 }
 
 /// Sends raw bytes and returns everything the server answers (as text).
-pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
+pub(crate) async fn raw_request(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
@@ -210,7 +213,7 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
 
 /// Hammers `url` from `n` clients until `stop`; each client records the
 /// `kind` of every answer in order. Returns (failures, per-client kinds).
-pub fn hammer(
+pub(crate) fn hammer(
     client: &reqwest::Client,
     url: String,
     n: usize,
@@ -235,7 +238,7 @@ pub fn hammer(
 }
 
 /// `GET url` and its JSON body.
-pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
     client
         .get(url)
         .send()
@@ -247,7 +250,7 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value 
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -264,70 +267,79 @@ where
 
 /// A loopback HTTP server for guests to call: `/ping` answers `pong`;
 /// `/enter` and `/leave` count how many callers are inside at once.
-pub struct FixtureServer {
+pub(crate) struct FixtureServer {
     pub addr: SocketAddr,
     pub max_inside: Arc<AtomicUsize>,
     pub hits: Arc<std::sync::Mutex<HashMap<String, usize>>>,
 }
 
 impl FixtureServer {
-    pub async fn start() -> Self {
-        use axum::routing::get;
+    pub(crate) async fn start() -> Self {
+        use http_body_util::Full;
+        use hyper::body::Bytes;
         let inside = Arc::new(AtomicUsize::new(0));
         let max_inside = Arc::new(AtomicUsize::new(0));
         let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Default::default();
-        let (i1, m1, i2, h1, h2) = (
-            inside.clone(),
-            max_inside.clone(),
-            inside.clone(),
-            hits.clone(),
-            hits.clone(),
-        );
-        let app = axum::Router::new()
-            .route(
-                "/ping",
-                get(move || {
-                    *h1.lock().unwrap().entry("ping".into()).or_default() += 1;
-                    async { "pong" }
-                }),
-            )
-            .route(
-                "/enter",
-                get(move || {
-                    let now = i1.fetch_add(1, Ordering::SeqCst) + 1;
-                    m1.fetch_max(now, Ordering::SeqCst);
-                    *h2.lock().unwrap().entry("enter".into()).or_default() += 1;
-                    async { "in" }
-                }),
-            )
-            .route(
-                "/leave",
-                get(move || {
-                    i2.fetch_sub(1, Ordering::SeqCst);
-                    async { "out" }
-                }),
-            )
-            .route(
-                "/host",
-                get(|headers: axum::http::HeaderMap, uri: axum::http::Uri| async move {
-                    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("-");
-                    format!("host {host}, target {uri}")
-                }),
-            );
+        let (inside2, max2, hits2) = (inside.clone(), max_inside.clone(), hits.clone());
+        let answer = move |req: hyper::Request<hyper::body::Incoming>| -> hyper::Response<Full<Bytes>> {
+            let count = |name: &str| *hits2.lock().unwrap().entry(name.into()).or_default() += 1;
+            let text = match req.uri().path() {
+                "/ping" => {
+                    count("ping");
+                    "pong".to_string()
+                }
+                "/enter" => {
+                    let now = inside2.fetch_add(1, Ordering::SeqCst) + 1;
+                    max2.fetch_max(now, Ordering::SeqCst);
+                    count("enter");
+                    "in".to_string()
+                }
+                "/leave" => {
+                    inside2.fetch_sub(1, Ordering::SeqCst);
+                    "out".to_string()
+                }
+                "/host" => {
+                    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("-");
+                    format!("host {host}, target {}", req.uri())
+                }
+                _ => {
+                    let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    return r;
+                }
+            };
+            hyper::Response::new(Full::new(Bytes::from(text)))
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let r = answer(req);
+                        async move { Ok::<_, std::convert::Infallible>(r) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
         Self { addr, max_inside, hits }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
 
 /// A Python virtual environment under `target/` with the given pinned
 /// packages installed from PyPI (once per test run); returns its `bin/`.
-pub fn python_tools() -> PathBuf {
+pub(crate) fn python_tools() -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
         let venv = repo().join("target/e2e-python");
@@ -357,7 +369,7 @@ pub fn python_tools() -> PathBuf {
 }
 
 /// Debian's Chromium, installed with apt when it is missing.
-pub fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
     CHROMIUM
         .get_or_init(|| {
@@ -380,7 +392,7 @@ pub fn chromium() -> PathBuf {
 }
 
 /// The `wasmfn` binary running in a child process, with its log.
-pub struct Served {
+pub(crate) struct Served {
     pub child: tokio::process::Child,
     pub base: String,
     pub log: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
@@ -389,7 +401,7 @@ pub struct Served {
 impl Served {
     /// Starts `wasmfn ARGS` (which must listen on `127.0.0.1:0`) and waits,
     /// up to `startup`, for the line that names its address.
-    pub async fn start(args: &[&str], envs: &[(&str, &std::ffi::OsStr)], startup: Duration) -> Self {
+    pub(crate) async fn start(args: &[&str], envs: &[(&str, &std::ffi::OsStr)], startup: Duration) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"));
         cmd.args(args)
@@ -419,7 +431,7 @@ impl Served {
     }
 
     /// The next log line (a minute at most).
-    pub async fn next_line(&mut self) -> String {
+    pub(crate) async fn next_line(&mut self) -> String {
         tokio::time::timeout(Duration::from_secs(60), self.log.next_line())
             .await
             .expect("the server kept writing log lines")
@@ -429,7 +441,7 @@ impl Served {
 
     /// Prints every further log line from a background task (so the child
     /// never blocks on a full pipe); returns the child and its base URL.
-    pub fn print_log(self, prefix: &'static str) -> (tokio::process::Child, String) {
+    pub(crate) fn print_log(self, prefix: &'static str) -> (tokio::process::Child, String) {
         let Served { child, base, mut log } = self;
         tokio::spawn(async move {
             while let Ok(Some(line)) = log.next_line().await {
@@ -440,7 +452,7 @@ impl Served {
     }
 
     /// Waits for a log line containing `needle`.
-    pub async fn line_with(&mut self, needle: &str) -> String {
+    pub(crate) async fn line_with(&mut self, needle: &str) -> String {
         loop {
             let line = self.next_line().await;
             if line.contains(needle) {

@@ -3,8 +3,8 @@
 //! every instance starts from the image as built.
 
 use serde_json::{Value, json};
-use wasmfn::runtime::{DEFAULT_COW_MAX_IMAGE_BYTES, pagemap_scan_supported};
-use wasmfn::server::HostConfig;
+use wasmfn_server::HostConfig;
+use wasmfn_server::runtime::{DEFAULT_COW_MAX_IMAGE_BYTES, pagemap_scan_supported};
 
 use crate::harness::*;
 

@@ -21,10 +21,10 @@ async fn post(t: &TestHost, path: &str, body: Value) -> reqwest::Response {
 async fn assert_image_copied(t: &TestHost, function: &str) {
     let image = t.function(function).await["memory_image"].clone();
     assert!(
-        image["bytes"].as_u64().unwrap() > wasmfn::runtime::DEFAULT_COW_MAX_IMAGE_BYTES,
+        image["bytes"].as_u64().unwrap() > wasmfn_server::runtime::DEFAULT_COW_MAX_IMAGE_BYTES,
         "{image}"
     );
-    let expected = if wasmfn::runtime::pagemap_scan_supported() {
+    let expected = if wasmfn_server::runtime::pagemap_scan_supported() {
         "copied"
     } else {
         "copy-on-write"

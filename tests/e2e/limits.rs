@@ -280,7 +280,7 @@ async fn invalid_policy_values_are_load_errors() {
         .function("unknown", "probe", json!({"timeout": 5}))
         .function("huge_mem", "probe", json!({"max_memory_bytes": 4294967296u64}))
         .function("good", "probe", json!({"max_memory_bytes": 4194304}));
-    let mut config = wasmfn::server::HostConfig::new(f.path());
+    let mut config = wasmfn_server::HostConfig::new(f.path());
     config.runtime.memory_ceiling = 512 * 1024 * 1024;
     let t = TestHost::start_with(config).await;
     let cases = [

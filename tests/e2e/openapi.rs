@@ -252,7 +252,7 @@ async fn admin_endpoints_appear_only_when_asked() {
     f.function("p", "probe", json!({}));
     let t = TestHost::start(f.path()).await;
     assert!(t.json("/_fn/openapi.json").await["paths"].get("/_fn/health").is_none());
-    let mut config = wasmfn::server::HostConfig::new(f.path());
+    let mut config = wasmfn_server::HostConfig::new(f.path());
     config.openapi_admin = true;
     let t = TestHost::start_with(config).await;
     let doc = t.json("/_fn/openapi.json").await;

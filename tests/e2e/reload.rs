@@ -124,7 +124,7 @@ async fn watch_reloads_when_a_manifest_changes() {
     let f = Fixture::new();
     f.function("w", "probe", json!({}));
     let t = TestHost::start(f.path()).await;
-    let watcher = tokio::spawn(wasmfn::server::watch(t.host.app.clone(), Duration::from_millis(100)));
+    let watcher = tokio::spawn(wasmfn_server::watch(t.host.app.clone(), Duration::from_millis(100)));
     assert_eq!(t.get("/w2").await.status(), 404);
     f.function("w", "probe", json!({"invoke": {"routes": ["/w", "/w2"]}}));
     eventually(Duration::from_secs(20), "the new route", || async {

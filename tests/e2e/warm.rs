@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use wasmfn::server::HostConfig;
+use wasmfn_server::HostConfig;
 
 use crate::harness::*;
 

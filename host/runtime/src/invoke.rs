@@ -1,0 +1,632 @@
+//! One invocation: a fresh store and instance, the guest's `handle` run
+//! under the function's deadline and memory limit. A component that
+//! handles requests whole (`wasmfn:function/handler`) gets the request in
+//! one call and answers with a complete response; any other (and any
+//! response that streams) goes through `wasi:http/incoming-handler`, its
+//! response streamed back while the instance keeps running.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use tokio::task::AbortHandle;
+use wasmtime::component::ComponentExportIndex;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::state::{InstanceState, InvokeTags, TagCell};
+use super::warm::WarmSlot;
+use super::whole;
+use super::{CompiledComponent, Runtime};
+use wasmfn_manifest::OutboundRule;
+
+/// Why a request body stopped, as the host's body wrappers report it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestBodyError {
+    /// The body crossed `max_body_bytes`, the limit given in bytes.
+    #[error("request body exceeds `max_body_bytes` ({0} bytes)")]
+    TooLarge(u64),
+    /// The connection failed while the body was read; the transport's message.
+    #[error("request body failed: {0}")]
+    Transport(String),
+}
+
+impl From<RequestBodyError> for wasmtime_wasi_http::Error {
+    fn from(e: RequestBodyError) -> Self {
+        match e {
+            RequestBodyError::TooLarge(n) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(n)),
+            RequestBodyError::Transport(_) => wasmtime_wasi_http::Error::HttpProtocolError,
+        }
+    }
+}
+
+/// One request for a guest, with the limits it runs under.
+pub struct InvokeRequest<B> {
+    /// The request as the guest receives it.
+    pub request: http::Request<B>,
+    /// The function name and request id its log lines carry.
+    pub tags: InvokeTags,
+    /// When the guest is interrupted (`timeout_ms` after the request got its slot).
+    pub deadline: Instant,
+    /// Cap on all linear memories of the instance together, in bytes.
+    pub max_memory_bytes: u64,
+    /// Destinations the guest may send HTTP requests to; empty denies every one.
+    pub outbound: Arc<[OutboundRule]>,
+    /// Dropped when the request is over (e.g. a concurrency permit).
+    pub guard: Box<dyn Send>,
+    /// The function's warm instance slot: taken if ready, refilled after.
+    pub warm: Option<Arc<WarmSlot>>,
+}
+
+/// Why an invocation produced no response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    /// The deadline passed before the response head (or, taken whole, the request body) was in.
+    #[error("the function did not respond within its timeout")]
+    Timeout,
+    /// A memory growth past `max_memory_bytes` was refused and the guest then failed; wasmtime's message.
+    #[error("the function ran out of memory: {0}")]
+    OutOfMemory(String),
+    /// The guest overflowed its wasm stack; wasmtime's message.
+    #[error("the function overflowed its stack: {0}")]
+    StackOverflow(String),
+    /// The guest trapped, or a host call failed it, or it panicked the host task; the message.
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    /// The guest answered with a `wasi:http` error code instead of a response.
+    #[error("the function returned an error response: {0:?}")]
+    GuestError(ErrorCode),
+    /// The guest answered whole with a response that is not valid HTTP
+    /// (status, header or `content-length`); the reason.
+    #[error("the function returned an invalid response: {0}")]
+    InvalidResponse(String),
+    /// The guest returned without setting its response.
+    #[error("the function returned without sending a response")]
+    NoResponse,
+    /// The instance pool was full, so no instance could be made; not the guest's fault.
+    #[error("no instance slot is free: {0}")]
+    Capacity(String),
+    /// The body of a request taken whole failed or crossed its limit before the guest ran.
+    #[error("the request body could not be read: {0}")]
+    RequestBody(String),
+}
+
+impl Runtime {
+    /// Runs one request through a fresh instance of `component`.
+    ///
+    /// Returns once the guest has sent its response head; the body streams
+    /// from the still-running instance. Dropping the returned body before it
+    /// ends (a client that went away) stops the instance. With a warm slot,
+    /// the instance is its warm one when ready, and the slot is refilled
+    /// once this request is over.
+    pub async fn invoke<B>(
+        &self,
+        component: &CompiledComponent,
+        req: InvokeRequest<B>,
+    ) -> Result<http::Response<GuestBody>, InvokeError>
+    where
+        B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
+    {
+        let InvokeRequest {
+            request,
+            tags,
+            deadline,
+            max_memory_bytes,
+            outbound,
+            guard,
+            warm: warm_slot,
+        } = req;
+        let incoming = Incoming::read(component, request, deadline).await?;
+        let (mut store, warm_instance) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
+            Some(warm) => (warm.store, Some(warm.instance)),
+            None => {
+                let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
+                let mut store = Store::new(component.pre.engine(), state);
+                store.limiter(|s| &mut s.limiter);
+                (store, None)
+            }
+        };
+        store.data().tags.set_request(tags.request_id);
+        let active = self.arm_deadline(&mut store, &tags.function, deadline);
+        // The response head: sent by the guest through `wasi:http`'s
+        // response-outparam, or by the host for a response made whole.
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let component = component.clone();
+        // The guest runs first inside the caller's task, so a request that
+        // is answered at once (the usual case) costs no task switch; only
+        // what remains after its response head (a body still streaming,
+        // then the teardown) moves to a task of its own.
+        // A panic in the host while it runs the guest fails this request
+        // only; the store it leaves behind is dropped, never reused.
+        let guest = Box::pin(
+            std::panic::AssertUnwindSafe(async move {
+                let run = run_guest(
+                    &mut store,
+                    &component,
+                    warm_instance,
+                    warm_slot.as_deref(),
+                    incoming,
+                    head_tx,
+                );
+                let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
+                    Err(_) => Err(InvokeError::Timeout),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(Failed::Invoke(e))) => Err(e),
+                    Ok(Err(Failed::Wasm(e))) => Err(classify(&e, store.data().limiter.denied)),
+                };
+                // The request is over: its slot goes to the next one now.
+                drop((guard, active));
+                (outcome, Retire { store, warm_slot })
+            })
+            .catch_unwind(),
+        );
+        answer(guest, head_rx).await
+    }
+
+    /// Sets the store's deadline: each epoch tick a running guest yields to
+    /// other tasks (paused when it is heavy beside lighter functions); past
+    /// `deadline` it is interrupted, even in a loop that never calls out.
+    fn arm_deadline(
+        &self,
+        store: &mut Store<InstanceState>,
+        function: &Arc<str>,
+        deadline: Instant,
+    ) -> ActiveInvocation {
+        store.set_epoch_deadline(1);
+        let function_load = self.function_load(function);
+        let active = ActiveInvocation::start(self.load.clone(), function_load.clone());
+        let mut share = CpuShare::new(self.load.clone(), function_load);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(share.next_tick())
+        });
+        active
+    }
+}
+
+/// Where the guest's response head arrives.
+type HeadSender = tokio::sync::oneshot::Sender<Result<http::Response<HyperOutgoingBody>, ErrorCode>>;
+type HeadReceiver = tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>;
+
+/// The request as the guest will take it.
+enum Incoming<B> {
+    /// Read whole before an instance is taken, for `wasmfn:function/handler`.
+    Whole {
+        export: ComponentExportIndex,
+        parts: http::request::Parts,
+        body: Bytes,
+    },
+    /// Streamed to the guest through `wasi:http/incoming-handler`.
+    Streamed(http::Request<B>),
+}
+
+impl<B> Incoming<B>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
+{
+    /// For a component that takes requests whole, the body is read before
+    /// an instance is taken (within the deadline), so a slow upload holds
+    /// no instance and a request that gives up before its body ends makes
+    /// none.
+    async fn read(
+        component: &CompiledComponent,
+        request: http::Request<B>,
+        deadline: Instant,
+    ) -> Result<Self, InvokeError> {
+        let Some(export) = component.whole else {
+            return Ok(Incoming::Streamed(request));
+        };
+        let (parts, body) = request.into_parts();
+        let body = match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+            Err(_) => return Err(InvokeError::Timeout),
+            Ok(Err(e)) => return Err(InvokeError::RequestBody(e.to_string())),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        Ok(Incoming::Whole { export, parts, body })
+    }
+}
+
+/// Instantiates (unless warm) and calls the guest: whole when it takes
+/// requests whole and answers so, otherwise through `wasi:http`, its head
+/// sent to `head`.
+async fn run_guest<B>(
+    store: &mut Store<InstanceState>,
+    component: &CompiledComponent,
+    warm_instance: Option<wasmtime::component::Instance>,
+    warm_slot: Option<&WarmSlot>,
+    incoming: Incoming<B>,
+    head: HeadSender,
+) -> Result<(), Failed>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
+{
+    let instance = match warm_instance {
+        Some(instance) => instance,
+        None => {
+            // Boxed: a warm instance (the usual case) does not carry
+            // instantiation's state in its future.
+            let instance = Box::pin(component.pre.instantiate_async(&mut *store)).await?;
+            if let Some(slot) = warm_slot {
+                slot.made_inline();
+            }
+            instance
+        }
+    };
+    let request = match incoming {
+        Incoming::Whole { export, parts, body } => match whole::call(&mut *store, &instance, &export, &parts, &body)
+            .await?
+        {
+            Some(resp) => {
+                let resp = whole::into_response(resp).map_err(|m| Failed::Invoke(InvokeError::InvalidResponse(m)))?;
+                // The receiver is only gone if the request was.
+                let _ = head.send(Ok(resp));
+                return Ok(());
+            }
+            // Its response streams: the same request through `wasi:http`,
+            // on the same instance.
+            None => {
+                let body =
+                    Full::new(body).map_err(|never: std::convert::Infallible| -> RequestBodyError { match never {} });
+                let request = http::Request::from_parts(parts, body);
+                store.data_mut().http().new_incoming_request(Scheme::Http, request)?
+            }
+        },
+        Incoming::Streamed(request) => store.data_mut().http().new_incoming_request(Scheme::Http, request)?,
+    };
+    let out = store.data_mut().http().new_response_outparam(head)?;
+    let proxy = component.proxy.load(&mut *store, &instance)?;
+    proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, request, out)
+        .await?;
+    Ok(())
+}
+
+/// Waits for whichever comes first, the response head or the guest's end,
+/// and answers: a head while the guest runs leaves it running in a task of
+/// its own (its body streams); a guest that ended says why there is no head.
+async fn answer<G>(mut guest: Pin<Box<G>>, mut head: HeadReceiver) -> Result<http::Response<GuestBody>, InvokeError>
+where
+    G: Future<Output = std::thread::Result<(Result<(), InvokeError>, Retire)>> + Send + 'static,
+{
+    let first = std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = guest.as_mut().poll(cx) {
+            return Poll::Ready(First::Finished(done));
+        }
+        match Pin::new(&mut head).poll(cx) {
+            Poll::Ready(h) => Poll::Ready(First::Head(h)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    let (done, head) = match first {
+        First::Finished(done) => (done, head.try_recv().map_err(drop)),
+        First::Head(Ok(Ok(resp))) => {
+            // The guest is still running (a body to stream, or work after
+            // its response): it goes on in a task of its own, stopped if the
+            // response body is dropped before its end.
+            let task = tokio::spawn(async move {
+                if let Ok((_, retire)) = guest.await {
+                    retire.later();
+                }
+            });
+            return Ok(resp.map(|body| GuestBody {
+                inner: body,
+                abort: AbortOnDrop(Some(task.abort_handle())),
+                done: false,
+            }));
+        }
+        // An error response: the guest is stopped, as nothing it does now
+        // can reach the client.
+        First::Head(Ok(Err(code))) => {
+            drop(guest);
+            return Err(InvokeError::GuestError(code));
+        }
+        // The response's sender dropped without a response: how the guest
+        // ends tells why.
+        First::Head(Err(_)) => (guest.await, Err(())),
+    };
+    let outcome = match done {
+        Ok((outcome, retire)) => {
+            retire.later();
+            outcome
+        }
+        Err(panic) => Err(InvokeError::Trap(panic_message(&*panic))),
+    };
+    match head {
+        Ok(Ok(resp)) => Ok(resp.map(|body| GuestBody {
+            inner: body,
+            abort: AbortOnDrop(None),
+            done: false,
+        })),
+        Ok(Err(code)) => Err(InvokeError::GuestError(code)),
+        Err(_) => Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
+    }
+}
+
+/// Why running a guest stopped before it finished.
+enum Failed {
+    /// In wasmtime: a trap, an interrupt, a host call's error.
+    Wasm(wasmtime::Error),
+    /// Around it: the request's body, or the guest's whole response.
+    Invoke(InvokeError),
+}
+
+impl From<wasmtime::Error> for Failed {
+    fn from(e: wasmtime::Error) -> Self {
+        Failed::Wasm(e)
+    }
+}
+
+/// What ended the first part of an invocation.
+enum First<D, H> {
+    /// The guest returned (or panicked) before its response head was taken.
+    Finished(D),
+    /// The response head (or the end of its sender) came while the guest runs.
+    Head(H),
+}
+
+/// A finished instance, to be dropped (and its function's warm instance
+/// made again) after the response has gone.
+struct Retire {
+    store: Store<InstanceState>,
+    warm_slot: Option<Arc<WarmSlot>>,
+}
+
+impl Retire {
+    /// Drops the instance and refills the warm slot in a task of its own,
+    /// which runs once the current task (the response) yields.
+    fn later(self) {
+        // The task holds only the store and the slot: the refill's much
+        // larger state is allocated by the task itself, after the response,
+        // not moved around by the request that spawns it.
+        tokio::spawn(async move {
+            drop(self.store);
+            if let Some(slot) = self.warm_slot {
+                Box::pin(slot.refill()).await;
+            }
+        });
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    format!("the host panicked running the function: {detail}")
+}
+
+/// How many invocations are running, and how many of them have computed
+/// without pause for longer than `HEAVY_AFTER_TICKS` epoch ticks.
+#[derive(Debug, Default)]
+pub struct Load {
+    active: AtomicUsize,
+    heavy: AtomicUsize,
+}
+
+/// Ticks of continuous computation after which an invocation counts as heavy.
+const HEAVY_AFTER_TICKS: u32 = 3;
+/// How long a heavy invocation pauses per tick while lighter ones are running.
+const HEAVY_PAUSE: Duration = Duration::from_millis(29);
+
+impl Load {
+    /// Running invocations that are not heavy.
+    fn light(&self) -> usize {
+        let active = self.active.load(Ordering::Relaxed);
+        active.saturating_sub(self.heavy.load(Ordering::Relaxed))
+    }
+}
+
+/// One running invocation, counted host-wide and for its function.
+struct ActiveInvocation {
+    all: Arc<Load>,
+    function: Arc<Load>,
+}
+
+impl ActiveInvocation {
+    fn start(all: Arc<Load>, function: Arc<Load>) -> Self {
+        all.active.fetch_add(1, Ordering::Relaxed);
+        function.active.fetch_add(1, Ordering::Relaxed);
+        Self { all, function }
+    }
+}
+
+impl Drop for ActiveInvocation {
+    fn drop(&mut self) {
+        self.all.active.fetch_sub(1, Ordering::Relaxed);
+        self.function.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Fair sharing of the CPU between functions: every tick a running guest
+/// yields; once it has computed for [`HEAVY_AFTER_TICKS`] ticks it is heavy,
+/// and while lighter invocations of other functions exist it pauses
+/// [`HEAVY_PAUSE`] per tick, so a guest spinning towards its timeout cannot
+/// starve its neighbours. Invocations of one function are never paused for
+/// each other: that would only reorder its own requests, the oldest last
+/// (an interpreter's requests of a few milliseconds each got tails of
+/// 100 ms and more under load). A heavy guest alone runs at full speed.
+struct CpuShare {
+    all: Arc<Load>,
+    function: Arc<Load>,
+    ticks: u32,
+    heavy: bool,
+}
+
+impl CpuShare {
+    fn new(all: Arc<Load>, function: Arc<Load>) -> Self {
+        Self {
+            all,
+            function,
+            ticks: 0,
+            heavy: false,
+        }
+    }
+
+    fn next_tick(&mut self) -> UpdateDeadline {
+        self.ticks = self.ticks.saturating_add(1);
+        if !self.heavy && self.ticks > HEAVY_AFTER_TICKS {
+            self.heavy = true;
+            self.all.heavy.fetch_add(1, Ordering::Relaxed);
+            self.function.heavy.fetch_add(1, Ordering::Relaxed);
+        }
+        let lighter_elsewhere = self.all.light() > self.function.light();
+        if self.heavy && lighter_elsewhere {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(HEAVY_PAUSE)))
+        } else {
+            UpdateDeadline::Yield(1)
+        }
+    }
+}
+
+impl Drop for CpuShare {
+    fn drop(&mut self) {
+        if self.heavy {
+            self.all.heavy.fetch_sub(1, Ordering::Relaxed);
+            self.function.heavy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What a failed instantiation or call was, by the type of its error: an
+/// interrupt is the deadline, a pool at its limit is capacity (not the
+/// guest's fault), a refused memory growth is out of memory.
+fn classify(e: &wasmtime::Error, memory_denied: bool) -> InvokeError {
+    let message = format!("{e:#}");
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Timeout,
+        Some(Trap::StackOverflow) => InvokeError::StackOverflow(message),
+        _ if memory_denied => InvokeError::OutOfMemory(message),
+        _ if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => InvokeError::Capacity(message),
+        _ => InvokeError::Trap(message),
+    }
+}
+
+struct AbortOnDrop(Option<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The guest's response body. Dropped before its end, it stops the
+/// instance that produces it.
+pub struct GuestBody {
+    inner: HyperOutgoingBody,
+    abort: AbortOnDrop,
+    done: bool,
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            // Finished normally: let the instance finish its work, within
+            // its deadline.
+            self.done = true;
+            self.abort.0 = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_pool_is_capacity_by_its_type_not_its_text() {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(1);
+        let mut config = wasmtime::Config::new();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let bytes = wat::parse_str("(component)").unwrap();
+        let component = wasmtime::component::Component::from_binary(&engine, &bytes).unwrap();
+        let linker = wasmtime::component::Linker::<()>::new(&engine);
+        let mut first = wasmtime::Store::new(&engine, ());
+        linker.instantiate(&mut first, &component).unwrap();
+        let mut second = wasmtime::Store::new(&engine, ());
+        let full = linker.instantiate(&mut second, &component).unwrap_err();
+        assert!(matches!(classify(&full, false), InvokeError::Capacity(_)), "{full:#}");
+
+        // A guest's own message that reads like one is still the guest's.
+        let lookalike = wasmtime::Error::msg("maximum concurrent limit reached");
+        assert!(matches!(classify(&lookalike, false), InvokeError::Trap(_)));
+        assert!(matches!(classify(&lookalike, true), InvokeError::OutOfMemory(_)));
+    }
+
+    fn pauses(u: &UpdateDeadline) -> bool {
+        matches!(u, UpdateDeadline::YieldCustom(..))
+    }
+
+    #[tokio::test]
+    async fn heavy_guests_pause_only_beside_lighter_ones_of_other_functions() {
+        let all = Arc::new(Load::default());
+        let (a, b) = (Arc::new(Load::default()), Arc::new(Load::default()));
+        let _me = ActiveInvocation::start(all.clone(), a.clone());
+        let mut share = CpuShare::new(all.clone(), a.clone());
+        for _ in 0..HEAVY_AFTER_TICKS {
+            assert!(!pauses(&share.next_tick()), "light guests never pause");
+        }
+        // Heavy now, but alone: full speed.
+        assert!(!pauses(&share.next_tick()));
+        assert_eq!(
+            (all.heavy.load(Ordering::Relaxed), a.heavy.load(Ordering::Relaxed)),
+            (1, 1)
+        );
+        // A lighter invocation of the same function: no pause, its
+        // requests are not reordered against each other.
+        let sibling = ActiveInvocation::start(all.clone(), a.clone());
+        assert!(!pauses(&share.next_tick()));
+        // A lighter neighbour of another function arrives: the heavy one
+        // pauses each tick.
+        let neighbour = ActiveInvocation::start(all.clone(), b.clone());
+        assert!(pauses(&share.next_tick()));
+        drop(sibling);
+        assert!(pauses(&share.next_tick()));
+        drop(neighbour);
+        assert!(!pauses(&share.next_tick()));
+        // A heavy neighbour of another function is no reason to pause.
+        let other = ActiveInvocation::start(all.clone(), b.clone());
+        let mut other_share = CpuShare::new(all.clone(), b.clone());
+        for _ in 0..=HEAVY_AFTER_TICKS {
+            other_share.next_tick();
+        }
+        assert!(!pauses(&share.next_tick()));
+        assert!(!pauses(&other_share.next_tick()));
+        drop((other_share, other, share));
+        assert_eq!(
+            (all.heavy.load(Ordering::Relaxed), a.heavy.load(Ordering::Relaxed)),
+            (0, 0)
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-request store state: the WASI and wasi:http contexts, the resource
+//! table, the memory limiter and the outbound policy.
+
+use std::sync::{Arc, OnceLock};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::outbound::OutboundHooks;
+use super::stdio::GuestLog;
+
+/// What lives in each request's `Store`.
+pub struct InstanceState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) hooks: OutboundHooks,
+    /// Who the instance serves, for its log lines.
+    pub(crate) tags: Arc<TagCell>,
+}
+
+impl InstanceState {
+    /// A fresh state: no environment, no arguments, no files, no sockets;
+    /// stdout and stderr go to the log tagged by `tags`.
+    pub(crate) fn new(
+        tags: Arc<TagCell>,
+        max_memory_bytes: u64,
+        outbound: Arc<[wasmfn_manifest::OutboundRule]>,
+    ) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(GuestLog::new(tags.clone(), "stdout"))
+            .stderr(GuestLog::new(tags.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(max_memory_bytes),
+            hooks: OutboundHooks {
+                rules: outbound,
+                tags: tags.clone(),
+            },
+            tags,
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Caps the sum of all linear memories of one instance.
+///
+/// A refused `memory.grow` returns -1 inside the guest (it does not trap);
+/// `denied` remembers it so that a trap that follows is reported as
+/// out-of-memory.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    pub(crate) denied: bool,
+}
+
+/// Table elements one instance may have; generous, only a backstop.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+            denied: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let next = self.used.saturating_add(desired.saturating_sub(current));
+        if next > self.limit {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.used = next;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Names that tag everything a request's guest does in the log.
+#[derive(Clone, Debug)]
+pub struct InvokeTags {
+    /// The function's name, as in the catalog.
+    pub function: Arc<str>,
+    /// The request's id, as answered in errors and logged by the host.
+    pub request_id: Arc<str>,
+}
+
+/// The names an instance's log lines carry. An instance made ahead of its
+/// request (a warm instance) learns its request id when a request takes it;
+/// anything it logs before that says `-`.
+#[derive(Debug)]
+pub struct TagCell {
+    function: Arc<str>,
+    request_id: OnceLock<Arc<str>>,
+}
+
+impl TagCell {
+    /// Tags for an instance of `function` that has no request yet (a warm one).
+    pub fn new(function: Arc<str>) -> Arc<Self> {
+        Arc::new(Self {
+            function,
+            request_id: OnceLock::new(),
+        })
+    }
+
+    /// Tags for an instance made for the request `tags` names.
+    pub fn for_request(tags: InvokeTags) -> Arc<Self> {
+        let cell = Self::new(tags.function);
+        let _ = cell.request_id.set(tags.request_id);
+        cell
+    }
+
+    /// Sets the request id; an instance serves one request, so only the
+    /// first call counts.
+    pub fn set_request(&self, id: Arc<str>) {
+        let _ = self.request_id.set(id);
+    }
+
+    /// The function's name.
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    /// The request's id; `-` while the instance has no request.
+    pub fn request_id(&self) -> &str {
+        self.request_id.get().map_or("-", |id| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_all_memories() {
+        let mut l = MemoryLimiter::new(100);
+        assert!(l.memory_growing(0, 60, None).unwrap());
+        assert!(!l.memory_growing(0, 50, None).unwrap());
+        assert!(l.denied);
+        assert!(l.memory_growing(0, 40, None).unwrap());
+        assert!(!l.memory_growing(40, 41, None).unwrap());
+    }
+
+    #[test]
+    fn a_warm_instance_learns_its_request_once() {
+        let cell = TagCell::new("f".into());
+        assert_eq!(cell.request_id(), "-");
+        cell.set_request("r1".into());
+        cell.set_request("r2".into());
+        assert_eq!((cell.function(), cell.request_id()), ("f", "r1"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The one error shape of every response the host itself produces:
+//! `{"error": {"code", "message", "details"?}, "request_id"}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered by the host, never by a guest. One status per code;
+/// the table is in `docs/errors.md`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 404 `not_found`: no function serves the request's path.
+    NotFound {
+        /// The request's path, as it came (not decoded).
+        path: String,
+    },
+    /// 405 `method_not_allowed`: the path is served, but not for this method.
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The methods the path is served for; sent as `Allow` and `details.allow`.
+        allow: Vec<String>,
+    },
+    /// 409 `route_conflict`: several functions claim this route and method, so none serves it.
+    RouteConflict {
+        /// The contested route pattern; sent as `details.route`.
+        route: String,
+        /// The request's method.
+        method: String,
+        /// The names of the functions claiming the route; sent as `details.functions`.
+        functions: Vec<String>,
+    },
+    /// 421 `misdirected_request`: the route exists but is not served for the request's `Host`.
+    MisdirectedRequest {
+        /// The request's host name, without its port.
+        host: String,
+    },
+    /// 400 `invalid_path`: the path has a `.`/`..` segment, is not UTF-8 once decoded, or has a control character.
+    InvalidPath {
+        /// What is wrong with the path; sent as the message.
+        message: String,
+    },
+    /// 413 `payload_too_large`: the request body is over the function's `max_body_bytes`.
+    PayloadTooLarge {
+        /// The function's `max_body_bytes`, in bytes.
+        limit: u64,
+    },
+    /// 400 `request_body_failed`: the client's body broke off before the end, for a function that
+    /// takes its requests whole.
+    RequestBodyFailed {
+        /// Why reading the body failed.
+        message: String,
+    },
+    /// 429 `too_many_requests`: the function's slots and queue are full, or the wait ran out
+    /// (`overflow_status: 429`).
+    TooManyRequests {
+        /// The function's name.
+        function: String,
+        /// Why no slot was given (the [`GateError`](crate::admission::GateError), as text).
+        reason: String,
+        /// Seconds the client should wait before retrying; sent as `Retry-After`.
+        retry_after: u64,
+    },
+    /// 503 `service_unavailable`: as `TooManyRequests` with `overflow_status: 503`, or the host-wide
+    /// `--max-concurrency` is exhausted, or no instance slot is free.
+    ServiceUnavailable {
+        /// Why the request was refused.
+        reason: String,
+        /// Seconds the client should wait before retrying; sent as `Retry-After`.
+        retry_after: u64,
+    },
+    /// 504 `gateway_timeout`: the function sent no response head within its `timeout_ms`.
+    GatewayTimeout {
+        /// The function's name.
+        function: String,
+        /// The function's `timeout_ms`, in ms.
+        timeout_ms: u64,
+    },
+    /// 500 `function_error`: the guest trapped, returned an error, sent no response, or sent an
+    /// invalid one; the details are only in the log.
+    FunctionError {
+        /// The function's name.
+        function: String,
+    },
+    /// 415 `unsupported_media_type`: the body's `Content-Type` is not one the operation declares.
+    UnsupportedMediaType {
+        /// The request's `Content-Type`; empty when it had none.
+        got: String,
+        /// The media types the operation declares; sent as `details.expected`.
+        expected: Vec<String>,
+    },
+    /// 422 `validation_error`: the parameters or JSON body do not match the declared operation.
+    ValidationFailed {
+        /// Each mismatch found; sent as `details`.
+        issues: Vec<wasmfn_openapi::Issue>,
+    },
+    /// 500 `out_of_memory`: the guest hit its `max_memory_bytes`.
+    OutOfMemory {
+        /// The function's name.
+        function: String,
+        /// The function's `max_memory_bytes`, in bytes.
+        limit: u64,
+    },
+    /// 500 `response_too_large`: the guest's response body, its size known before the head went out,
+    /// is over `max_response_bytes`.
+    ResponseTooLarge {
+        /// The function's name.
+        function: String,
+        /// The response body's size, in bytes.
+        size: u64,
+        /// The function's `max_response_bytes`, in bytes.
+        limit: u64,
+    },
+    /// 500 `reload_failed`: `POST /_fn/reload` could not read the functions directory; what is
+    /// serving is unchanged.
+    ReloadFailed {
+        /// Why the directory could not be loaded.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RouteConflict { .. } => StatusCode::CONFLICT,
+            ApiError::MisdirectedRequest { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::InvalidPath { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestBodyFailed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::FunctionError { .. } | ApiError::OutOfMemory { .. } | ApiError::ResponseTooLarge { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::ReloadFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    /// The stable code sent as `error.code` (the `code` column of `docs/errors.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RouteConflict { .. } => "route_conflict",
+            ApiError::MisdirectedRequest { .. } => "misdirected_request",
+            ApiError::InvalidPath { .. } => "invalid_path",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestBodyFailed { .. } => "request_body_failed",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::ServiceUnavailable { .. } => "service_unavailable",
+            ApiError::GatewayTimeout { .. } => "gateway_timeout",
+            ApiError::FunctionError { .. } => "function_error",
+            ApiError::OutOfMemory { .. } => "out_of_memory",
+            ApiError::ResponseTooLarge { .. } => "response_too_large",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::ValidationFailed { .. } => "validation_error",
+            ApiError::ReloadFailed { .. } => "reload_failed",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::NotFound { path } => format!("no function serves `{path}`"),
+            ApiError::MethodNotAllowed { method, allow } => {
+                format!("`{method}` is not allowed here; allowed: {}", allow.join(", "))
+            }
+            ApiError::RouteConflict {
+                route,
+                method,
+                functions,
+            } => format!(
+                "`{method} {route}` is claimed by several functions ({}); none serves it until the conflict is resolved",
+                functions.join(", ")
+            ),
+            ApiError::MisdirectedRequest { host } => {
+                format!("this route is not served for host `{host}`")
+            }
+            ApiError::InvalidPath { message } => message.clone(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("request body exceeds the limit of {limit} bytes")
+            }
+            ApiError::RequestBodyFailed { message } => format!("the request body could not be read: {message}"),
+            ApiError::TooManyRequests { function, reason, .. } => format!("function `{function}` is busy: {reason}"),
+            ApiError::ServiceUnavailable { reason, .. } => format!("the host is busy: {reason}"),
+            ApiError::GatewayTimeout { function, timeout_ms } => {
+                format!("function `{function}` did not respond within {timeout_ms} ms")
+            }
+            ApiError::FunctionError { function } => {
+                format!("function `{function}` failed; the host log has the details under this request id")
+            }
+            ApiError::OutOfMemory { function, limit } => {
+                format!("function `{function}` ran out of memory (limit {limit} bytes)")
+            }
+            ApiError::ResponseTooLarge { function, size, limit } => {
+                format!("function `{function}` answered with {size} bytes, over `max_response_bytes` ({limit} bytes)")
+            }
+            ApiError::UnsupportedMediaType { got, expected } => {
+                let got = if got.is_empty() {
+                    "no `Content-Type`".to_string()
+                } else {
+                    format!("`{got}`")
+                };
+                format!("{got} is not accepted here; expected one of: {}", expected.join(", "))
+            }
+            ApiError::ReloadFailed { message } => {
+                format!("the functions directory could not be loaded; what is serving is unchanged: {message}")
+            }
+            ApiError::ValidationFailed { issues } => format!(
+                "the request does not match the declared operation ({} problem{})",
+                issues.len(),
+                if issues.len() == 1 { "" } else { "s" }
+            ),
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => Some(json!({ "allow": allow })),
+            ApiError::RouteConflict { route, functions, .. } => Some(json!({ "route": route, "functions": functions })),
+            ApiError::ValidationFailed { issues } => Some(json!(issues)),
+            ApiError::UnsupportedMediaType { expected, .. } => Some(json!({ "expected": expected })),
+            _ => None,
+        }
+    }
+
+    /// The response, with the request id in the body (the gateway adds the header).
+    pub fn into_response_with(self, request_id: &str) -> Response {
+        let mut body = json!({
+            "error": { "code": self.code(), "message": self.message() },
+            "request_id": request_id,
+        });
+        if let Some(d) = self.details() {
+            body["error"]["details"] = d;
+        }
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        match &self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                    h.insert(header::ALLOW, v);
+                }
+            }
+            ApiError::TooManyRequests { retry_after, .. } | ApiError::ServiceUnavailable { retry_after, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_response_with("")
+    }
+}

@@ -1,0 +1,435 @@
+//! The request pipeline for functions: route, check limits, invoke,
+//! stream the response back. Every step that says no answers with
+//! [`ApiError`].
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::admission::{GateError, LimitedBody, LimitedResponse};
+use crate::registry::{FunctionStats, LoadedFunction};
+use crate::request_id::{REQUEST_ID, request_id};
+use wasmfn_openapi::{OperationValidator, Rejection};
+use wasmfn_routing::{RouteOutcome, split_host_port, split_path};
+use wasmfn_runtime::{GuestBody, InvokeError, InvokeRequest, InvokeTags};
+
+/// The matched route pattern, e.g. `/users/{id}`.
+pub const FN_ROUTE: HeaderName = HeaderName::from_static("x-fn-route");
+/// The name of the function that serves the request.
+pub const FN_FUNCTION: HeaderName = HeaderName::from_static("x-fn-function");
+/// The operation's path as the function declared it: `/{id}`.
+pub const FN_PATH: HeaderName = HeaderName::from_static("x-fn-path");
+/// Prefix of one header per path parameter: `x-fn-param-id`.
+pub const FN_PARAM_PREFIX: &str = "x-fn-param-";
+
+/// Axum fallback, behind [`with_request_id`](crate::request_id::with_request_id): a request under `/_fn` that
+/// no admin endpoint took.
+pub(crate) async fn gateway(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let id = request_id(req.headers());
+    match handle(&app, req, &id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(&id),
+    }
+}
+
+/// Every request that is not for `/_fn/*`, straight from the connection:
+/// the request id settled as [`with_request_id`](crate::request_id::with_request_id) does, without a router
+/// or middleware stack in between.
+pub(crate) async fn function_request(app: Arc<AppState>, mut req: Request) -> Response {
+    // Room for the request id and the host's `x-fn-*` headers at once.
+    req.headers_mut().reserve(8);
+    let (id, value) = crate::request_id::settle(&mut req);
+    let mut resp = match handle(&app, req, &id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(&id),
+    };
+    resp.headers_mut().insert(REQUEST_ID, value);
+    resp
+}
+
+/// The request's host (lower-case, without port) and port, from `Host` or
+/// the URI's authority.
+fn request_host(req: &Request) -> (Cow<'_, str>, Option<u16>) {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    split_host_port(raw).unwrap_or((Cow::Borrowed(raw), None))
+}
+
+async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
+    let snapshot = app.registry.snapshot();
+    let method = req.method().clone();
+    let path = req.uri().path();
+    let segs = split_path(path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
+    let (host, port) = request_host(&req);
+    let (function, target, operation) = match snapshot.table.route(&method, &host, port, &segs) {
+        RouteOutcome::Matched(m) => {
+            let (f, mount) = snapshot.mount(m.claim.tag);
+            let target = Target {
+                route: mount.route_header.clone(),
+                path: mount.path_header.clone(),
+                params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
+                check_response: None,
+            };
+            (f.clone(), target, mount.operation(&method).cloned())
+        }
+        RouteOutcome::NotFound if method == Method::GET && path == "/openapi.json" => {
+            return Ok(super::admin::openapi_response(app));
+        }
+        RouteOutcome::NotFound if method == Method::GET && path == "/docs" => {
+            let page = wasmfn_openapi::docs_page("/_fn/docs", "/openapi.json");
+            return Ok(axum::response::Html(page).into_response());
+        }
+        RouteOutcome::NotFound => return Err(ApiError::NotFound { path: path.to_string() }),
+        RouteOutcome::MethodNotAllowed { allow } => {
+            return Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: allow.iter().map(|m| m.to_string()).collect(),
+            });
+        }
+        RouteOutcome::MisdirectedHost => {
+            return Err(ApiError::MisdirectedRequest {
+                host: host.into_owned(),
+            });
+        }
+        RouteOutcome::Conflict { route, functions } => {
+            return Err(ApiError::RouteConflict {
+                route,
+                method: method.to_string(),
+                functions,
+            });
+        }
+    };
+    drop(snapshot);
+    let req = match operation.as_ref().and_then(|o| o.validator.as_ref()) {
+        Some(v) => validate(v, &function, req, &target.params).await?,
+        None => req,
+    };
+    let mut target = target;
+    if app.config.validate_responses {
+        target.check_response = operation.as_ref().and_then(|o| o.validator.clone());
+    }
+    invoke(app, &function, req, id, target).await
+}
+
+/// What routing decided, for the guest's headers.
+struct Target {
+    /// `x-fn-route` and `x-fn-path`, made when the function was loaded.
+    route: Option<HeaderValue>,
+    path: Option<HeaderValue>,
+    params: Vec<(String, String)>,
+    forward_as_get: bool,
+    /// Set when responses are to be checked (`--validate-responses`).
+    check_response: Option<Arc<OperationValidator>>,
+}
+
+/// Checks a request against its declared operation before any instance
+/// exists; a JSON body is read whole (within `max_body_bytes`) to be checked.
+async fn validate(
+    v: &OperationValidator,
+    f: &LoadedFunction,
+    req: Request,
+    params: &[(String, String)],
+) -> Result<Request, ApiError> {
+    let rejected = |r: Rejection| match r {
+        Rejection::UnsupportedMediaType { got, expected } => ApiError::UnsupportedMediaType { got, expected },
+        Rejection::Invalid(issues) => ApiError::ValidationFailed { issues },
+    };
+    let has_body = req.body().size_hint().exact() != Some(0);
+    v.check_head(params, req.uri().query(), req.headers(), has_body)
+        .map_err(rejected)?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|c| c.to_str().ok());
+    if !has_body || !v.wants_json_body(content_type) {
+        return Ok(req);
+    }
+    let limit = f.spec.policy.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await {
+        Ok(b) => b,
+        Err(_) => {
+            FunctionStats::bump(&f.stats.body_too_large);
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    };
+    v.check_json_body(&bytes).map_err(rejected)?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn overflow(f: &LoadedFunction, e: GateError) -> ApiError {
+    FunctionStats::bump(&f.stats.rejected);
+    let retry_after = f.spec.policy.queue_timeout_ms.div_ceil(1000).max(1);
+    if f.spec.policy.overflow_status == 503 {
+        ApiError::ServiceUnavailable {
+            reason: format!("function `{}`: {e}", f.name),
+            retry_after,
+        }
+    } else {
+        ApiError::TooManyRequests {
+            function: f.name.to_string(),
+            reason: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+/// Admits the request (body size as declared, the function's gate, the
+/// host's gate), runs it, and answers with the guest's response under the
+/// response limits.
+async fn invoke(
+    app: &AppState,
+    f: &Arc<LoadedFunction>,
+    req: Request,
+    id: &str,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let policy = &f.spec.policy;
+    FunctionStats::bump(&f.stats.requests);
+    refuse_declared_oversize(f, req.headers())?;
+    let permit = f.gate.acquire().await.map_err(|e| overflow(f, e))?;
+    let host_permit = app.host_gate.acquire().await.map_err(|e| {
+        FunctionStats::bump(&f.stats.rejected);
+        ApiError::ServiceUnavailable {
+            reason: e.to_string(),
+            retry_after: 1,
+        }
+    })?;
+    // The timeout counts from the moment the function gets its slot.
+    let deadline = Instant::now() + Duration::from_millis(policy.timeout_ms);
+    let (mut parts, body) = req.into_parts();
+    set_guest_headers(&mut parts, f, &target);
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let body = LimitedBody::new(body, policy.max_body_bytes, exceeded.clone());
+    let tags = InvokeTags {
+        function: f.name.clone(),
+        request_id: id.into(),
+    };
+    let result = app
+        .runtime
+        .invoke(
+            &f.component,
+            InvokeRequest {
+                request: http::Request::from_parts(parts, body),
+                tags: tags.clone(),
+                deadline,
+                max_memory_bytes: policy.max_memory_bytes,
+                outbound: f.outbound.clone(),
+                guard: Box::new((permit, host_permit)),
+                warm: Some(f.warm.clone()),
+            },
+        )
+        .await;
+    // A body cut at its limit before the response began is the client's
+    // error, whatever the guest made of it.
+    if exceeded.load(Ordering::Relaxed) {
+        FunctionStats::bump(&f.stats.body_too_large);
+        return Err(ApiError::PayloadTooLarge {
+            limit: policy.max_body_bytes,
+        });
+    }
+    let resp = limit_response(f, id, tags, result.map_err(|e| invoke_error(f, id, e))?)?;
+    match target.check_response {
+        Some(v) if v.has_response_schema(resp.status().as_u16()) && is_json(resp.headers()) => {
+            let route = target.route.as_ref().and_then(|r| r.to_str().ok()).unwrap_or_default();
+            Ok(check_response(&v, f, id, route, resp).await)
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// A `Content-Length` over `max_body_bytes` is refused before the request
+/// waits for a slot.
+fn refuse_declared_oversize(f: &LoadedFunction, headers: &HeaderMap) -> Result<(), ApiError> {
+    let limit = f.spec.policy.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        FunctionStats::bump(&f.stats.body_too_large);
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(())
+}
+
+/// The headers the guest sees: the host's `x-fn-*` (route, path,
+/// function, one per path parameter) replacing any client copy, and a
+/// `Host`; `HEAD` forwarded as `GET` to a function that declares no `HEAD`.
+fn set_guest_headers(parts: &mut http::request::Parts, f: &LoadedFunction, target: &Target) {
+    if target.forward_as_get {
+        parts.method = Method::GET;
+    }
+    let h = &mut parts.headers;
+    // Nothing from the client may pose as the host's own headers.
+    let spoofed: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("x-fn-")).cloned().collect();
+    for k in spoofed {
+        h.remove(&k);
+    }
+    if let Some(v) = target.route.clone() {
+        h.insert(FN_ROUTE, v);
+    }
+    if let Some(v) = target.path.clone() {
+        h.insert(FN_PATH, v);
+    }
+    if let Some(v) = f.name_header.clone() {
+        h.insert(FN_FUNCTION, v);
+    }
+    for (k, v) in &target.params {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(format!("{FN_PARAM_PREFIX}{}", k.to_ascii_lowercase()).as_bytes()),
+            HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            h.insert(name, value);
+        }
+    }
+    if !h.contains_key(header::HOST) {
+        h.insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+}
+
+/// The guest's response under `max_response_bytes`: refused whole when its
+/// size is known before the head goes out (a response made whole, or one
+/// with `content-length`), else cut where a streamed body crosses it.
+fn limit_response(
+    f: &LoadedFunction,
+    id: &str,
+    tags: InvokeTags,
+    resp: http::Response<GuestBody>,
+) -> Result<Response, ApiError> {
+    let limit = f.spec.policy.max_response_bytes;
+    if let Some(size) = resp.body().size_hint().exact()
+        && size > limit
+    {
+        FunctionStats::bump(&f.stats.response_too_large);
+        tracing::warn!(
+            function = %f.name,
+            request_id = id,
+            size,
+            limit,
+            "response body exceeds max_response_bytes; not sent"
+        );
+        return Err(ApiError::ResponseTooLarge {
+            function: f.name.to_string(),
+            size,
+            limit,
+        });
+    }
+    let stats = f.stats.clone();
+    Ok(resp.map(|b| {
+        Body::new(LimitedResponse::new(
+            b,
+            limit,
+            tags,
+            Box::new(move || FunctionStats::bump(&stats.response_too_large)),
+        ))
+    }))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// Development aid: reads a JSON response whole, logs how it differs from
+/// its declared schema, and passes it on unchanged.
+async fn check_response(v: &OperationValidator, f: &LoadedFunction, id: &str, route: &str, resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            let issues = v.check_response(status, &bytes);
+            if !issues.is_empty() {
+                tracing::warn!(
+                    function = %f.name,
+                    request_id = id,
+                    route,
+                    status,
+                    issues = %serde_json::to_string(&issues).unwrap_or_default(),
+                    "response does not match its declared schema"
+                );
+            }
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        Err(e) => {
+            tracing::warn!(function = %f.name, request_id = id, error = %e, "response body failed while being checked");
+            ApiError::FunctionError {
+                function: f.name.to_string(),
+            }
+            .into_response_with(id)
+        }
+    }
+}
+
+fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
+    let function = f.name.to_string();
+    match e {
+        InvokeError::Timeout => {
+            FunctionStats::bump(&f.stats.timed_out);
+            tracing::warn!(
+                function,
+                request_id = id,
+                timeout_ms = f.spec.policy.timeout_ms,
+                "function timed out"
+            );
+            ApiError::GatewayTimeout {
+                function,
+                timeout_ms: f.spec.policy.timeout_ms,
+            }
+        }
+        InvokeError::OutOfMemory(detail) => {
+            FunctionStats::bump(&f.stats.out_of_memory);
+            tracing::error!(function, request_id = id, detail, "function ran out of memory");
+            ApiError::OutOfMemory {
+                function,
+                limit: f.spec.policy.max_memory_bytes,
+            }
+        }
+        InvokeError::Capacity(detail) => {
+            FunctionStats::bump(&f.stats.rejected);
+            tracing::warn!(function, request_id = id, detail, "no instance slot free");
+            ApiError::ServiceUnavailable {
+                reason: "no instance slot is free".into(),
+                retry_after: 1,
+            }
+        }
+        InvokeError::RequestBody(message) => {
+            tracing::warn!(function, request_id = id, message, "request body failed");
+            ApiError::RequestBodyFailed { message }
+        }
+        other => {
+            FunctionStats::bump(&f.stats.trapped);
+            tracing::error!(function, request_id = id, error = %other, "function failed");
+            ApiError::FunctionError { function }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn only_the_fn_prefix_is_the_admin_surface() {
+        use super::super::is_admin_path;
+        for p in ["/_fn", "/_fn/", "/_fn/health", "/_fn/docs/x.js"] {
+            assert!(is_admin_path(p), "{p}");
+        }
+        for p in ["/", "/_fnx", "/_fn_health", "/api/_fn", "/hello"] {
+            assert!(!is_admin_path(p), "{p}");
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The wasmfn host as a library: it loads a functions directory and serves
+//! it as one API. Start one with [`Host::builder`]:
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use wasmfn_server::{Host, HostConfig};
+//!
+//! let host = Host::builder(HostConfig::new("functions")).load().await?;
+//! let running = host.start("127.0.0.1:0".parse()?).await?;
+//! println!("serving on http://{}", running.addr);
+//! running.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The only crate that names axum. A request walks forward through its
+//! modules, never back:
+//!
+//! | step | module | what it does |
+//! |---|---|---|
+//! | connection | [`Host`] (`host.rs`) | `/_fn` to the admin router, everything else straight to the gateway |
+//! | request id | `request_id` | keeps a sane client id or makes one |
+//! | gateway | `gateway` | host and route match ([`routing`]), validation ([`openapi`]), admission, invocation ([`runtime`]) |
+//! | admission | [`admission`] | concurrency gates with queues, body and response size limits |
+//! | errors | [`ApiError`] | the one error shape, one status per code (`docs/errors.md`) |
+//! | admin | `admin` | `/_fn/health`, `catalog`, `openapi.json`, `docs`, `reload` |
+//!
+//! At load (off the request path): [`loader`] discovers, compiles and
+//! describes every function into a [`registry::Snapshot`], which the
+//! [`registry::Registry`] swaps in atomically; `watch` reloads when the
+//! functions directory changes. The crates below are re-exported for
+//! embedders and tests: [`manifest`], [`routing`], [`openapi`], [`runtime`].
+
+mod admin;
+pub mod admission;
+mod error;
+mod gateway;
+mod host;
+pub mod loader;
+pub mod registry;
+mod report;
+mod request_id;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+
+pub use wasmfn_manifest as manifest;
+pub use wasmfn_openapi as openapi;
+pub use wasmfn_routing as routing;
+pub use wasmfn_runtime as runtime;
+
+pub use admin::{admin_document, catalog_json};
+pub use error::ApiError;
+pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE};
+pub use host::{Host, HostBuilder, RunningHost};
+pub use report::RouteReport;
+pub use request_id::{REQUEST_ID, request_id};
+pub use watch::{fingerprint, watch};
+
+use crate::admission::ConcurrencyGate;
+use crate::registry::Registry;
+use wasmfn_manifest::Policy;
+use wasmfn_runtime::{Runtime, RuntimeConfig};
+
+/// Host-wide settings, from CLI flags or their environment twins.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The directory whose functions are loaded and served.
+    pub functions_dir: PathBuf,
+    /// Limits for functions that do not set their own.
+    pub defaults: Policy,
+    /// Invocations running at once across all functions.
+    pub max_concurrency: u32,
+    /// Describe `/_fn/*` in the OpenAPI document too.
+    pub openapi_admin: bool,
+    /// Check responses against their declared schemas (development).
+    pub validate_responses: bool,
+    /// Settings of the sandbox; `max_instances` is raised to fit `max_concurrency`.
+    pub runtime: RuntimeConfig,
+}
+
+impl HostConfig {
+    /// Serves `functions_dir` with the default limits and 256 invocations at once.
+    pub fn new(functions_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            functions_dir: functions_dir.into(),
+            defaults: Policy::default(),
+            max_concurrency: 256,
+            openapi_admin: false,
+            validate_responses: false,
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// Shared state of a running host.
+pub struct AppState {
+    /// The functions serving now, and their counters.
+    pub registry: Registry,
+    /// The sandbox every function runs in.
+    pub runtime: Runtime,
+    /// The host-wide gate: `max_concurrency` slots, a queue of four times that, 10 s of waiting.
+    pub host_gate: ConcurrencyGate,
+    /// The settings the host started with.
+    pub config: HostConfig,
+    /// When the host loaded; `/_fn/health` reports the uptime from it.
+    pub started: Instant,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Build errors of functions (from `wasmfn dev`), shown in the catalog.
+    pub build_errors: dashmap::DashMap<String, String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// Functions serving after the reload.
+    pub functions: usize,
+    /// Functions that failed to load and serve nothing.
+    pub failed: usize,
+    /// Functions whose new version failed while the previous one serves.
+    pub kept_previous: Vec<String>,
+    /// Routes and methods claimed by several functions, which none of them serves.
+    pub conflicts: usize,
+    /// How long the reload took, in ms.
+    pub duration_ms: u64,
+}
+
+impl AppState {
+    /// Creates the runtime and loads every function once.
+    pub(crate) fn load(config: HostConfig) -> anyhow::Result<Arc<Self>> {
+        let mut rc = config.runtime.clone();
+        // Room for every invocation plus loads running beside them.
+        rc.max_instances = rc.max_instances.max(config.max_concurrency.saturating_add(16));
+        let runtime = Runtime::new(rc)?;
+        let registry = Registry::default();
+        let extra = config.openapi_admin.then(admin::admin_document);
+        let snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &registry, extra)?;
+        registry.swap(snapshot);
+        let host_gate = ConcurrencyGate::new(
+            config.max_concurrency,
+            config.max_concurrency.saturating_mul(4),
+            Duration::from_secs(10),
+        );
+        Ok(Arc::new(Self {
+            registry,
+            runtime,
+            host_gate,
+            config,
+            started: Instant::now(),
+            reloading: tokio::sync::Mutex::new(()),
+            build_errors: Default::default(),
+        }))
+    }
+
+    /// Loads the functions directory again and swaps the new snapshot in.
+    /// Requests in flight finish on the snapshot they started with;
+    /// unchanged functions are reused as they are.
+    pub async fn reload(self: &Arc<Self>) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let started = Instant::now();
+        let app = self.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let previous = app.registry.snapshot();
+            let extra = app.config.openapi_admin.then(admin::admin_document);
+            let c = &app.config;
+            loader::reload(
+                &c.functions_dir,
+                &c.defaults,
+                &app.runtime,
+                &app.registry,
+                extra,
+                Some(&previous),
+            )
+        })
+        .await??;
+        let report = ReloadReport {
+            functions: next.functions.len(),
+            failed: next.failed.len(),
+            kept_previous: next.kept.keys().cloned().collect(),
+            conflicts: next.table.conflicts().len(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        self.registry.swap(next);
+        tracing::info!(
+            functions = report.functions,
+            failed = report.failed,
+            kept_previous = ?report.kept_previous,
+            conflicts = report.conflicts,
+            duration_ms = report.duration_ms,
+            "reloaded"
+        );
+        Ok(report)
+    }
+}
+
+/// The `/_fn/*` endpoints (with the request-id middleware); anything
+/// under `/_fn` they do not take falls back to the gateway.
+pub fn router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/_fn/health", get(admin::health))
+        .route("/_fn/catalog", get(admin::catalog))
+        .route("/_fn/openapi.json", get(admin::openapi_json))
+        .route("/_fn/reload", axum::routing::post(admin::reload))
+        .route("/_fn/docs", get(admin::docs))
+        .route("/_fn/docs/{asset}", get(admin::docs_asset))
+        .route("/_fn", axum::routing::any(admin::not_found))
+        .route("/_fn/{*rest}", axum::routing::any(admin::not_found))
+        .fallback(gateway::gateway)
+        .layer(axum::middleware::from_fn(request_id::with_request_id))
+        .with_state(app)
+}
+
+/// Whether a path belongs to the host's own `/_fn` endpoints.
+fn is_admin_path(path: &str) -> bool {
+    path.strip_prefix("/_fn")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// What every connection serves: `/_fn` and below go to the admin
+/// [`router`]; every other request goes straight to the gateway, with no
+/// router or middleware in between (the path every function request takes).
+#[derive(Clone)]
+pub struct Front {
+    app: Arc<AppState>,
+    admin: Router,
+}
+
+impl Front {
+    /// The service for `app`, with its admin router built once.
+    pub fn new(app: Arc<AppState>) -> Self {
+        Self {
+            admin: router(app.clone()),
+            app,
+        }
+    }
+}
+
+impl tower_service::Service<axum::extract::Request> for Front {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        if is_admin_path(req.uri().path()) {
+            let mut admin = self.admin.clone();
+            Box::pin(async move { tower_service::Service::call(&mut admin, req).await })
+        } else {
+            let app = self.app.clone();
+            Box::pin(async move { Ok(gateway::function_request(app, req).await) })
+        }
+    }
+}

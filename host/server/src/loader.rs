@@ -1,0 +1,431 @@
+//! Loading: discovery, compiling every function (in parallel), asking each
+//! to describe itself, mounting its operations, building the route table
+//! and the OpenAPI document, into a [`Snapshot`] ready to swap in.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::registry::{FunctionApi, LoadedFunction, Registry, Snapshot};
+use wasmfn_manifest::Policy;
+use wasmfn_manifest::digest::content_digest;
+use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec, discover};
+use wasmfn_openapi::{
+    self as openapi, DocFunction, Fragment, FragmentError, Mount, MountError, build_mounts, namespace,
+};
+use wasmfn_routing::{RouteClaim, RouteTable};
+use wasmfn_runtime::{CompiledComponent, Runtime};
+
+/// Why one function did not load: shown in the catalog, the log and by
+/// `wasmfn check`; the other functions load regardless.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The manifest asks for more memory than the host's ceiling.
+    #[error(
+        "invalid `{}`: field `max_memory_bytes`: `{asked}` is above this host's ceiling of {ceiling} bytes (`--memory-ceiling`)",
+        manifest.display()
+    )]
+    AboveMemoryCeiling {
+        /// The manifest that asks.
+        manifest: PathBuf,
+        /// What it asks for.
+        asked: u64,
+        /// The host's `--memory-ceiling`.
+        ceiling: u64,
+    },
+    /// The component file cannot be read.
+    #[error("cannot read component `{}`: {source}", path.display())]
+    ReadComponent {
+        /// The component's path.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: Arc<std::io::Error>,
+    },
+    /// The component does not compile or link.
+    #[error(transparent)]
+    Compile(Arc<wasmfn_runtime::CompileError>),
+    /// The component's `describe` export failed.
+    #[error(transparent)]
+    Describe(Arc<wasmfn_runtime::DescribeError>),
+    /// The sidecar fragment the manifest names cannot be read.
+    #[error("cannot read OpenAPI fragment `{}`: {source}", path.display())]
+    ReadFragment {
+        /// The fragment's path.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: Arc<std::io::Error>,
+    },
+    /// The sidecar fragment is not a valid fragment.
+    #[error("function `{function}`: `{}`: {source}", path.display())]
+    Sidecar {
+        /// The function.
+        function: String,
+        /// The fragment's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: Box<FragmentError>,
+    },
+    /// What `describe` returned is not a valid fragment.
+    #[error("function `{function}`: `describe` returned an {source}")]
+    Described {
+        /// The function.
+        function: String,
+        /// What is wrong with it.
+        source: Box<FragmentError>,
+    },
+    /// The function's operations cannot be mounted under its routes.
+    #[error("function `{function}`: {source}")]
+    Mount {
+        /// The function.
+        function: String,
+        /// Why they cannot.
+        source: Box<MountError>,
+    },
+}
+
+/// Discovers, compiles and describes every function under `dir`.
+///
+/// Only an unreadable `dir` is an error; broken functions are listed in
+/// [`Snapshot::failed`] and everything else loads. `extra_doc` is merged
+/// into the OpenAPI document (the host's own endpoints, when asked for).
+pub fn load(
+    dir: &Path,
+    defaults: &Policy,
+    runtime: &Runtime,
+    registry: &Registry,
+    extra_doc: Option<Value>,
+) -> anyhow::Result<Snapshot> {
+    reload(dir, defaults, runtime, registry, extra_doc, None)
+}
+
+/// As [`load`], reusing what did not change since `previous`: a function
+/// whose manifest and component are the same is kept as it is (slots,
+/// queue and compiled code), and one whose new version fails keeps its
+/// previous version serving (listed in [`Snapshot::kept`]).
+pub fn reload(
+    dir: &Path,
+    defaults: &Policy,
+    runtime: &Runtime,
+    registry: &Registry,
+    extra_doc: Option<Value>,
+    previous: Option<&Snapshot>,
+) -> anyhow::Result<Snapshot> {
+    let fingerprint = crate::fingerprint(dir);
+    let discovered = discover(dir, defaults)
+        .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
+    let mut failed = discovered.failed;
+    let old = |name: &str| previous.and_then(|p| p.functions.iter().find(|f| f.spec.name == name));
+    let prepared = prepare_all(&discovered.functions, runtime, &|spec| old(&spec.name).cloned());
+    let mut functions: Vec<Arc<LoadedFunction>> = Vec::new();
+    let mut kept = std::collections::BTreeMap::new();
+    // `wasmfn` names the host's own schemas.
+    let mut namespaces = HashSet::from(["wasmfn".to_string()]);
+    for (spec, result) in discovered.functions.into_iter().zip(prepared) {
+        let loaded = result.and_then(|prepared| match prepared {
+            Prepared::Unchanged(f) => Ok(Loaded::Same(f)),
+            Prepared::New {
+                component,
+                fragment,
+                source,
+                digest,
+            } => {
+                let ns = unique_namespace(&spec.name, &mut namespaces);
+                let mounts = build_mounts(&spec, &ns, fragment.as_ref()).map_err(|source| LoadError::Mount {
+                    function: spec.name.clone(),
+                    source: Box::new(source),
+                })?;
+                let api = FunctionApi {
+                    digest,
+                    namespace: ns,
+                    source,
+                    fragment,
+                    mounts,
+                };
+                Ok(Loaded::New(component, api))
+            }
+        });
+        match loaded {
+            Ok(Loaded::Same(f)) => {
+                namespaces.insert(f.namespace.clone());
+                functions.push(f);
+            }
+            Ok(Loaded::New(component, api)) => {
+                let stats = registry.stats_for(&spec.name);
+                functions.push(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)));
+            }
+            Err(error) => match old(&spec.name).map(|f| (f, error.to_string())) {
+                Some((f, error)) => {
+                    tracing::error!(function = %spec.name, %error, "new version failed to load; the previous one keeps serving");
+                    namespaces.insert(f.namespace.clone());
+                    kept.insert(spec.name.clone(), error);
+                    functions.push(f.clone());
+                }
+                None => failed.push(FailedSpec {
+                    name: spec.name.clone(),
+                    dir: spec.dir.clone(),
+                    manifest_path: spec.manifest_path.clone(),
+                    component_path: Some(spec.component_path.clone()),
+                    error: error.to_string(),
+                }),
+            },
+        }
+    }
+    // A manifest that broke keeps the previous version serving too.
+    failed.retain(|f| match old(&f.name) {
+        Some(prev) if !functions.iter().any(|g| g.spec.name == f.name) => {
+            tracing::error!(function = %f.name, error = %f.error, "new version failed to load; the previous one keeps serving");
+            kept.insert(f.name.clone(), f.error.clone());
+            functions.push(prev.clone());
+            false
+        }
+        _ => true,
+    });
+    failed.sort_by(|a, b| a.name.cmp(&b.name));
+    for f in &failed {
+        tracing::error!(function = %f.name, error = %f.error, "function not served");
+    }
+    let (claims, mount_index) = claims(functions.iter().map(|f| (&f.spec, f.mounts.as_slice())));
+    let table = RouteTable::build(claims);
+    for c in table.conflicts() {
+        tracing::warn!(route = %c.route, method = %c.method, functions = ?c.functions, "route conflict: nobody serves it");
+    }
+    let doc_functions: Vec<DocFunction> = functions
+        .iter()
+        .map(|f| DocFunction {
+            name: &f.spec.name,
+            namespace: &f.namespace,
+            description: f.spec.description.as_deref(),
+            fragment: f.fragment.as_ref(),
+        })
+        .collect();
+    let routes = table.claims().map(|(claim, states)| {
+        let (fi, mi) = mount_index[claim.tag];
+        let active = states
+            .iter()
+            .filter(|(_, s)| *s == wasmfn_routing::ClaimState::Active)
+            .map(|(m, _)| m.clone())
+            .collect();
+        (&functions[fi].mounts[mi], active)
+    });
+    let doc = openapi::document(&doc_functions, routes, extra_doc);
+    let openapi = serde_json::to_vec_pretty(&doc).expect("documents serialise").into();
+    drop(doc_functions);
+    Ok(Snapshot {
+        functions,
+        failed,
+        table,
+        mount_index,
+        openapi,
+        kept,
+        fingerprint,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+fn unique_namespace(name: &str, taken: &mut HashSet<String>) -> String {
+    let base = namespace(name);
+    let mut ns = base.clone();
+    let mut n = 2;
+    while !taken.insert(ns.clone()) {
+        ns = format!("{base}_{n}");
+        n += 1;
+    }
+    ns
+}
+
+/// Route claims of every function's mounts, and `tag` → (function, mount).
+pub fn claims<'a>(
+    functions: impl Iterator<Item = (&'a FunctionSpec, &'a [Mount])>,
+) -> (Vec<RouteClaim>, Vec<(usize, usize)>) {
+    let mut claims = Vec::new();
+    let mut index = Vec::new();
+    for (fi, (spec, mounts)) in functions.enumerate() {
+        for (mi, mount) in mounts.iter().enumerate() {
+            claims.push(RouteClaim {
+                function: fi,
+                function_name: spec.name.clone(),
+                pattern: mount.pattern.clone(),
+                methods: mount.methods.clone(),
+                hosts: spec.hosts.clone(),
+                force_url: spec.force_url,
+                tag: index.len(),
+            });
+            index.push((fi, mi));
+        }
+    }
+    (claims, index)
+}
+
+/// The route table the manifests under `dir` describe, without compiling
+/// anything (functions that describe themselves show only their mount
+/// points), with `(function, error)` for each that cannot be mounted.
+pub fn plan_routes(dir: &Path) -> anyhow::Result<(RouteTable, Vec<(String, String)>)> {
+    let d = discover(dir, &Policy::default())
+        .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
+    let mut failed: Vec<(String, String)> = d.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    let mut mounted: Vec<(&FunctionSpec, Vec<Mount>)> = Vec::new();
+    for spec in &d.functions {
+        let ns = namespace(&spec.name);
+        let mounts = sidecar(spec).and_then(|f| {
+            build_mounts(spec, &ns, f.as_ref()).map_err(|source| LoadError::Mount {
+                function: spec.name.clone(),
+                source: Box::new(source),
+            })
+        });
+        match mounts {
+            Ok(m) => mounted.push((spec, m)),
+            Err(e) => failed.push((spec.name.clone(), e.to_string())),
+        }
+    }
+    let (claims, _) = claims(mounted.iter().map(|(s, m)| (*s, m.as_slice())));
+    Ok((RouteTable::build(claims), failed))
+}
+
+/// Reads and checks a sidecar fragment named by the manifest.
+pub fn sidecar(spec: &FunctionSpec) -> Result<Option<Fragment>, LoadError> {
+    let Some(path) = &spec.openapi_path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::ReadFragment {
+        path: path.clone(),
+        source: Arc::new(source),
+    })?;
+    Fragment::parse(&text).map(Some).map_err(|source| LoadError::Sidecar {
+        function: spec.name.clone(),
+        path: path.clone(),
+        source: Box::new(source),
+    })
+}
+
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per function at load")]
+enum Prepared {
+    /// Same manifest, same component: reuse the loaded function whole.
+    Unchanged(Arc<LoadedFunction>),
+    New {
+        component: CompiledComponent,
+        fragment: Option<Fragment>,
+        source: &'static str,
+        digest: u64,
+    },
+}
+
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per function at load")]
+enum Loaded {
+    Same(Arc<LoadedFunction>),
+    New(CompiledComponent, FunctionApi),
+}
+
+/// What one component's bytes compile and describe to. Functions that
+/// share a component (the same bytes under the same limits) share it.
+type Built = Result<(CompiledComponent, Option<String>), LoadError>;
+type BuiltKey = (u64, u64, u64);
+
+#[derive(Default)]
+struct Memo(std::sync::Mutex<std::collections::HashMap<BuiltKey, Arc<std::sync::OnceLock<Built>>>>);
+
+impl Memo {
+    fn cell(&self, key: BuiltKey) -> Arc<std::sync::OnceLock<Built>> {
+        self.0
+            .lock()
+            .expect("no panics while held")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+}
+
+fn prepare_one(
+    spec: &FunctionSpec,
+    runtime: &Runtime,
+    previous: Option<Arc<LoadedFunction>>,
+    memo: &Memo,
+) -> Result<Prepared, LoadError> {
+    let ceiling = runtime.config().memory_ceiling;
+    if spec.policy.max_memory_bytes > ceiling {
+        return Err(LoadError::AboveMemoryCeiling {
+            manifest: spec.manifest_path.clone(),
+            asked: spec.policy.max_memory_bytes,
+            ceiling,
+        });
+    }
+    let bytes = std::fs::read(&spec.component_path).map_err(|source| LoadError::ReadComponent {
+        path: spec.component_path.clone(),
+        source: Arc::new(source),
+    })?;
+    let digest = content_digest(&bytes);
+    if let Some(old) = previous
+        && old.digest == digest
+        && old.spec == *spec
+        && old.api_source != "sidecar"
+    {
+        return Ok(Prepared::Unchanged(old));
+    }
+    let cell = memo.cell((digest, spec.policy.timeout_ms, spec.policy.max_memory_bytes));
+    // Other functions with the same component wait here, then share it.
+    let built = cell.get_or_init(|| {
+        let component = runtime
+            .compile(&spec.component_path.display().to_string(), &bytes)
+            .map_err(|e| LoadError::Compile(Arc::new(e)))?;
+        let described = runtime
+            .describe(
+                &component,
+                &spec.name,
+                Duration::from_millis(spec.policy.timeout_ms),
+                spec.policy.max_memory_bytes,
+            )
+            .map_err(|e| LoadError::Describe(Arc::new(e)))?;
+        Ok((component, described))
+    });
+    let (component, described) = built.clone()?;
+    let (fragment, source) = match described {
+        Some(text) => {
+            let fragment = Fragment::parse(&text).map_err(|source| LoadError::Described {
+                function: spec.name.clone(),
+                source: Box::new(source),
+            })?;
+            (Some(fragment), "describe")
+        }
+        None => match sidecar(spec)? {
+            Some(f) => (Some(f), "sidecar"),
+            None => (None, "none"),
+        },
+    };
+    Ok(Prepared::New {
+        component,
+        fragment,
+        source,
+        digest,
+    })
+}
+
+fn prepare_all(
+    specs: &[FunctionSpec],
+    runtime: &Runtime,
+    previous: &(dyn Fn(&FunctionSpec) -> Option<Arc<LoadedFunction>> + Sync),
+) -> Vec<Result<Prepared, LoadError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(specs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Prepared, LoadError>>> = (0..specs.len()).map(|_| None).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<_>>> = results.iter_mut().map(std::sync::Mutex::new).collect();
+    let memo = Memo::default();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(spec) = specs.get(i) else { break };
+                    let r = prepare_one(spec, runtime, previous(spec), &memo);
+                    **slots[i].lock().expect("no panics while held") = Some(r);
+                }
+            });
+        }
+    });
+    drop(slots);
+    results.into_iter().map(|r| r.expect("every slot is filled")).collect()
+}
