@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         manifest_path: PathBuf::from("f/fn.config.json"),
         component_path: PathBuf::from("f/f.wasm"),
         description: None,
-        routes: vec![RoutePattern::parse("/f").unwrap(), RoutePattern::parse("/v1/{tenant}").unwrap()],
+        routes: vec![
+            RoutePattern::parse("/f").unwrap(),
+            RoutePattern::parse("/v1/{tenant}").unwrap(),
+        ],
         schema_hidden: vec![],
         openapi_path: None,
         methods: vec![http::Method::GET],
@@ -28,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         force_url: false,
         policy: Policy::default(),
     };
-    let Ok(mounts) = build_mounts(&spec, "f", Some(&fragment)) else { return };
+    let Ok(mounts) = build_mounts(&spec, "f", Some(&fragment)) else {
+        return;
+    };
     let functions = [DocFunction {
         name: "f",
         namespace: "f",

@@ -29,7 +29,11 @@ fn table() -> &'static RouteTable {
                 function_name: format!("f{i}"),
                 pattern: RoutePattern::parse(r).unwrap(),
                 methods: vec![http::Method::GET],
-                hosts: if i == 1 { vec![HostRule::parse("*.example.org").unwrap()] } else { vec![] },
+                hosts: if i == 1 {
+                    vec![HostRule::parse("*.example.org").unwrap()]
+                } else {
+                    vec![]
+                },
                 force_url: false,
                 tag: i,
             })
@@ -49,7 +53,11 @@ fuzz_target!(|data: (&str, &str)| {
         // Every parameter is one decoded segment (a catch-all: several,
         // joined by `/`), never empty.
         for (_, value) in &m.params {
-            assert!(!value.is_empty(), "`{path}` matched `{}` with an empty parameter", m.claim.pattern);
+            assert!(
+                !value.is_empty(),
+                "`{path}` matched `{}` with an empty parameter",
+                m.claim.pattern
+            );
         }
     }
 });

@@ -8,7 +8,9 @@ use wasmfn_routing::{RouteClaim, RoutePattern, RouteTable, split_path};
 
 fuzz_target!(|data: (&str, &str)| {
     let (route, path) = data;
-    let Ok(pattern) = RoutePattern::parse(route) else { return };
+    let Ok(pattern) = RoutePattern::parse(route) else {
+        return;
+    };
     let printed = pattern.to_string();
     let again = RoutePattern::parse(&printed).expect("a printed pattern parses");
     assert_eq!(again, pattern, "`{route}` printed as `{printed}`");
