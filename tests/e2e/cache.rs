@@ -11,7 +11,7 @@ async fn start_and_read(config: &wasmfn_server::HostConfig) -> Value {
         assert_eq!(t.get(path).await.status(), 200, "{path}");
     }
     let health = t.json("/_fn/health").await;
-    t.host.stop().await.unwrap();
+    assert_eq!(t.host.stop().await.unwrap(), wasmfn_server::Drained::Complete);
     health["compile_cache"].clone()
 }
 

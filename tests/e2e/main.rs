@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod cache;
 mod cli;
+mod drain;
 mod images;
 mod languages;
 mod limits;

@@ -15,7 +15,7 @@ use wasmfn_server::manifest::digest::FilesFingerprint;
 use wasmfn_server::manifest::discovery::discover;
 use wasmfn_server::{AppState, Host};
 
-use crate::{ServeArgs, WATCH_INTERVAL, shutdown_signal};
+use crate::{ServeArgs, WATCH_INTERVAL, drained_exit_code, shutdown_signal};
 
 /// How often sources are checked for changes.
 const SOURCE_POLL: Duration = Duration::from_millis(500);
@@ -38,14 +38,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "some functions failed to build; serving the rest"
         );
     }
-    let host = Host::builder(args.host.config()?).watch(WATCH_INTERVAL);
+    let host = Host::builder(args.host.config()?)
+        .watch(WATCH_INTERVAL)
+        .drain(args.drain());
     args.tokio()?.block_on(async move {
         let host = host.load().await?;
         let rebuilder = tokio::spawn(rebuild_on_change(host.state().clone(), opts, seen));
-        let served = host.serve_on(args.listen, shutdown_signal()).await;
+        let drained = host.serve_on(args.listen, shutdown_signal()).await;
         rebuilder.abort();
-        served?;
-        Ok(ExitCode::SUCCESS)
+        Ok(drained_exit_code(drained?))
     })
 }
 

@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use wasmfn_build::{BuildOptions, Lang, NewFunction};
 use wasmfn_server::manifest::Policy;
 use wasmfn_server::runtime::{RuntimeConfig, default_cache_dir};
-use wasmfn_server::{Host, HostConfig, RouteReport};
+use wasmfn_server::{Drain, Drained, Host, HostConfig, RouteReport};
 
 /// Serve a directory of WebAssembly HTTP components as one API.
 #[derive(Debug, Parser)]
@@ -144,6 +144,15 @@ pub struct ServeArgs {
     /// Where the toolchains come from, for `--build` and `dev`.
     #[command(flatten)]
     pub toolchains: ToolchainArgs,
+    /// After SIGTERM or SIGINT, how long the listener keeps accepting while
+    /// `/_fn/ready` already answers 503 (a load balancer's health-check
+    /// interval).
+    #[arg(long, env = "WASMFN_DRAIN_DELAY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub drain_delay_ms: u64,
+    /// Then, how long requests in flight may take to finish; what still
+    /// runs is interrupted (503) and the exit status is 1.
+    #[arg(long, env = "WASMFN_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub drain_timeout_ms: u64,
 }
 
 /// The arguments of `wasmfn new`.
@@ -333,20 +342,41 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut host = Host::builder(args.host.config()?);
+    let mut host = Host::builder(args.host.config()?).drain(args.drain());
     if args.watch {
         host = host.watch(WATCH_INTERVAL);
     }
     args.tokio()?.block_on(async move {
-        host.load().await?.serve_on(args.listen, shutdown_signal()).await?;
-        Ok(ExitCode::SUCCESS)
+        let drained = host.load().await?.serve_on(args.listen, shutdown_signal()).await?;
+        Ok(drained_exit_code(drained))
     })
 }
 
-/// Resolves on Ctrl-C.
+/// 0 when every request finished, 1 when the drain cut some.
+fn drained_exit_code(drained: Drained) -> ExitCode {
+    exit_code(drained == Drained::Complete)
+}
+
+/// Resolves at the first SIGTERM or SIGINT; a second one exits at once
+/// (status 1), without waiting for the drain.
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT; stop the process with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now, without waiting for requests in flight");
+        std::process::exit(1);
+    });
 }
 
 impl ServeArgs {
@@ -366,6 +396,14 @@ impl ServeArgs {
             );
         }
         Ok(())
+    }
+
+    /// `--drain-delay-ms` and `--drain-timeout-ms`.
+    fn drain(&self) -> Drain {
+        Drain {
+            delay: std::time::Duration::from_millis(self.drain_delay_ms),
+            timeout: std::time::Duration::from_millis(self.drain_timeout_ms),
+        }
     }
 
     /// The async runtime that serves, with `--worker-threads`.

@@ -96,6 +96,9 @@ pub enum InvokeError {
     /// The instance pool was full, so no instance could be made; not the guest's fault.
     #[error("no instance slot is free: {0}")]
     Capacity(String),
+    /// The host interrupted it: its drain ran out of time.
+    #[error("the host is shutting down and interrupted the function")]
+    Interrupted,
     /// The body of a request taken whole failed or crossed its limit before the guest ran.
     #[error("the request body could not be read: {0}")]
     RequestBody(String),
@@ -148,6 +151,7 @@ impl Runtime {
         // then the teardown) moves to a task of its own.
         // A panic in the host while it runs the guest fails this request
         // only; the store it leaves behind is dropped, never reused.
+        let interrupt = self.interrupt.clone();
         let guest = Box::pin(
             std::panic::AssertUnwindSafe(async move {
                 let run = run_guest(
@@ -158,11 +162,15 @@ impl Runtime {
                     incoming,
                     head_tx,
                 );
-                let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
-                    Err(_) => Err(InvokeError::Timeout),
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(Failed::Invoke(e))) => Err(e),
-                    Ok(Err(Failed::Wasm(e))) => Err(classify(&e, store.data().limiter.denied)),
+                let outcome = tokio::select! {
+                    biased;
+                    ran = tokio::time::timeout_at(deadline.into(), run) => match ran {
+                        Err(_) => Err(InvokeError::Timeout),
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(Failed::Invoke(e))) => Err(e),
+                        Ok(Err(Failed::Wasm(e))) => Err(classify(&e, store.data().limiter.denied, interrupt.is_set())),
+                    },
+                    () = interrupt.interrupted() => Err(InvokeError::Interrupted),
                 };
                 // The request is over: its slot goes to the next one now.
                 drop((guard, active));
@@ -183,11 +191,12 @@ impl Runtime {
         deadline: Instant,
     ) -> ActiveInvocation {
         store.set_epoch_deadline(1);
+        let interrupt = self.interrupt.clone();
         let function_load = self.function_load(function);
         let active = ActiveInvocation::start(self.load.clone(), function_load.clone());
         let mut share = CpuShare::new(self.load.clone(), function_load);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || interrupt.is_set() {
                 return Ok(UpdateDeadline::Interrupt);
             }
             Ok(share.next_tick())
@@ -505,9 +514,10 @@ impl Drop for CpuShare {
 /// What a failed instantiation or call was, by the type of its error: an
 /// interrupt is the deadline, a pool at its limit is capacity (not the
 /// guest's fault), a refused memory growth is out of memory.
-fn classify(e: &wasmtime::Error, memory_denied: bool) -> InvokeError {
+fn classify(e: &wasmtime::Error, memory_denied: bool, interrupted: bool) -> InvokeError {
     let message = format!("{e:#}");
     match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if interrupted => InvokeError::Interrupted,
         Some(Trap::Interrupt) => InvokeError::Timeout,
         Some(Trap::StackOverflow) => InvokeError::StackOverflow(message),
         _ if memory_denied => InvokeError::OutOfMemory(message),
@@ -576,12 +586,18 @@ mod tests {
         linker.instantiate(&mut first, &component).unwrap();
         let mut second = wasmtime::Store::new(&engine, ());
         let full = linker.instantiate(&mut second, &component).unwrap_err();
-        assert!(matches!(classify(&full, false), InvokeError::Capacity(_)), "{full:#}");
+        assert!(
+            matches!(classify(&full, false, false), InvokeError::Capacity(_)),
+            "{full:#}"
+        );
 
         // A guest's own message that reads like one is still the guest's.
         let lookalike = wasmtime::Error::msg("maximum concurrent limit reached");
-        assert!(matches!(classify(&lookalike, false), InvokeError::Trap(_)));
-        assert!(matches!(classify(&lookalike, true), InvokeError::OutOfMemory(_)));
+        assert!(matches!(classify(&lookalike, false, false), InvokeError::Trap(_)));
+        assert!(matches!(classify(&lookalike, true, false), InvokeError::OutOfMemory(_)));
+        let interrupt = wasmtime::Error::from(Trap::Interrupt);
+        assert!(matches!(classify(&interrupt, false, false), InvokeError::Timeout));
+        assert!(matches!(classify(&interrupt, false, true), InvokeError::Interrupted));
     }
 
     fn pauses(u: &UpdateDeadline) -> bool {

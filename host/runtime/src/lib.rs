@@ -26,6 +26,7 @@
 //! - `state`, `stdio`: what each store holds; guest output as log lines.
 
 mod describe;
+mod interrupt;
 mod invoke;
 mod outbound;
 mod state;
@@ -43,6 +44,7 @@ use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAl
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 pub use describe::{DescribeError, METADATA_INTERFACE};
+pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
 pub use state::{InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
@@ -206,6 +208,8 @@ pub struct Runtime {
     ticking: Arc<Mutex<Vec<EngineWeak>>>,
     ticker_stop: Arc<AtomicBool>,
     load: Arc<Load>,
+    /// Set when a draining host stops everything still running.
+    interrupt: Arc<Interrupt>,
     /// Each function's share of `load`, by name (kept for the process's
     /// life: one small entry per function name ever invoked).
     function_loads: dashmap::DashMap<Arc<str>, Arc<Load>>,
@@ -398,6 +402,7 @@ impl Runtime {
             ticking,
             ticker_stop,
             load: Arc::default(),
+            interrupt: Arc::default(),
             function_loads: dashmap::DashMap::new(),
             warm: WarmBudget::new(config.warm_instances as usize),
             config,
@@ -412,6 +417,14 @@ impl Runtime {
             KEEP_RESIDENT_MEMSET
         };
         config.keep_resident.unwrap_or(auto).min(config.memory_ceiling)
+    }
+
+    /// Stops every invocation still running, now and from now on: each
+    /// ends with [`InvokeError::Interrupted`]. For a host whose drain ran
+    /// out of time.
+    pub fn interrupt_all(&self) {
+        tracing::warn!("interrupting every invocation still running");
+        self.interrupt.trigger();
     }
 
     /// Whether the pooling allocator is in use.

@@ -20,7 +20,7 @@ use wasmfn_routing::ClaimState;
 /// The host's own endpoints, described for the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(health, catalog, openapi_json, reload),
+    paths(health, ready, catalog, openapi_json, reload),
     tags((name = "wasmfn", description = "The host's own endpoints."))
 )]
 struct AdminApi;
@@ -57,6 +57,18 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
             "misses": misses,
         })),
     }))
+}
+
+/// Readiness: 200 while the host serves, 503 from the moment it starts to
+/// drain (a load balancer stops sending before the listener closes).
+#[utoipa::path(get, path = "/_fn/ready", tag = "wasmfn",
+    responses((status = 200, description = "Loaded and serving", body = Object),
+              (status = 503, description = "Draining: shutting down (`shutting_down`)", body = Object)))]
+pub(crate) async fn ready(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    if app.is_draining() {
+        return ApiError::ShuttingDown.into_response_with(&request_id(req.headers()));
+    }
+    Json(json!({"status": "ready"})).into_response()
 }
 
 /// Every function (ready or failed), every mapped route, every conflict.

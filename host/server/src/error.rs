@@ -118,6 +118,9 @@ pub enum ApiError {
         /// Why the directory could not be loaded.
         message: String,
     },
+    /// 503 `shutting_down`: the host is draining; `/_fn/ready` answers it from the first signal,
+    /// and a request still running when the drain runs out of time is interrupted with it.
+    ShuttingDown,
 }
 
 impl ApiError {
@@ -138,6 +141,7 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::ReloadFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -162,6 +166,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::ValidationFailed { .. } => "validation_error",
             ApiError::ReloadFailed { .. } => "reload_failed",
+            ApiError::ShuttingDown => "shutting_down",
         }
     }
 
@@ -209,6 +214,7 @@ impl ApiError {
                 };
                 format!("{got} is not accepted here; expected one of: {}", expected.join(", "))
             }
+            ApiError::ShuttingDown => "the host is shutting down; retry on another instance".into(),
             ApiError::ReloadFailed { message } => {
                 format!("the functions directory could not be loaded; what is serving is unchanged: {message}")
             }
@@ -249,6 +255,10 @@ impl ApiError {
             }
             ApiError::TooManyRequests { retry_after, .. } | ApiError::ServiceUnavailable { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::ShuttingDown => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(1));
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

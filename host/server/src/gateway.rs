@@ -407,6 +407,10 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
                 retry_after: 1,
             }
         }
+        InvokeError::Interrupted => {
+            tracing::warn!(function, request_id = id, "interrupted: the drain ran out of time");
+            ApiError::ShuttingDown
+        }
         InvokeError::RequestBody(message) => {
             tracing::warn!(function, request_id = id, message, "request body failed");
             ApiError::RequestBodyFailed { message }

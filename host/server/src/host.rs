@@ -3,9 +3,16 @@
 //! [`Host`], which serves a listener until a shutdown signal or runs in the
 //! background as a [`RunningHost`]. `wasmfn serve`, `dev`, `check`,
 //! `openapi` and the end-to-end tests all start the host this way.
+//!
+//! Shutting down is a drain ([`Drain`]): at the signal `/_fn/ready` answers
+//! 503; after `delay` the listener closes (new connections are refused);
+//! requests in flight, streamed responses included, finish, and keep-alive
+//! connections close after their current response; what still runs after
+//! `timeout` is interrupted (503 `shutting_down` where no head was sent).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -13,12 +20,49 @@ use tokio::net::TcpListener;
 use crate::registry::Snapshot;
 use crate::{AppState, Front, HostConfig};
 
+/// How a host shuts down once its shutdown signal resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// How long the listener keeps accepting after the signal, while
+    /// `/_fn/ready` already answers 503 (a load balancer's health-check
+    /// interval, so it stops sending first).
+    pub delay: Duration,
+    /// How long requests in flight may take to finish after the listener
+    /// closed; what still runs then is interrupted.
+    pub timeout: Duration,
+}
+
+impl Default for Drain {
+    /// No delay, 30 s for requests in flight.
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Drained {
+    /// Every request finished.
+    Complete,
+    /// The drain ran out of time and interrupted what still ran.
+    Cut,
+}
+
+/// How long interrupted requests get to send their 503 before the server
+/// stops waiting for them.
+const AFTER_INTERRUPT: Duration = Duration::from_secs(2);
+
 /// Settings for a [`Host`] before it loads.
 #[derive(Debug)]
 #[must_use]
 pub struct HostBuilder {
     config: HostConfig,
     watch: Option<Duration>,
+    drain: Drain,
 }
 
 impl HostBuilder {
@@ -27,6 +71,12 @@ impl HostBuilder {
     /// host serves.
     pub fn watch(mut self, interval: Duration) -> Self {
         self.watch = Some(interval);
+        self
+    }
+
+    /// How to shut down (default: [`Drain::default`]).
+    pub fn drain(mut self, drain: Drain) -> Self {
+        self.drain = drain;
         self
     }
 
@@ -40,6 +90,7 @@ impl HostBuilder {
         Ok(Host {
             app: AppState::load(self.config)?,
             watch: self.watch,
+            drain: self.drain,
         })
     }
 
@@ -53,12 +104,17 @@ impl HostBuilder {
 pub struct Host {
     app: Arc<AppState>,
     watch: Option<Duration>,
+    drain: Drain,
 }
 
 impl Host {
     /// Starts configuring a host.
     pub fn builder(config: HostConfig) -> HostBuilder {
-        HostBuilder { config, watch: None }
+        HostBuilder {
+            config,
+            watch: None,
+            drain: Drain::default(),
+        }
     }
 
     /// The shared state every request and reload works on.
@@ -72,12 +128,12 @@ impl Host {
     }
 
     /// Binds `listen` (port 0 for any), logs what is served, and serves
-    /// until `shutdown` resolves.
+    /// until `shutdown` resolves, then drains.
     pub async fn serve_on(
         self,
         listen: SocketAddr,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Drained> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
@@ -92,29 +148,65 @@ impl Host {
             "wasmfn listening on http://{addr}"
         );
         drop(s);
-        self.serve(listener, shutdown).await?;
-        Ok(())
+        Ok(self.serve(listener, shutdown).await?)
     }
 
-    /// Serves `listener` until `shutdown` resolves, then stops accepting
-    /// and lets the connections finish their requests.
+    /// Serves `listener` until `shutdown` resolves, then drains as the
+    /// host's [`Drain`] says and tells how that ended.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Drained> {
         let _watcher = self.watch.map(|interval| {
             let task = tokio::spawn(crate::watch(self.app.clone(), interval));
             AbortOnDrop(task)
         });
+        let Drain { delay, timeout } = self.drain;
+        let begun = Arc::new(tokio::sync::Notify::new());
+        let stop_accepting = {
+            let (app, begun) = (self.app.clone(), begun.clone());
+            async move {
+                shutdown.await;
+                app.draining.store(true, Ordering::Relaxed);
+                begun.notify_one();
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "draining: /_fn/ready answers 503; the listener closes after the delay"
+                );
+                tokio::time::sleep(delay).await;
+                tracing::info!("draining: no new connections; waiting for requests in flight");
+            }
+        };
         use axum::serve::ListenerExt;
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
         use axum::ServiceExt;
-        axum::serve(listener, Front::new(self.app).into_make_service())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let server = axum::serve(listener, Front::new(self.app.clone()).into_make_service())
+            .with_graceful_shutdown(stop_accepting)
+            .into_future();
+        tokio::pin!(server);
+        let out_of_time = async {
+            begun.notified().await;
+            tokio::time::sleep(delay + timeout).await;
+        };
+        tokio::select! {
+            served = &mut server => {
+                served?;
+                tracing::info!("drained: every request finished");
+                return Ok(Drained::Complete);
+            }
+            () = out_of_time => {}
+        }
+        self.app.runtime.interrupt_all();
+        match tokio::time::timeout(AFTER_INTERRUPT, &mut server).await {
+            Ok(served) => served?,
+            Err(_) => tracing::warn!("connections still open after the interrupt; closing them"),
+        }
+        tracing::warn!("drain cut: requests still running were interrupted");
+        Ok(Drained::Cut)
     }
 
     /// Serves on `listen` (port 0 for any) in the background.
@@ -151,7 +243,7 @@ pub struct RunningHost {
     /// Its shared state.
     pub app: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<Drained>>,
 }
 
 impl RunningHost {
@@ -162,10 +254,10 @@ impl RunningHost {
     }
 
     /// Stops accepting, drains, and waits for the server to end.
-    pub async fn stop(mut self) -> std::io::Result<()> {
+    pub async fn stop(mut self) -> std::io::Result<Drained> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        (&mut self.task).await.unwrap_or(Ok(()))
+        (&mut self.task).await.unwrap_or(Ok(Drained::Cut))
     }
 }

@@ -57,7 +57,7 @@ pub use wasmfn_runtime as runtime;
 pub use admin::{admin_document, catalog_json};
 pub use error::ApiError;
 pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE};
-pub use host::{Host, HostBuilder, RunningHost};
+pub use host::{Drain, Drained, Host, HostBuilder, RunningHost};
 pub use report::RouteReport;
 pub use request_id::{REQUEST_ID, request_id};
 pub use watch::{fingerprint, watch};
@@ -110,6 +110,8 @@ pub struct AppState {
     pub config: HostConfig,
     /// When the host loaded; `/_fn/health` reports the uptime from it.
     pub started: Instant,
+    /// Set at the first shutdown signal: `/_fn/ready` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// Build errors of functions (from `wasmfn dev`), shown in the catalog.
@@ -153,9 +155,15 @@ impl AppState {
             host_gate,
             config,
             started: Instant::now(),
+            draining: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
             build_errors: Default::default(),
         }))
+    }
+
+    /// Whether the host has begun to drain (see [`Drain`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Loads the functions directory again and swaps the new snapshot in.
@@ -204,6 +212,7 @@ impl AppState {
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/_fn/health", get(admin::health))
+        .route("/_fn/ready", get(admin::ready))
         .route("/_fn/catalog", get(admin::catalog))
         .route("/_fn/openapi.json", get(admin::openapi_json))
         .route("/_fn/reload", axum::routing::post(admin::reload))
