@@ -229,6 +229,20 @@ impl RouteTable {
             .flat_map(|p| p.claims.iter().map(|c| (&c.claim, c.methods.as_slice())))
     }
 
+    /// Every claim with the methods it serves (those not lost to a
+    /// conflict or another claim), in precedence order; empty when it
+    /// serves none.
+    pub fn serving(&self) -> impl Iterator<Item = (&RouteClaim, Vec<&Method>)> {
+        self.claims().map(|(claim, states)| {
+            let active = states
+                .iter()
+                .filter(|(_, s)| *s == ClaimState::Active)
+                .map(|(m, _)| m)
+                .collect();
+            (claim, active)
+        })
+    }
+
     fn collect(node: &Node, segs: &[Cow<'_, str>], i: usize, out: &mut Vec<u32>) {
         if i == segs.len() {
             if let Some(id) = node.end {

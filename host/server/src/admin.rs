@@ -15,7 +15,6 @@ use super::error::ApiError;
 use crate::registry::Snapshot;
 use crate::request_id::request_id;
 use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
-use wasmfn_routing::ClaimState;
 
 /// The host's own endpoints, described for the OpenAPI document.
 #[derive(OpenApi)]
@@ -191,15 +190,11 @@ pub fn catalog_json(s: &Snapshot) -> Value {
     functions.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
 
     let mut mapped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (claim, methods) in s.table.claims() {
-        let serving: Vec<&str> = methods
-            .iter()
-            .filter(|(_, st)| *st == ClaimState::Active)
-            .map(|(m, _)| m.as_str())
-            .collect();
-        if serving.is_empty() {
+    for (claim, methods) in s.table.serving() {
+        if methods.is_empty() {
             continue;
         }
+        let serving: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
         mapped.entry(claim.pattern.to_string()).or_default().push(json!({
             "function": claim.function_name,
             "methods": serving,

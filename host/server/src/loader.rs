@@ -202,14 +202,9 @@ pub fn reload(
             fragment: f.fragment.as_ref(),
         })
         .collect();
-    let routes = table.claims().map(|(claim, states)| {
+    let routes = table.serving().map(|(claim, methods)| {
         let (fi, mi) = mount_index[claim.tag];
-        let active = states
-            .iter()
-            .filter(|(_, s)| *s == wasmfn_routing::ClaimState::Active)
-            .map(|(m, _)| m.clone())
-            .collect();
-        (&functions[fi].mounts[mi], active)
+        (&functions[fi].mounts[mi], methods.into_iter().cloned().collect())
     });
     let doc = openapi::document(&doc_functions, routes, extra_doc);
     let openapi = serde_json::to_vec_pretty(&doc).expect("documents serialise").into();

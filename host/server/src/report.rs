@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use wasmfn_routing::{ClaimState, RouteTable};
+use wasmfn_routing::RouteTable;
 
 /// A route table with the functions that failed, printable as a table.
 pub struct RouteReport<'a> {
@@ -27,15 +27,11 @@ impl<'a> RouteReport<'a> {
 impl fmt::Display for RouteReport<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{:<36} {:<28} {:<24} FUNCTION", "ROUTE", "METHODS", "HOSTS")?;
-        for (claim, methods) in self.table.claims() {
-            let active: Vec<&str> = methods
-                .iter()
-                .filter(|(_, s)| *s == ClaimState::Active)
-                .map(|(m, _)| m.as_str())
-                .collect();
-            if active.is_empty() {
+        for (claim, methods) in self.table.serving() {
+            if methods.is_empty() {
                 continue;
             }
+            let active: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
             let hosts: Vec<String> = claim.hosts.iter().map(|h| h.to_string()).collect();
             let hosts = if hosts.is_empty() {
                 "*".to_string()
