@@ -1,0 +1,322 @@
+//! The command line's arguments: clap definitions of every command and
+//! flag (each with an environment twin), and their mapping to the
+//! libraries' settings ([`HostConfig`], [`BuildOptions`], [`Drain`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use wasmfn_build::BuildOptions;
+use wasmfn_server::manifest::Policy;
+use wasmfn_server::runtime::{RuntimeConfig, default_cache_dir};
+use wasmfn_server::{Drain, HostConfig};
+
+/// Serve a directory of WebAssembly HTTP components as one API.
+#[derive(Debug, Parser)]
+#[command(name = "wasmfn", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, env = "WASMFN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// The `wasmfn` commands, one variant each.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load every function under DIR and serve them over HTTP.
+    Serve(ServeArgs),
+    /// Load and compile everything, print routes, conflicts and errors;
+    /// exit non-zero if there is any conflict or error.
+    Check(HostArgs),
+    /// Print the route table from the manifests, without compiling
+    /// (functions that describe themselves show their mount points).
+    Routes(DirArg),
+    /// Print the unified OpenAPI document without serving.
+    Openapi(OpenapiArgs),
+    /// Build every function under DIR that has a build recipe
+    /// (`Cargo.toml`, `app.py` or `index.js`).
+    Build(BuildArgs),
+    /// Build, serve and watch: a change to a function's source rebuilds it,
+    /// a change to a manifest or component reloads it.
+    Dev(ServeArgs),
+    /// Create a function folder that builds and serves as it is.
+    New(NewArgs),
+}
+
+/// The arguments of `wasmfn routes`: the functions directory alone.
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The functions directory.
+    #[arg(default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+}
+
+/// The arguments of `wasmfn build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The functions directory.
+    #[arg(default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+    /// Where the Python and JavaScript toolchains come from.
+    #[command(flatten)]
+    pub toolchains: ToolchainArgs,
+    /// Python and JavaScript builds to run at once [default: cores, at most 4].
+    #[arg(long, short = 'j', env = "WASMFN_BUILD_JOBS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+    /// Build every function, even those that are up to date.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where the Python and JavaScript toolchains come from.
+#[derive(Debug, Args, Clone)]
+pub struct ToolchainArgs {
+    /// Install a missing componentize-py (with pip, in its own virtual
+    /// environment) or componentize-js (with npm) under the toolchains
+    /// directory, instead of stopping with instructions.
+    #[arg(long, env = "WASMFN_INSTALL_TOOLCHAINS")]
+    pub install_toolchains: bool,
+    /// Where wasmfn keeps the toolchains it installs
+    /// [default: $XDG_CACHE_HOME/wasmfn/toolchains or ~/.cache/wasmfn/toolchains].
+    #[arg(long, env = "WASMFN_TOOLCHAINS_DIR")]
+    pub toolchains_dir: Option<PathBuf>,
+}
+
+impl ToolchainArgs {
+    /// Build options with these toolchain settings.
+    pub fn options(&self) -> BuildOptions {
+        let mut o = BuildOptions {
+            install_toolchains: self.install_toolchains,
+            ..Default::default()
+        };
+        if let Some(d) = &self.toolchains_dir {
+            o.toolchains_dir = d.clone();
+        }
+        o
+    }
+}
+
+/// The arguments of `wasmfn openapi`: those of a host that loads but does not serve.
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    /// The functions directory and host settings to load it with.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// The arguments of `wasmfn serve` and `wasmfn dev`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The functions directory and host settings to serve it with.
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Address to listen on.
+    #[arg(long, env = "WASMFN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Build the functions (as `wasmfn build`) before serving.
+    #[arg(long, env = "WASMFN_BUILD")]
+    pub build: bool,
+    /// Reload when a manifest, component or fragment under DIR changes.
+    #[arg(long, env = "WASMFN_WATCH")]
+    pub watch: bool,
+    /// Worker threads that serve connections and run guests [default: one
+    /// per core]. Fewer threads than cores keep each connection on one
+    /// core (lower latency at low concurrency) and leave cores to the
+    /// network stack, at the cost of guests computing at once.
+    #[arg(long, env = "WASMFN_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub worker_threads: Option<u16>,
+    /// Where the toolchains come from, for `--build` and `dev`.
+    #[command(flatten)]
+    pub toolchains: ToolchainArgs,
+    /// After SIGTERM or SIGINT, how long the listener keeps accepting while
+    /// `/_fn/ready` already answers 503 (a load balancer's health-check
+    /// interval).
+    #[arg(long, env = "WASMFN_DRAIN_DELAY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub drain_delay_ms: u64,
+    /// Then, how long requests in flight may take to finish; what still
+    /// runs is interrupted (503) and the exit status is 1.
+    #[arg(long, env = "WASMFN_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub drain_timeout_ms: u64,
+}
+
+/// The arguments of `wasmfn new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The function's name: its folder, and its route (`/NAME`).
+    pub name: String,
+    /// The language of the function.
+    #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js"])]
+    pub lang: String,
+    /// The functions directory to create it in.
+    #[arg(long, default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+    /// Path of the `wasmfn-sdk` crate (default: the one this binary was built with).
+    #[arg(long, env = "WASMFN_SDK")]
+    pub sdk: Option<PathBuf>,
+}
+
+/// Host-wide settings and the defaults functions inherit.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The functions directory.
+    #[arg(default_value = "functions", env = "WASMFN_DIR")]
+    pub dir: PathBuf,
+    /// Invocations running at once across all functions.
+    #[arg(long, env = "WASMFN_MAX_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrency: u32,
+    /// The largest `max_memory_bytes` a function may set (sizes the instance pool).
+    #[arg(long, env = "WASMFN_MEMORY_CEILING", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
+    pub memory_ceiling: u64,
+    /// Where compiled components are cached; wasmtime prunes this folder, so
+    /// it must not hold anything else [default: $XDG_CACHE_HOME/wasmfn/compiled
+    /// or ~/.cache/wasmfn/compiled].
+    #[arg(long, env = "WASMFN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every component at every start.
+    #[arg(long, env = "WASMFN_NO_CACHE")]
+    pub no_cache: bool,
+    /// Allocate instances on demand instead of from a pool.
+    #[arg(long, env = "WASMFN_NO_POOLING")]
+    pub no_pooling: bool,
+    /// Bytes of each pooled memory reset in place between requests instead
+    /// of returned to the kernel [default: 16 MiB where the kernel finds
+    /// dirty pages (Linux 6.7+), else 64 KiB].
+    #[arg(long, env = "WASMFN_KEEP_RESIDENT_BYTES", value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
+    pub keep_resident_bytes: Option<u64>,
+    /// Copy every linear-memory image on instantiation instead of mapping
+    /// small ones copy-on-write (for measurements).
+    #[arg(long, env = "WASMFN_NO_MEMORY_COW")]
+    pub no_memory_cow: bool,
+    /// Components whose linear-memory images (data the instance starts
+    /// with) are larger than this are copied into each instance instead of
+    /// mapped copy-on-write: an interpreter that writes all over its heap
+    /// costs less that way (Linux 6.7+; elsewhere every image is mapped).
+    #[arg(long, env = "WASMFN_COW_MAX_IMAGE_BYTES", default_value_t = wasmfn_server::runtime::DEFAULT_COW_MAX_IMAGE_BYTES)]
+    pub cow_max_image_bytes: u64,
+    /// Instances made ahead, one per recently used function, so that a
+    /// request need not wait for its instantiation (each still serves one
+    /// request); host-wide, 0 to make every instance on its request.
+    #[arg(long, env = "WASMFN_WARM_INSTANCES", default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub warm_instances: u32,
+    /// Default `timeout_ms` for functions that do not set it.
+    #[arg(long, env = "WASMFN_DEFAULT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub default_timeout_ms: Option<u64>,
+    /// Default `max_concurrency` (0 = no per-function limit).
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_CONCURRENCY", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub default_max_concurrency: Option<u32>,
+    /// Default `max_queue`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_QUEUE", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub default_max_queue: Option<u32>,
+    /// Default `queue_timeout_ms`.
+    #[arg(long, env = "WASMFN_DEFAULT_QUEUE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub default_queue_timeout_ms: Option<u64>,
+    /// Default `overflow_status` (429 or 503).
+    #[arg(long, env = "WASMFN_DEFAULT_OVERFLOW_STATUS", value_parser = ["429", "503"])]
+    pub default_overflow_status: Option<String>,
+    /// Default `max_body_bytes`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_BODY_BYTES")]
+    pub default_max_body_bytes: Option<u64>,
+    /// Default `max_response_bytes`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_RESPONSE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub default_max_response_bytes: Option<u64>,
+    /// Describe the host's own `/_fn/*` endpoints in the OpenAPI document too.
+    #[arg(long, env = "WASMFN_OPENAPI_ADMIN")]
+    pub openapi_admin: bool,
+    /// Check responses against their declared schemas and log mismatches
+    /// (buffers declared JSON responses; meant for development).
+    #[arg(long, env = "WASMFN_VALIDATE_RESPONSES")]
+    pub validate_responses: bool,
+    /// Default `max_memory_bytes`.
+    #[arg(long, env = "WASMFN_DEFAULT_MAX_MEMORY_BYTES", value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
+    pub default_max_memory_bytes: Option<u64>,
+}
+
+impl HostArgs {
+    /// The host configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<HostConfig> {
+        let d = Policy::default();
+        let defaults = Policy {
+            timeout_ms: self.default_timeout_ms.unwrap_or(d.timeout_ms),
+            max_concurrency: self.default_max_concurrency.unwrap_or(d.max_concurrency),
+            max_queue: self.default_max_queue.unwrap_or(d.max_queue),
+            queue_timeout_ms: self.default_queue_timeout_ms.unwrap_or(d.queue_timeout_ms),
+            overflow_status: match &self.default_overflow_status {
+                Some(s) => s.parse()?,
+                None => d.overflow_status,
+            },
+            max_body_bytes: self.default_max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_response_bytes: self.default_max_response_bytes.unwrap_or(d.max_response_bytes),
+            max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
+            allowed_outbound_hosts: Vec::new(),
+        };
+        anyhow::ensure!(
+            defaults.max_memory_bytes <= self.memory_ceiling,
+            "`--default-max-memory-bytes` ({}) is above `--memory-ceiling` ({})",
+            defaults.max_memory_bytes,
+            self.memory_ceiling
+        );
+        Ok(HostConfig {
+            functions_dir: self.dir.clone(),
+            defaults,
+            max_concurrency: self.max_concurrency,
+            openapi_admin: self.openapi_admin,
+            validate_responses: self.validate_responses,
+            runtime: RuntimeConfig {
+                max_instances: self.max_concurrency.saturating_add(16),
+                memory_ceiling: self.memory_ceiling,
+                pooling: !self.no_pooling,
+                keep_resident: self.keep_resident_bytes,
+                memory_cow: !self.no_memory_cow,
+                cow_max_image_bytes: self.cow_max_image_bytes,
+                warm_instances: self.warm_instances,
+                cache_dir: if self.no_cache {
+                    None
+                } else {
+                    self.cache_dir.clone().or_else(default_cache_dir)
+                },
+            },
+        })
+    }
+}
+
+impl ServeArgs {
+    /// Refuses a toolchains folder inside the compile cache, whose cleanup
+    /// would delete it.
+    pub(crate) fn check_folders(&self) -> anyhow::Result<()> {
+        let toolchains = self.toolchains.options().toolchains_dir;
+        if let Some(cache) = self.host.cache_dir.clone().or_else(default_cache_dir)
+            && !self.host.no_cache
+            && toolchains.starts_with(&cache)
+        {
+            anyhow::bail!(
+                "the toolchains folder `{}` is inside the compile cache `{}`, whose cleanup would delete it: \
+                 choose another `--toolchains-dir` or `--cache-dir`",
+                toolchains.display(),
+                cache.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// `--drain-delay-ms` and `--drain-timeout-ms`.
+    pub(crate) fn drain(&self) -> Drain {
+        Drain {
+            delay: std::time::Duration::from_millis(self.drain_delay_ms),
+            timeout: std::time::Duration::from_millis(self.drain_timeout_ms),
+        }
+    }
+
+    /// The async runtime that serves, with `--worker-threads`.
+    pub(crate) fn tokio(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        rt.enable_all();
+        if let Some(n) = self.worker_threads {
+            rt.worker_threads(usize::from(n));
+        }
+        rt.build()
+    }
+}
