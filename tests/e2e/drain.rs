@@ -46,10 +46,11 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
     let served = serve(fx.path(), &["--drain-delay-ms", "1500"]).await;
     let (mut child, base) = served.print_log("drain: ");
     let client = reqwest::Client::new();
+    // Long enough that all 20 are in flight together even on a busy machine.
     let requests: Vec<_> = (0..20)
-        .map(|_| tokio::spawn(client.get(format!("{base}/slow?ms=1500")).send()))
+        .map(|_| tokio::spawn(client.get(format!("{base}/slow?ms=8000")).send()))
         .collect();
-    eventually(Duration::from_secs(20), "20 requests in flight", || async {
+    eventually(Duration::from_secs(7), "20 requests in flight", || async {
         (in_flight(&client, &base, "slow").await == 20).then_some(())
     })
     .await;
