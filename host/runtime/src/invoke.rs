@@ -25,7 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
 use super::whole;
-use super::{CompiledComponent, Runtime};
+use super::{CompiledComponent, Interrupt, Runtime};
 use wasmfn_manifest::OutboundRule;
 
 /// Why a request body stopped, as the host's body wrappers report it.
@@ -65,6 +65,10 @@ pub struct InvokeRequest<B> {
     pub guard: Box<dyn Send>,
     /// The function's warm instance slot: taken if ready, refilled after.
     pub warm: Option<Arc<WarmSlot>>,
+    /// The function version's own switch, set when the version is replaced
+    /// or removed and its drain runs out: it stops this invocation as the
+    /// host-wide interrupt does.
+    pub retire: Option<Arc<Interrupt>>,
 }
 
 /// Why an invocation produced no response.
@@ -128,6 +132,7 @@ impl Runtime {
             outbound,
             guard,
             warm: warm_slot,
+            retire,
         } = req;
         let incoming = Incoming::read(component, request, deadline).await?;
         let (mut store, warm_instance) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
@@ -140,7 +145,7 @@ impl Runtime {
             }
         };
         store.data().tags.set_request(tags.request_id);
-        let active = self.arm_deadline(&mut store, &tags.function, deadline);
+        let active = self.arm_deadline(&mut store, &tags.function, deadline, retire.clone());
         // The response head: sent by the guest through `wasi:http`'s
         // response-outparam, or by the host for a response made whole.
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
@@ -151,6 +156,17 @@ impl Runtime {
         // then the teardown) moves to a task of its own.
         // A panic in the host while it runs the guest fails this request
         // only; the store it leaves behind is dropped, never reused.
+        let interrupt = self.interrupt.clone();
+        let retired = retire.clone();
+        let stopped = async move {
+            match retire {
+                Some(r) => tokio::select! {
+                    () = interrupt.interrupted() => {}
+                    () = r.interrupted() => {}
+                },
+                None => interrupt.interrupted().await,
+            }
+        };
         let interrupt = self.interrupt.clone();
         let guest = Box::pin(
             std::panic::AssertUnwindSafe(async move {
@@ -168,9 +184,9 @@ impl Runtime {
                         Err(_) => Err(InvokeError::Timeout),
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(Failed::Invoke(e))) => Err(e),
-                        Ok(Err(Failed::Wasm(e))) => Err(classify(&e, store.data().limiter.denied, interrupt.is_set())),
+                        Ok(Err(Failed::Wasm(e))) => Err(classify(&e, store.data().limiter.denied, interrupt.is_set() || retired.as_ref().is_some_and(|r| r.is_set()))),
                     },
-                    () = interrupt.interrupted() => Err(InvokeError::Interrupted),
+                    () = stopped => Err(InvokeError::Interrupted),
                 };
                 // The request is over: its slot goes to the next one now.
                 drop((guard, active));
@@ -189,6 +205,7 @@ impl Runtime {
         store: &mut Store<InstanceState>,
         function: &Arc<str>,
         deadline: Instant,
+        retire: Option<Arc<Interrupt>>,
     ) -> ActiveInvocation {
         store.set_epoch_deadline(1);
         let interrupt = self.interrupt.clone();
@@ -196,7 +213,7 @@ impl Runtime {
         let active = ActiveInvocation::start(self.load.clone(), function_load.clone());
         let mut share = CpuShare::new(self.load.clone(), function_load);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline || interrupt.is_set() {
+            if Instant::now() >= deadline || interrupt.is_set() || retire.as_ref().is_some_and(|r| r.is_set()) {
                 return Ok(UpdateDeadline::Interrupt);
             }
             Ok(share.next_tick())

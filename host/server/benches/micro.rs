@@ -178,6 +178,7 @@ async fn one_request(
                 outbound: Arc::from([]),
                 guard: Box::new(()),
                 warm,
+                retire: None,
             },
         )
         .await

@@ -121,6 +121,64 @@ pub enum ApiError {
     /// 503 `shutting_down`: the host is draining; `/_fn/ready` answers it from the first signal,
     /// and a request still running when the drain runs out of time is interrupted with it.
     ShuttingDown,
+    /// 503 `version_retired`: the request ran on a version of the function that was replaced or
+    /// removed, and was still running when that version's drain ran out.
+    VersionRetired {
+        /// The function's name.
+        function: String,
+    },
+    /// 401 `unauthorized`: an admin endpoint without a bearer token, or with one this host does
+    /// not know; sent with `WWW-Authenticate: Bearer`.
+    Unauthorized {
+        /// What is missing.
+        message: String,
+    },
+    /// 403 `forbidden`: the token lacks the scope, or the host's admin surface does not take this
+    /// request without a token (loopback only, read-only).
+    Forbidden {
+        /// Why, and how to get access.
+        message: String,
+    },
+    /// 422 `invalid_function`: a deploy whose manifest, fragment or component is not a valid
+    /// function, or a name that is not one; what serves is unchanged.
+    InvalidFunction {
+        /// What is wrong, naming the field or part.
+        message: String,
+    },
+    /// 409 `deploy_conflict`: a deploy or rollback whose routes other functions serve, or a name of
+    /// the functions directory; what serves is unchanged.
+    DeployConflict {
+        /// What conflicts.
+        message: String,
+        /// The functions involved; sent as `details.functions`.
+        functions: Vec<String>,
+    },
+    /// 409 `no_previous_version`: a rollback of a function with a single version.
+    NoPreviousVersion {
+        /// The function's name.
+        function: String,
+    },
+    /// 404 `function_not_found`: no deployed function has this name.
+    FunctionNotFound {
+        /// The name asked for.
+        function: String,
+    },
+    /// 413 `deploy_too_large`: the upload is over `--max-deploy-bytes`.
+    DeployTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// 400 `bad_upload`: the deploy request is not a `multipart/form-data` body with the parts
+    /// it needs.
+    BadUpload {
+        /// What is wrong, and what is expected.
+        message: String,
+    },
+    /// 500 `state_failed`: the state directory could not be written; nothing changed.
+    StateFailed {
+        /// The file and the system's reason.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -141,7 +199,15 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::ReloadFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::VersionRetired { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::InvalidFunction { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::DeployConflict { .. } | ApiError::NoPreviousVersion { .. } => StatusCode::CONFLICT,
+            ApiError::FunctionNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::DeployTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadUpload { .. } => StatusCode::BAD_REQUEST,
+            ApiError::StateFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -167,6 +233,16 @@ impl ApiError {
             ApiError::ValidationFailed { .. } => "validation_error",
             ApiError::ReloadFailed { .. } => "reload_failed",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::VersionRetired { .. } => "version_retired",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::InvalidFunction { .. } => "invalid_function",
+            ApiError::DeployConflict { .. } => "deploy_conflict",
+            ApiError::NoPreviousVersion { .. } => "no_previous_version",
+            ApiError::FunctionNotFound { .. } => "function_not_found",
+            ApiError::DeployTooLarge { .. } => "deploy_too_large",
+            ApiError::BadUpload { .. } => "bad_upload",
+            ApiError::StateFailed { .. } => "state_failed",
         }
     }
 
@@ -215,6 +291,25 @@ impl ApiError {
                 format!("{got} is not accepted here; expected one of: {}", expected.join(", "))
             }
             ApiError::ShuttingDown => "the host is shutting down; retry on another instance".into(),
+            ApiError::VersionRetired { function } => format!(
+                "this request ran on a version of function `{function}` that was replaced or removed, \
+                 and outlived its drain; retry"
+            ),
+            ApiError::Unauthorized { message }
+            | ApiError::Forbidden { message }
+            | ApiError::InvalidFunction { message }
+            | ApiError::DeployConflict { message, .. }
+            | ApiError::BadUpload { message } => message.clone(),
+            ApiError::NoPreviousVersion { function } => {
+                format!("function `{function}` has no earlier version to roll back to")
+            }
+            ApiError::FunctionNotFound { function } => format!("no function `{function}` is deployed"),
+            ApiError::DeployTooLarge { limit } => format!(
+                "the upload is over this host's limit of {limit} bytes (`--max-deploy-bytes`)"
+            ),
+            ApiError::StateFailed { message } => {
+                format!("the state directory could not be written, so nothing changed: {message}")
+            }
             ApiError::ReloadFailed { message } => {
                 format!("the functions directory could not be loaded; what is serving is unchanged: {message}")
             }
@@ -232,6 +327,7 @@ impl ApiError {
             ApiError::RouteConflict { route, functions, .. } => Some(json!({ "route": route, "functions": functions })),
             ApiError::ValidationFailed { issues } => Some(json!(issues)),
             ApiError::UnsupportedMediaType { expected, .. } => Some(json!({ "expected": expected })),
+            ApiError::DeployConflict { functions, .. } => Some(json!({ "functions": functions })),
             _ => None,
         }
     }
@@ -255,6 +351,9 @@ impl ApiError {
             }
             ApiError::TooManyRequests { retry_after, .. } | ApiError::ServiceUnavailable { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::VersionRetired { .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             ApiError::ShuttingDown => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(1));

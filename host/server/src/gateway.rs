@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::admission::{GateError, LimitedBody, LimitedResponse};
 use crate::registry::{FunctionStats, LoadedFunction};
-use crate::request_id::{REQUEST_ID, request_id};
+use crate::request_id::REQUEST_ID;
 use wasmfn_openapi::{OperationValidator, Rejection};
 use wasmfn_routing::{RouteOutcome, split_host_port, split_path};
 use wasmfn_runtime::{GuestBody, InvokeError, InvokeRequest, InvokeTags};
@@ -30,16 +30,6 @@ pub const FN_FUNCTION: HeaderName = HeaderName::from_static("x-fn-function");
 pub const FN_PATH: HeaderName = HeaderName::from_static("x-fn-path");
 /// Prefix of one header per path parameter: `x-fn-param-id`.
 pub const FN_PARAM_PREFIX: &str = "x-fn-param-";
-
-/// Axum fallback, behind [`with_request_id`](crate::request_id::with_request_id): a request under `/_fn` that
-/// no admin endpoint took.
-pub(crate) async fn gateway(State(app): State<Arc<AppState>>, req: Request) -> Response {
-    let id = request_id(req.headers());
-    match handle(&app, req, &id).await {
-        Ok(r) => r,
-        Err(e) => e.into_response_with(&id),
-    }
-}
 
 /// Every request that is not for `/_fn/*`, straight from the connection:
 /// the request id settled as [`with_request_id`](crate::request_id::with_request_id) does, without a router
@@ -228,6 +218,7 @@ async fn invoke(
                 outbound: f.outbound.clone(),
                 guard: Box::new((permit, host_permit)),
                 warm: Some(f.warm.clone()),
+                retire: Some(f.retire.clone()),
             },
         )
         .await;
@@ -406,6 +397,14 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
                 reason: "no instance slot is free".into(),
                 retry_after: 1,
             }
+        }
+        InvokeError::Interrupted if f.retire.is_set() => {
+            tracing::warn!(
+                function,
+                request_id = id,
+                "interrupted: this version was replaced or removed and its drain ran out of time"
+            );
+            ApiError::VersionRetired { function }
         }
         InvokeError::Interrupted => {
             tracing::warn!(function, request_id = id, "interrupted: the drain ran out of time");

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::registry::Snapshot;
-use crate::{AppState, Front, HostConfig};
+use crate::{AppState, Front, HostConfig, TlsFiles};
 
 /// How a host shuts down once its shutdown signal resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,17 @@ pub struct HostBuilder {
     config: HostConfig,
     watch: Option<Duration>,
     drain: Drain,
+    admin_listener: Option<AdminListener>,
+}
+
+/// A listener of its own for the admin surface (`--admin-listen`), with
+/// TLS where configured; the function listener then serves none of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminListener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its certificate and key, and the client CA if clients must present one.
+    pub tls: Option<TlsFiles>,
 }
 
 impl HostBuilder {
@@ -74,9 +85,16 @@ impl HostBuilder {
         self
     }
 
-    /// How to shut down (default: [`Drain::default`]).
+    /// How to shut down (default: [`Drain::default`]). Its timeout is also
+    /// how long a replaced or undeployed version may finish its requests.
     pub fn drain(mut self, drain: Drain) -> Self {
         self.drain = drain;
+        self
+    }
+
+    /// Serves the admin surface on a listener of its own.
+    pub fn admin_listener(mut self, listener: AdminListener) -> Self {
+        self.admin_listener = Some(listener);
         self
     }
 
@@ -87,10 +105,16 @@ impl HostBuilder {
     /// is an error: a broken function is listed in the snapshot's `failed`
     /// and everything else loads.
     pub fn build(self) -> anyhow::Result<Host> {
+        let admin_tls = match self.admin_listener.as_ref().and_then(|l| l.tls.as_ref()) {
+            Some(files) => Some(files.server_config()?),
+            None => None,
+        };
         Ok(Host {
-            app: AppState::load(self.config)?,
+            app: AppState::load(self.config, self.drain.timeout)?,
             watch: self.watch,
             drain: self.drain,
+            admin_listener: self.admin_listener,
+            admin_tls,
         })
     }
 
@@ -105,6 +129,8 @@ pub struct Host {
     app: Arc<AppState>,
     watch: Option<Duration>,
     drain: Drain,
+    admin_listener: Option<AdminListener>,
+    admin_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Host {
@@ -114,6 +140,7 @@ impl Host {
             config,
             watch: None,
             drain: Drain::default(),
+            admin_listener: None,
         }
     }
 
@@ -127,8 +154,8 @@ impl Host {
         self.app.registry.snapshot()
     }
 
-    /// Binds `listen` (port 0 for any), logs what is served, and serves
-    /// until `shutdown` resolves, then drains.
+    /// Binds `listen` (port 0 for any), and the admin listener if there is
+    /// one, logs what is served, and serves until `shutdown` resolves, then drains.
     pub async fn serve_on(
         self,
         listen: SocketAddr,
@@ -142,13 +169,27 @@ impl Host {
         tracing::info!(
             %addr,
             functions = s.functions.len(),
+            deployed = s.deployed.len(),
             failed = s.failed.len(),
             conflicts = s.table.conflicts().len(),
             pooling = self.app.runtime.pooling(),
             "wasmfn listening on http://{addr}"
         );
         drop(s);
-        Ok(self.serve(listener, shutdown).await?)
+        let admin = self.bind_admin().await?;
+        Ok(self.serve_both(listener, admin, shutdown).await?)
+    }
+
+    /// Binds the admin listener, if the host has one.
+    async fn bind_admin(&self) -> anyhow::Result<Option<TcpListener>> {
+        let Some(a) = &self.admin_listener else { return Ok(None) };
+        let l = TcpListener::bind(a.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on `{}` (`--admin-listen`): {e}", a.addr))?;
+        let addr = l.local_addr()?;
+        let scheme = if self.admin_tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, tls = self.admin_tls.is_some(), "admin surface on {scheme}://{addr}/_fn");
+        Ok(Some(l))
     }
 
     /// Serves `listener` until `shutdown` resolves, then drains as the
@@ -158,15 +199,26 @@ impl Host {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<Drained> {
+        let admin = self.bind_admin().await.map_err(std::io::Error::other)?;
+        self.serve_both(listener, admin, shutdown).await
+    }
+
+    async fn serve_both(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<Drained> {
         let _watcher = self.watch.map(|interval| {
             let task = tokio::spawn(crate::watch(self.app.clone(), interval));
             AbortOnDrop(task)
         });
         let Drain { delay, timeout } = self.drain;
         let begun = Arc::new(tokio::sync::Notify::new());
-        let stop_accepting = {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        {
             let (app, begun) = (self.app.clone(), begun.clone());
-            async move {
+            tokio::spawn(async move {
                 shutdown.await;
                 app.draining.store(true, Ordering::Relaxed);
                 begun.notify_one();
@@ -177,33 +229,42 @@ impl Host {
                 );
                 tokio::time::sleep(delay).await;
                 tracing::info!("draining: no new connections; waiting for requests in flight");
+                let _ = stop_tx.send(true);
+            });
+        }
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let limits = self.app.config.head_limits;
+        let main = crate::listen::serve(
+            listener,
+            Front::new(self.app.clone(), admin.is_none()),
+            limits,
+            None,
+            stopped(stop_rx.clone()),
+        );
+        let admin = async {
+            if let Some(l) = admin {
+                let router = crate::router(self.app.clone(), true);
+                crate::listen::serve(l, router, limits, self.admin_tls.clone(), stopped(stop_rx.clone())).await;
             }
         };
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        use axum::ServiceExt;
-        let server = axum::serve(listener, Front::new(self.app.clone()).into_make_service())
-            .with_graceful_shutdown(stop_accepting)
-            .into_future();
+        let server = async { tokio::join!(main, admin) };
         tokio::pin!(server);
         let out_of_time = async {
             begun.notified().await;
             tokio::time::sleep(delay + timeout).await;
         };
         tokio::select! {
-            served = &mut server => {
-                served?;
+            _ = &mut server => {
                 tracing::info!("drained: every request finished");
                 return Ok(Drained::Complete);
             }
             () = out_of_time => {}
         }
         self.app.runtime.interrupt_all();
-        match tokio::time::timeout(AFTER_INTERRUPT, &mut server).await {
-            Ok(served) => served?,
-            Err(_) => tracing::warn!("connections still open after the interrupt; closing them"),
+        if tokio::time::timeout(AFTER_INTERRUPT, &mut server).await.is_err() {
+            tracing::warn!("connections still open after the interrupt; closing them");
         }
         tracing::warn!("drain cut: requests still running were interrupted");
         Ok(Drained::Cut)

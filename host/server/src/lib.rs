@@ -33,13 +33,17 @@
 
 mod admin;
 pub mod admission;
+pub mod auth;
+pub mod deploy;
 mod error;
 mod gateway;
 mod host;
+mod listen;
 pub mod loader;
 pub mod registry;
 mod report;
 mod request_id;
+pub mod state;
 mod watch;
 
 use std::path::PathBuf;
@@ -57,7 +61,9 @@ pub use wasmfn_runtime as runtime;
 pub use admin::{admin_document, catalog_json};
 pub use error::ApiError;
 pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE};
-pub use host::{Drain, Drained, Host, HostBuilder, RunningHost};
+pub use auth::{AdminAccess, AdminTokens, Scope};
+pub use host::{AdminListener, Drain, Drained, Host, HostBuilder, RunningHost};
+pub use listen::{DEFAULT_MAX_HEADER_BYTES, HeadLimits, MIN_MAX_HEADER_BYTES, TlsFiles};
 pub use report::RouteReport;
 pub use request_id::{REQUEST_ID, request_id};
 pub use watch::{fingerprint, watch};
@@ -82,6 +88,17 @@ pub struct HostConfig {
     pub validate_responses: bool,
     /// Settings of the sandbox; `max_instances` is raised to fit `max_concurrency`.
     pub runtime: RuntimeConfig,
+    /// Who may use the admin surface.
+    pub admin: AdminAccess,
+    /// Where deployed functions, the desired state and the audit log are
+    /// kept; `None`: the host takes no deploys.
+    pub state_dir: Option<PathBuf>,
+    /// Versions kept per deployed function (rollback reaches back this far).
+    pub keep_versions: usize,
+    /// The largest deploy upload accepted, in bytes (413 beyond).
+    pub max_deploy_bytes: u64,
+    /// Limits on request heads, on every listener.
+    pub head_limits: HeadLimits,
 }
 
 impl HostConfig {
@@ -94,6 +111,11 @@ impl HostConfig {
             openapi_admin: false,
             validate_responses: false,
             runtime: RuntimeConfig::default(),
+            admin: AdminAccess::default(),
+            state_dir: None,
+            keep_versions: 5,
+            max_deploy_bytes: 64 << 20,
+            head_limits: HeadLimits::default(),
         }
     }
 }
@@ -116,6 +138,10 @@ pub struct AppState {
     reloading: tokio::sync::Mutex<()>,
     /// Build errors of functions (from `wasmfn dev`), shown in the catalog.
     pub build_errors: dashmap::DashMap<String, String>,
+    /// Deployed functions and the state directory; `None` without `state_dir`.
+    pub deployments: Option<deploy::Deployments>,
+    /// How long a version that left the serving set may finish its requests.
+    retire_after: Duration,
 }
 
 /// What a reload did.
@@ -135,14 +161,33 @@ pub struct ReloadReport {
 
 impl AppState {
     /// Creates the runtime and loads every function once.
-    pub(crate) fn load(config: HostConfig) -> anyhow::Result<Arc<Self>> {
+    pub(crate) fn load(config: HostConfig, retire_after: Duration) -> anyhow::Result<Arc<Self>> {
         let mut rc = config.runtime.clone();
         // Room for every invocation plus loads running beside them.
         rc.max_instances = rc.max_instances.max(config.max_concurrency.saturating_add(16));
         let runtime = Runtime::new(rc)?;
         let registry = Registry::default();
+        let deployments = match &config.state_dir {
+            Some(d) => Some(deploy::Deployments::open(d, config.keep_versions)?),
+            None => None,
+        };
         let extra = config.openapi_admin.then(admin::admin_document);
-        let snapshot = loader::load(&config.functions_dir, &config.defaults, &runtime, &registry, extra)?;
+        let deployed = deployments
+            .as_ref()
+            .map(|d| d.specs(&config.defaults))
+            .unwrap_or_default();
+        let mut snapshot = loader::reload(
+            &config.functions_dir,
+            &config.defaults,
+            &runtime,
+            &registry,
+            extra,
+            None,
+            deployed,
+        )?;
+        if let Some(d) = &deployments {
+            snapshot.deployed = deploy::deployed_digests(&d.desired());
+        }
         registry.swap(snapshot);
         let host_gate = ConcurrencyGate::new(
             config.max_concurrency,
@@ -158,6 +203,8 @@ impl AppState {
             draining: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
             build_errors: Default::default(),
+            deployments,
+            retire_after,
         }))
     }
 
@@ -177,16 +224,27 @@ impl AppState {
             let previous = app.registry.snapshot();
             let extra = app.config.openapi_admin.then(admin::admin_document);
             let c = &app.config;
-            loader::reload(
+            let deployed = app
+                .deployments
+                .as_ref()
+                .map(|d| d.specs(&c.defaults))
+                .unwrap_or_default();
+            let mut next = loader::reload(
                 &c.functions_dir,
                 &c.defaults,
                 &app.runtime,
                 &app.registry,
                 extra,
                 Some(&previous),
-            )
+                deployed,
+            )?;
+            if let Some(d) = &app.deployments {
+                next.deployed = deploy::deployed_digests(&d.desired());
+            }
+            anyhow::Ok((next, previous))
         })
         .await??;
+        let (next, previous) = next;
         let report = ReloadReport {
             functions: next.functions.len(),
             failed: next.failed.len(),
@@ -194,7 +252,9 @@ impl AppState {
             conflicts: next.table.conflicts().len(),
             duration_ms: started.elapsed().as_millis() as u64,
         };
+        let leaving = deploy::leaving(&previous, &next);
         self.registry.swap(next);
+        self.retire(leaving);
         tracing::info!(
             functions = report.functions,
             failed = report.failed,
@@ -207,20 +267,21 @@ impl AppState {
     }
 }
 
-/// The `/_fn/*` endpoints (with the request-id middleware); anything
-/// under `/_fn` they do not take falls back to the gateway.
-pub fn router(app: Arc<AppState>) -> Router {
-    Router::new()
+/// The `/_fn/*` endpoints (with the request-id middleware): the public
+/// ones (`health`, `ready`, `openapi.json`, `docs`) always, the admin
+/// surface (behind [`AdminAccess`]) when `with_admin`; anything else
+/// answers 404.
+pub fn router(app: Arc<AppState>, with_admin: bool) -> Router {
+    let mut r = Router::new()
         .route("/_fn/health", get(admin::health))
         .route("/_fn/ready", get(admin::ready))
-        .route("/_fn/catalog", get(admin::catalog))
         .route("/_fn/openapi.json", get(admin::openapi_json))
-        .route("/_fn/reload", axum::routing::post(admin::reload))
         .route("/_fn/docs", get(admin::docs))
-        .route("/_fn/docs/{asset}", get(admin::docs_asset))
-        .route("/_fn", axum::routing::any(admin::not_found))
-        .route("/_fn/{*rest}", axum::routing::any(admin::not_found))
-        .fallback(gateway::gateway)
+        .route("/_fn/docs/{asset}", get(admin::docs_asset));
+    if with_admin {
+        r = r.merge(admin::surface(app.clone()));
+    }
+    r.fallback(admin::not_found)
         .layer(axum::middleware::from_fn(request_id::with_request_id))
         .with_state(app)
 }
@@ -241,10 +302,11 @@ pub struct Front {
 }
 
 impl Front {
-    /// The service for `app`, with its admin router built once.
-    pub fn new(app: Arc<AppState>) -> Self {
+    /// The service for `app`, with its `/_fn` router built once: the admin
+    /// surface included unless it has a listener of its own (`with_admin`).
+    pub fn new(app: Arc<AppState>, with_admin: bool) -> Self {
         Self {
-            admin: router(app.clone()),
+            admin: router(app.clone(), with_admin),
             app,
         }
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::registry::{FunctionApi, LoadedFunction, Registry, Snapshot};
 use wasmfn_manifest::Policy;
 use wasmfn_manifest::digest::content_digest;
-use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec, discover};
+use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, discover};
 use wasmfn_openapi::{
     self as openapi, DocFunction, Fragment, FragmentError, Mount, MountError, build_mounts, namespace,
 };
@@ -99,13 +99,15 @@ pub fn load(
     registry: &Registry,
     extra_doc: Option<Value>,
 ) -> anyhow::Result<Snapshot> {
-    reload(dir, defaults, runtime, registry, extra_doc, None)
+    reload(dir, defaults, runtime, registry, extra_doc, None, Discovery::default())
 }
 
-/// As [`load`], reusing what did not change since `previous`: a function
-/// whose manifest and component are the same is kept as it is (slots,
-/// queue and compiled code), and one whose new version fails keeps its
-/// previous version serving (listed in [`Snapshot::kept`]).
+/// As [`load`], with the functions of `deployed` (deployed through the
+/// admin API) beside those of `dir`, and reusing what did not change since
+/// `previous`: a function whose manifest and component are the same is
+/// kept as it is (slots, queue and compiled code), and one whose new
+/// version fails keeps its previous version serving (listed in
+/// [`Snapshot::kept`]). A folder named as a deployed function fails.
 pub fn reload(
     dir: &Path,
     defaults: &Policy,
@@ -113,50 +115,49 @@ pub fn reload(
     registry: &Registry,
     extra_doc: Option<Value>,
     previous: Option<&Snapshot>,
+    deployed: Discovery,
 ) -> anyhow::Result<Snapshot> {
     let fingerprint = crate::fingerprint(dir);
     let discovered = discover(dir, defaults)
         .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
     let mut failed = discovered.failed;
+    let deployed_names: HashSet<&str> = deployed
+        .functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(deployed.failed.iter().map(|f| f.name.as_str()))
+        .collect();
+    let mut specs = Vec::with_capacity(discovered.functions.len() + deployed.functions.len());
+    for spec in discovered.functions {
+        if deployed_names.contains(spec.name.as_str()) {
+            failed.push(FailedSpec {
+                error: format!(
+                    "folder `{}`: a function deployed through the admin API is named `{}`; rename the folder, \
+                     or undeploy the other (`wasmfn undeploy {}`)",
+                    spec.dir.display(),
+                    spec.name,
+                    spec.name
+                ),
+                name: spec.name,
+                dir: spec.dir,
+                manifest_path: spec.manifest_path,
+                component_path: Some(spec.component_path),
+            });
+        } else {
+            specs.push(spec);
+        }
+    }
+    specs.extend(deployed.functions);
+    failed.extend(deployed.failed);
     let old = |name: &str| previous.and_then(|p| p.functions.iter().find(|f| f.spec.name == name));
-    let prepared = prepare_all(&discovered.functions, runtime, &|spec| old(&spec.name).cloned());
+    let prepared = prepare_all(&specs, runtime, &|spec| old(&spec.name).cloned());
     let mut functions: Vec<Arc<LoadedFunction>> = Vec::new();
     let mut kept = std::collections::BTreeMap::new();
     // `wasmfn` names the host's own schemas.
     let mut namespaces = HashSet::from(["wasmfn".to_string()]);
-    for (spec, result) in discovered.functions.into_iter().zip(prepared) {
-        let loaded = result.and_then(|prepared| match prepared {
-            Prepared::Unchanged(f) => Ok(Loaded::Same(f)),
-            Prepared::New {
-                component,
-                fragment,
-                source,
-                digest,
-            } => {
-                let ns = unique_namespace(&spec.name, &mut namespaces);
-                let mounts = build_mounts(&spec, &ns, fragment.as_ref()).map_err(|source| LoadError::Mount {
-                    function: spec.name.clone(),
-                    source: Box::new(source),
-                })?;
-                let api = FunctionApi {
-                    digest,
-                    namespace: ns,
-                    source,
-                    fragment,
-                    mounts,
-                };
-                Ok(Loaded::New(component, api))
-            }
-        });
-        match loaded {
-            Ok(Loaded::Same(f)) => {
-                namespaces.insert(f.namespace.clone());
-                functions.push(f);
-            }
-            Ok(Loaded::New(component, api)) => {
-                let stats = registry.stats_for(&spec.name);
-                functions.push(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)));
-            }
+    for (spec, result) in specs.into_iter().zip(prepared) {
+        match result.and_then(|p| mount(spec.clone(), p, runtime, registry, &mut namespaces)) {
+            Ok(f) => functions.push(f),
             Err(error) => match old(&spec.name).map(|f| (f, error.to_string())) {
                 Some((f, error)) => {
                     tracing::error!(function = %spec.name, %error, "new version failed to load; the previous one keeps serving");
@@ -188,6 +189,101 @@ pub fn reload(
     for f in &failed {
         tracing::error!(function = %f.name, error = %f.error, "function not served");
     }
+    Ok(assemble(functions, failed, kept, fingerprint, extra_doc))
+}
+
+/// `previous` with `spec` loaded in place of the function of that name (or
+/// beside the others when there is none): the new version compiled,
+/// described and mounted, the route table and the document made again.
+/// Nothing else is loaded again. An error leaves `previous` as it is.
+pub fn with_function(
+    previous: &Snapshot,
+    spec: FunctionSpec,
+    runtime: &Runtime,
+    registry: &Registry,
+    extra_doc: Option<Value>,
+) -> Result<Snapshot, LoadError> {
+    let old = previous.functions.iter().find(|f| f.spec.name == spec.name).cloned();
+    let mut namespaces: HashSet<String> = previous
+        .functions
+        .iter()
+        .filter(|f| f.spec.name != spec.name)
+        .map(|f| f.namespace.clone())
+        .chain(["wasmfn".to_string()])
+        .collect();
+    let prepared = prepare_one(&spec, runtime, old, &Memo::default())?;
+    let name = spec.name.clone();
+    let f = mount(spec, prepared, runtime, registry, &mut namespaces)?;
+    let mut functions: Vec<Arc<LoadedFunction>> =
+        previous.functions.iter().filter(|g| g.spec.name != name).cloned().collect();
+    functions.push(f);
+    let failed = previous.failed.iter().filter(|g| g.name != name).cloned().collect();
+    let mut kept = previous.kept.clone();
+    kept.remove(&name);
+    Ok(assemble(functions, failed, kept, previous.fingerprint, extra_doc))
+}
+
+/// `previous` without the function `name`.
+pub fn without_function(previous: &Snapshot, name: &str, extra_doc: Option<Value>) -> Snapshot {
+    let functions = previous.functions.iter().filter(|g| g.spec.name != name).cloned().collect();
+    let failed = previous.failed.iter().filter(|g| g.name != name).cloned().collect();
+    let mut kept = previous.kept.clone();
+    kept.remove(name);
+    assemble(functions, failed, kept, previous.fingerprint, extra_doc)
+}
+
+/// A prepared function, mounted under its routes (or the loaded one, unchanged).
+fn mount(
+    spec: FunctionSpec,
+    prepared: Prepared,
+    runtime: &Runtime,
+    registry: &Registry,
+    namespaces: &mut HashSet<String>,
+) -> Result<Arc<LoadedFunction>, LoadError> {
+    match prepared {
+        Prepared::Unchanged(f) => {
+            namespaces.insert(f.namespace.clone());
+            Ok(f)
+        }
+        Prepared::New {
+            component,
+            fragment,
+            source,
+            digest,
+        } => {
+            let ns = unique_namespace(&spec.name, namespaces);
+            let mounts = build_mounts(&spec, &ns, fragment.as_ref()).map_err(|source| LoadError::Mount {
+                function: spec.name.clone(),
+                source: Box::new(source),
+            });
+            let mounts = match mounts {
+                Ok(m) => m,
+                Err(e) => {
+                    namespaces.remove(&ns);
+                    return Err(e);
+                }
+            };
+            let api = FunctionApi {
+                digest,
+                namespace: ns,
+                source,
+                fragment,
+                mounts,
+            };
+            let stats = registry.stats_for(&spec.name);
+            Ok(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)))
+        }
+    }
+}
+
+/// The route table and the document of `functions`, as one snapshot.
+fn assemble(
+    functions: Vec<Arc<LoadedFunction>>,
+    failed: Vec<FailedSpec>,
+    kept: std::collections::BTreeMap<String, String>,
+    fingerprint: u64,
+    extra_doc: Option<Value>,
+) -> Snapshot {
     let (claims, mount_index) = claims(functions.iter().map(|f| (&f.spec, f.mounts.as_slice())));
     let table = RouteTable::build(claims);
     for c in table.conflicts() {
@@ -209,7 +305,7 @@ pub fn reload(
     let doc = openapi::document(&doc_functions, routes, extra_doc);
     let openapi = serde_json::to_vec_pretty(&doc).expect("documents serialise").into();
     drop(doc_functions);
-    Ok(Snapshot {
+    Snapshot {
         functions,
         failed,
         table,
@@ -218,7 +314,8 @@ pub fn reload(
         kept,
         fingerprint,
         loaded_at: SystemTime::now(),
-    })
+        deployed: Default::default(),
+    }
 }
 
 fn unique_namespace(name: &str, taken: &mut HashSet<String>) -> String {
@@ -306,12 +403,6 @@ enum Prepared {
         source: &'static str,
         digest: u64,
     },
-}
-
-#[expect(clippy::large_enum_variant, reason = "one short-lived value per function at load")]
-enum Loaded {
-    Same(Arc<LoadedFunction>),
-    New(CompiledComponent, FunctionApi),
 }
 
 /// What one component's bytes compile and describe to. Functions that

@@ -15,7 +15,7 @@ use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
 use wasmfn_routing::RouteTable;
-use wasmfn_runtime::{CompiledComponent, Runtime, WarmSlot};
+use wasmfn_runtime::{CompiledComponent, Interrupt, Runtime, WarmSlot};
 
 /// A function that is compiled, mounted and serving.
 pub struct LoadedFunction {
@@ -46,6 +46,9 @@ pub struct LoadedFunction {
     pub stats: Arc<FunctionStats>,
     /// The instance made ahead for its next request.
     pub warm: Arc<WarmSlot>,
+    /// Set when this version has left the serving set and its drain ran
+    /// out: whatever of it still runs is interrupted.
+    pub retire: Arc<Interrupt>,
 }
 
 impl LoadedFunction {
@@ -86,6 +89,7 @@ impl LoadedFunction {
             gate,
             stats,
             spec,
+            retire: Arc::default(),
         }
     }
 }
@@ -188,6 +192,9 @@ pub struct Snapshot {
     pub fingerprint: u64,
     /// When this snapshot was made.
     pub loaded_at: SystemTime,
+    /// Functions deployed through the admin API (the others come from the
+    /// functions directory): name → digest of the serving component (`sha256:…`).
+    pub deployed: std::collections::BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -208,6 +215,7 @@ impl Snapshot {
             kept: Default::default(),
             fingerprint: 0,
             loaded_at: SystemTime::now(),
+            deployed: Default::default(),
         }
     }
 }

@@ -218,6 +218,38 @@ impl Walk {
     }
 }
 
+/// The spec of a function that lives outside any functions directory (one
+/// deployed through the admin API): its manifest (its `component` field
+/// ignored), its parts at the paths given, the host's defaults under its
+/// own limits. Without `invoke.routes` it serves `/{name}`.
+/// `manifest_path` names the manifest in messages.
+pub fn standalone_spec(
+    name: &str,
+    manifest_path: &Path,
+    manifest: &FunctionManifest,
+    component_path: &Path,
+    openapi_path: Option<&Path>,
+    defaults: &Policy,
+) -> Result<FunctionSpec, SpecError> {
+    let dir = manifest_path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let ((routes, schema_hidden), methods, hosts) = spec_from_manifest(&[name.to_string()], manifest_path, manifest)?;
+    let invoke = manifest.invoke.clone().unwrap_or_default();
+    Ok(FunctionSpec {
+        name: name.to_string(),
+        dir,
+        manifest_path: manifest_path.to_path_buf(),
+        component_path: component_path.to_path_buf(),
+        description: manifest.description.clone(),
+        routes,
+        schema_hidden,
+        openapi_path: openapi_path.map(Path::to_path_buf),
+        methods,
+        hosts,
+        force_url: invoke.force_url,
+        policy: defaults.with(&manifest.policy()),
+    })
+}
+
 type Mount = ((Vec<RoutePattern>, Vec<RoutePattern>), Vec<Method>, Vec<HostRule>);
 
 /// Why a function's manifest, valid as a file, does not make a function:

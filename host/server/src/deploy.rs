@@ -1,0 +1,477 @@
+//! Deploying at runtime: a function's new version (manifest, component,
+//! optional fragment) is validated whole (parsed, compiled, described,
+//! mounted, checked for route conflicts) beside what serves, then written
+//! to the state directory and swapped in. Rollback and undeploy take the
+//! same path. One change at a time; in-flight requests finish on the
+//! version they started with, and a version that leaves is interrupted
+//! only once its drain runs out.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::registry::{LoadedFunction, Snapshot};
+use crate::state::{DesiredState, Deployment, StateDir, StateError, Version, now_rfc3339};
+use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, standalone_spec};
+use wasmfn_manifest::{FunctionManifest, Policy};
+use wasmfn_openapi::Fragment;
+
+/// Deployed functions: the state directory and the desired state it holds.
+pub struct Deployments {
+    pub(crate) dir: StateDir,
+    pub(crate) desired: std::sync::Mutex<DesiredState>,
+    keep_versions: usize,
+}
+
+impl std::fmt::Debug for Deployments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployments")
+            .field("dir", &self.dir.root())
+            .field("keep_versions", &self.keep_versions)
+            .finish()
+    }
+}
+
+/// A new version, as uploaded.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The function's name.
+    pub name: String,
+    /// The `fn.config.json` text (its `component` field is ignored).
+    pub manifest: String,
+    /// The component's bytes.
+    pub component: Bytes,
+    /// The OpenAPI fragment's text, for components that do not describe themselves.
+    pub openapi: Option<String>,
+}
+
+/// Why a change was refused; what serves is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The host keeps no state directory.
+    #[error("this host keeps no state directory, so it takes no deploys (start it with `--state-dir DIR`)")]
+    Disabled,
+    /// The name is not `[a-z0-9-]{1,63}`.
+    #[error(
+        "`{0}` is not a function name: use 1 to 63 lowercase letters, digits and `-`, starting with a letter or digit"
+    )]
+    InvalidName(String),
+    /// The upload is not a valid function: manifest, fragment, component, load.
+    #[error("{0}")]
+    Invalid(String),
+    /// The new version would take routes other functions serve, or a directory function's name.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// The functions involved.
+        functions: Vec<String>,
+    },
+    /// No deployed function has the name.
+    #[error("no function `{0}` is deployed")]
+    NotDeployed(String),
+    /// Rollback with no earlier version.
+    #[error("function `{0}` has no earlier version to roll back to")]
+    NoPreviousVersion(String),
+    /// The state directory could not be written; nothing changed.
+    #[error("{0}")]
+    State(#[from] StateError),
+}
+
+/// What a deploy or rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// The function.
+    pub name: String,
+    /// The serving component's digest (`sha256:…`).
+    pub digest: String,
+    /// The digest that served before (`None`: the function is new).
+    #[serde(skip)]
+    pub previous_digest: Option<String>,
+    /// Its routes.
+    pub routes: Vec<String>,
+    /// `ready`.
+    pub state: &'static str,
+    /// Whether the function did not exist before.
+    #[serde(skip)]
+    pub created: bool,
+    /// Whether the upload was the serving version's bytes again (nothing changed).
+    #[serde(skip)]
+    pub unchanged: bool,
+}
+
+/// Whether `name` is a valid name for a deployed function.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+/// `sha256:<hex>`.
+pub fn digest_label(hex: &str) -> String {
+    format!("sha256:{hex}")
+}
+
+impl Deployments {
+    /// Opens the state directory and reads what it holds.
+    pub fn open(root: &Path, keep_versions: usize) -> Result<Self, StateError> {
+        let dir = StateDir::open(root)?;
+        let desired = dir.load()?;
+        let removed = dir.collect_garbage(&desired);
+        if removed > 0 {
+            tracing::info!(removed, "state directory: unreferenced blobs removed");
+        }
+        Ok(Self {
+            dir,
+            desired: std::sync::Mutex::new(desired),
+            keep_versions: keep_versions.max(1),
+        })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        self.dir.root()
+    }
+
+    /// The desired state now.
+    pub fn desired(&self) -> DesiredState {
+        self.desired.lock().expect("no panics while held").clone()
+    }
+
+    /// The specs of every deployed function's serving version; those whose
+    /// stored parts are missing or damaged are listed as failed.
+    pub fn specs(&self, defaults: &Policy) -> Discovery {
+        let mut out = Discovery::default();
+        for (name, d) in &self.desired().functions {
+            let Some(v) = d.current() else { continue };
+            match self.spec(name, v, defaults, true) {
+                Ok(spec) => out.functions.push(spec),
+                Err(error) => out.failed.push(FailedSpec {
+                    name: name.clone(),
+                    dir: self.dir.root().to_path_buf(),
+                    manifest_path: self.manifest_label(name),
+                    component_path: Some(self.dir.blob_path(&v.component)),
+                    error,
+                }),
+            }
+        }
+        out
+    }
+
+    fn manifest_label(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{name}/fn.config.json"))
+    }
+
+    /// The spec of `version` of `name`, reading its manifest (and, with
+    /// `verify`, checking every part against its digest).
+    fn spec(&self, name: &str, v: &Version, defaults: &Policy, verify: bool) -> Result<FunctionSpec, String> {
+        let text = self.dir.read_blob(&v.manifest)?;
+        let text = String::from_utf8(text).map_err(|_| "the stored manifest is not UTF-8".to_string())?;
+        let label = self.manifest_label(name);
+        let manifest = FunctionManifest::parse(&label, &text).map_err(|e| e.to_string())?;
+        if verify {
+            self.dir.read_blob(&v.component)?;
+            if let Some(o) = &v.openapi {
+                self.dir.read_blob(o)?;
+            }
+        }
+        let openapi = v.openapi.as_ref().map(|o| self.dir.blob_path(o));
+        let mut spec = standalone_spec(
+            name,
+            &label,
+            &manifest,
+            &self.dir.blob_path(&v.component),
+            openapi.as_deref(),
+            defaults,
+        )
+        .map_err(|e| e.to_string())?;
+        spec.dir = self.dir.root().to_path_buf();
+        Ok(spec)
+    }
+
+    /// Writes `next` (versions beyond `keep_versions` dropped) and makes it
+    /// the desired state; then removes blobs nothing names any more.
+    fn commit(&self, mut next: DesiredState) -> Result<(), StateError> {
+        for d in next.functions.values_mut() {
+            let extra = d.versions.len().saturating_sub(self.keep_versions);
+            d.versions.drain(..extra);
+        }
+        self.dir.save(&next)?;
+        *self.desired.lock().expect("no panics while held") = next.clone();
+        self.dir.collect_garbage(&next);
+        Ok(())
+    }
+}
+
+/// The digests of the deployed functions' serving versions.
+pub(crate) fn deployed_digests(state: &DesiredState) -> std::collections::BTreeMap<String, String> {
+    state
+        .functions
+        .iter()
+        .filter_map(|(n, d)| Some((n.clone(), digest_label(&d.current()?.component))))
+        .collect()
+}
+
+impl AppState {
+    fn deployments(&self) -> Result<&Deployments, DeployError> {
+        self.deployments.as_ref().ok_or(DeployError::Disabled)
+    }
+
+    /// Validates `upload` whole and, if it loads, makes it the serving
+    /// version of its function.
+    pub async fn deploy(self: &Arc<Self>, upload: Upload, caller: &Caller) -> Result<Deployed, DeployError> {
+        let deps = self.deployments()?;
+        if !is_valid_name(&upload.name) {
+            return Err(DeployError::InvalidName(upload.name));
+        }
+        let name = upload.name.clone();
+        let _one_at_a_time = self.reloading.lock().await;
+        let label = deps.manifest_label(&name);
+        FunctionManifest::parse(&label, &upload.manifest).map_err(|e| DeployError::Invalid(e.to_string()))?;
+        if let Some(text) = &upload.openapi {
+            Fragment::parse(text)
+                .map_err(|e| DeployError::Invalid(format!("part `openapi` of function `{name}`: {e}")))?;
+        }
+        let previous = self.registry.snapshot();
+        refuse_directory_name(&previous, &name)?;
+        let version = Version {
+            component: deps.dir.put_blob(&upload.component)?,
+            manifest: deps.dir.put_blob(upload.manifest.as_bytes())?,
+            openapi: match &upload.openapi {
+                Some(t) => Some(deps.dir.put_blob(t.as_bytes())?),
+                None => None,
+            },
+            deployed_at: now_rfc3339(),
+            token: caller.token.clone(),
+        };
+        let desired = deps.desired();
+        let current = desired.functions.get(&name).and_then(|d| d.current().cloned());
+        let serving = previous.functions.iter().any(|f| *f.spec.name == name);
+        if let Some(c) = &current
+            && c.same_content(&version)
+            && serving
+        {
+            return Ok(self.deployed(&previous, &name, current.as_ref(), false, true));
+        }
+        let mut next = desired.clone();
+        next.functions.entry(name.clone()).or_default().versions.push(version);
+        let snapshot = self.load_version(deps, &previous, &name, &next).await?;
+        deps.commit(next)?;
+        let out = self.deployed(&snapshot, &name, current.as_ref(), current.is_none(), false);
+        self.swap_in(snapshot, &previous, deps);
+        Ok(out)
+    }
+
+    /// Serves the version deployed before the current one again (the
+    /// current one is dropped).
+    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployed, DeployError> {
+        let deps = self.deployments()?;
+        let _one_at_a_time = self.reloading.lock().await;
+        let desired = deps.desired();
+        let d = desired
+            .functions
+            .get(name)
+            .ok_or_else(|| DeployError::NotDeployed(name.to_string()))?;
+        if d.versions.len() < 2 {
+            return Err(DeployError::NoPreviousVersion(name.to_string()));
+        }
+        let current = d.current().cloned();
+        let mut next = desired.clone();
+        next.functions.get_mut(name).expect("listed").versions.pop();
+        let previous = self.registry.snapshot();
+        let snapshot = self.load_version(deps, &previous, name, &next).await?;
+        deps.commit(next)?;
+        let out = self.deployed(&snapshot, name, current.as_ref(), false, false);
+        self.swap_in(snapshot, &previous, deps);
+        Ok(out)
+    }
+
+    /// Stops serving a deployed function and forgets its versions; its
+    /// requests in flight finish. Gives the digest that served.
+    pub async fn undeploy(self: &Arc<Self>, name: &str) -> Result<Option<String>, DeployError> {
+        let deps = self.deployments()?;
+        let _one_at_a_time = self.reloading.lock().await;
+        let previous = self.registry.snapshot();
+        let desired = deps.desired();
+        let Some(d) = desired.functions.get(name) else {
+            refuse_directory_name(&previous, name)?;
+            return Err(DeployError::NotDeployed(name.to_string()));
+        };
+        let old = d.current().map(|v| digest_label(&v.component));
+        let mut next = desired.clone();
+        next.functions.remove(name);
+        let extra = self.config.openapi_admin.then(crate::admin::admin_document);
+        let snapshot = crate::loader::without_function(&previous, name, extra);
+        deps.commit(next)?;
+        self.swap_in(snapshot, &previous, deps);
+        Ok(old)
+    }
+
+    /// `previous` with the serving version of `name` in `next` loaded, or why it does not load.
+    async fn load_version(
+        self: &Arc<Self>,
+        deps: &Deployments,
+        previous: &Arc<Snapshot>,
+        name: &str,
+        next: &DesiredState,
+    ) -> Result<Snapshot, DeployError> {
+        let v = next.functions[name].current().expect("never empty").clone();
+        let spec = deps
+            .spec(name, &v, &self.config.defaults, false)
+            .map_err(DeployError::Invalid)?;
+        let app = self.clone();
+        let prev = previous.clone();
+        let snapshot = tokio::task::spawn_blocking(move || {
+            let extra = app.config.openapi_admin.then(crate::admin::admin_document);
+            crate::loader::with_function(&prev, spec, &app.runtime, &app.registry, extra)
+        })
+        .await
+        .map_err(|e| DeployError::Invalid(format!("the load panicked: {e}")))?
+        .map_err(|e| DeployError::Invalid(e.to_string()))?;
+        let conflicts: Vec<_> = snapshot
+            .table
+            .conflicts()
+            .iter()
+            .filter(|c| c.functions.iter().any(|f| f == name))
+            .collect();
+        if !conflicts.is_empty() {
+            let mut functions: Vec<String> = conflicts.iter().flat_map(|c| c.functions.clone()).collect();
+            functions.sort();
+            functions.dedup();
+            let routes: Vec<String> = conflicts.iter().map(|c| format!("`{} {}`", c.method, c.route)).collect();
+            return Err(DeployError::Conflict {
+                message: format!(
+                    "function `{name}` would claim {} as {} already does; change its `invoke.routes` \
+                     (or the other function's) so that each route has one owner",
+                    routes.join(", "),
+                    functions
+                        .iter()
+                        .filter(|f| *f != name)
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                functions,
+            });
+        }
+        Ok(snapshot)
+    }
+
+    fn deployed(
+        &self,
+        s: &Snapshot,
+        name: &str,
+        before: Option<&Version>,
+        created: bool,
+        unchanged: bool,
+    ) -> Deployed {
+        let f = s.functions.iter().find(|f| *f.spec.name == *name);
+        let digest = if unchanged {
+            before.map(|v| digest_label(&v.component)).unwrap_or_default()
+        } else {
+            let desired = self.deployments.as_ref().map(|d| d.desired()).unwrap_or_default();
+            desired
+                .functions
+                .get(name)
+                .and_then(Deployment::current)
+                .map(|v| digest_label(&v.component))
+                .unwrap_or_default()
+        };
+        Deployed {
+            name: name.to_string(),
+            digest,
+            previous_digest: before.map(|v| digest_label(&v.component)),
+            routes: f
+                .map(|f| f.spec.routes.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default(),
+            state: "ready",
+            created,
+            unchanged,
+        }
+    }
+
+    /// Swaps `next` in, marked with the deployed digests, and retires the
+    /// versions that left.
+    fn swap_in(&self, mut next: Snapshot, previous: &Snapshot, deps: &Deployments) {
+        next.deployed = deployed_digests(&deps.desired());
+        let leaving = leaving(previous, &next);
+        self.registry.swap(next);
+        self.retire(leaving);
+    }
+
+    /// Lets the versions that left the serving set finish what they run,
+    /// and interrupts what still runs of them after the drain timeout.
+    pub(crate) fn retire(&self, leaving: Vec<Arc<LoadedFunction>>) {
+        if leaving.is_empty() {
+            return;
+        }
+        let after = self.retire_after;
+        tokio::spawn(async move {
+            let step = Duration::from_millis(50);
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < after {
+                if leaving.iter().all(|f| f.gate.in_flight() == 0) {
+                    break;
+                }
+                tokio::time::sleep(step.min(after)).await;
+            }
+            for f in leaving {
+                if f.gate.in_flight() > 0 {
+                    tracing::warn!(
+                        function = %f.name,
+                        in_flight = f.gate.in_flight(),
+                        "a replaced version's requests outlived the drain; interrupting them"
+                    );
+                }
+                f.retire.trigger();
+            }
+        });
+    }
+}
+
+/// The functions of `previous` that `next` no longer serves (replaced or removed).
+pub(crate) fn leaving(previous: &Snapshot, next: &Snapshot) -> Vec<Arc<LoadedFunction>> {
+    previous
+        .functions
+        .iter()
+        .filter(|f| !next.functions.iter().any(|g| Arc::ptr_eq(f, g)))
+        .cloned()
+        .collect()
+}
+
+/// A name the functions directory uses cannot be deployed or undeployed.
+fn refuse_directory_name(s: &Snapshot, name: &str) -> Result<(), DeployError> {
+    let from_dir = !s.deployed.contains_key(name)
+        && (s.functions.iter().any(|f| *f.spec.name == *name) || s.failed.iter().any(|f| f.name == name));
+    if from_dir {
+        return Err(DeployError::Conflict {
+            message: format!(
+                "`{name}` is a function of the functions directory; deployed functions need names of their own \
+                 (rename it, or remove its folder)"
+            ),
+            functions: vec![name.to_string()],
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "hello", "hello-2", "9lives", &"a".repeat(63)] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in ["", "Hello", "a_b", "a/b", "-a", "a.b", &"a".repeat(64), "é"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
