@@ -26,7 +26,7 @@ async fn broken_functions_are_reported_and_the_rest_serve() {
 
     assert_eq!(t.get("/good").await.status(), 200);
 
-    let health = t.json("/_fn/health").await;
+    let health = t.json("/_fn/status").await;
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["functions"], json!({"loaded": 1, "failed": 5}));
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));

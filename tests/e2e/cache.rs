@@ -10,7 +10,7 @@ async fn start_and_read(config: &wasmfn_server::HostConfig) -> Value {
     for path in ["/a", "/b", "/c"] {
         assert_eq!(t.get(path).await.status(), 200, "{path}");
     }
-    let health = t.json("/_fn/health").await;
+    let health = t.json("/_fn/status").await;
     assert_eq!(t.host.stop().await.unwrap(), wasmfn_server::Drained::Complete);
     health["compile_cache"].clone()
 }

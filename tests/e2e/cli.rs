@@ -134,7 +134,7 @@ async fn worker_threads_are_set_by_flag_or_env_and_reported_by_health() {
         all.extend(args);
         let mut served = Served::start(&all, &env, std::time::Duration::from_secs(60)).await;
         let client = reqwest::Client::new();
-        let health = get_json(&client, &format!("{}/_fn/health", served.base)).await;
+        let health = get_json(&client, &format!("{}/_fn/status", served.base)).await;
         assert_eq!(health["worker_threads"], expected, "{health}");
         let r = client.get(format!("{}/env", served.base)).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -165,7 +165,7 @@ async fn memory_image_flags_reach_the_runtime_and_the_catalog() {
         all.extend(args);
         let mut served = Served::start(&all, &[], std::time::Duration::from_secs(60)).await;
         let client = reqwest::Client::new();
-        let health = get_json(&client, &format!("{}/_fn/health", served.base)).await;
+        let health = get_json(&client, &format!("{}/_fn/status", served.base)).await;
         assert_eq!(
             (health["memory_cow"].clone(), health["cow_max_image_bytes"].clone()),
             (json!(cow), limit)

@@ -136,7 +136,10 @@ impl TestHost {
         Self::start_with(config).await
     }
 
-    pub(crate) async fn start_with(config: HostConfig) -> Self {
+    /// A host on `config`; without admin tokens its loopback clients may
+    /// write (reload), as under `wasmfn dev`.
+    pub(crate) async fn start_with(mut config: HostConfig) -> Self {
+        config.admin.loopback_writes = true;
         let host = RunningHost::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("host starts");
@@ -396,6 +399,8 @@ pub(crate) struct Served {
     pub child: tokio::process::Child,
     pub base: String,
     pub log: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// The state directory made for it when the arguments name none.
+    pub state: Option<tempfile::TempDir>,
 }
 
 impl Served {
@@ -411,6 +416,12 @@ impl Served {
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        // Each server its own state directory, unless the test names one.
+        let state = (!args.contains(&"--state-dir") && !envs.iter().any(|(k, _)| *k == "WASMFN_STATE_DIR")).then(|| {
+            let d = tempfile::tempdir().unwrap();
+            cmd.env("WASMFN_STATE_DIR", d.path());
+            d
+        });
         let mut child = cmd.spawn().unwrap();
         let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = tokio::time::timeout(startup, async {
@@ -427,6 +438,7 @@ impl Served {
             child,
             base: format!("http://{addr}"),
             log,
+            state,
         }
     }
 
@@ -442,8 +454,15 @@ impl Served {
     /// Prints every further log line from a background task (so the child
     /// never blocks on a full pipe); returns the child and its base URL.
     pub(crate) fn print_log(self, prefix: &'static str) -> (tokio::process::Child, String) {
-        let Served { child, base, mut log } = self;
+        let Served {
+            child,
+            base,
+            mut log,
+            state,
+        } = self;
         tokio::spawn(async move {
+            // The state directory lives as long as the server writes its log.
+            let _state = state;
             while let Ok(Some(line)) = log.next_line().await {
                 println!("{prefix}{line}");
             }

@@ -39,7 +39,7 @@ async fn large_images_are_copied_small_ones_mapped_and_instances_start_pristine(
     f.function("counter", "counter", json!({}));
     let h = TestHost::start(f.path()).await;
     let split = pagemap_scan_supported();
-    let health = h.json("/_fn/health").await;
+    let health = h.json("/_fn/status").await;
     assert_eq!(health["memory_cow"], true);
     let limit = if split {
         json!(DEFAULT_COW_MAX_IMAGE_BYTES)
@@ -84,7 +84,7 @@ async fn without_copy_on_write_every_image_is_copied() {
     let mut config = HostConfig::new(f.path());
     config.runtime.memory_cow = false;
     let h = TestHost::start_with(config).await;
-    let health = h.json("/_fn/health").await;
+    let health = h.json("/_fn/status").await;
     assert_eq!(
         (health["memory_cow"].clone(), health["cow_max_image_bytes"].clone()),
         (json!(false), Value::Null)

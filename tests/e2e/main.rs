@@ -7,6 +7,7 @@ mod admin;
 mod cache;
 mod cli;
 mod drain;
+mod hosted;
 mod images;
 mod languages;
 mod limits;

@@ -17,7 +17,7 @@ async fn a_thousand_functions_load_and_serve() {
         .unwrap();
     assert!(ok.success());
     let t = TestHost::start(dir.path()).await;
-    let health = t.json("/_fn/health").await;
+    let health = t.json("/_fn/status").await;
     assert_eq!(health["functions"]["loaded"], 1000, "{health}");
     for i in [0, 1, 499, 998, 999] {
         let r = t.get(&format!("/f{i}")).await;

@@ -94,7 +94,7 @@ async fn reload_swaps_atomically_and_keeps_the_last_good_version() {
             .contains("is not a WebAssembly component"),
         "{entry}"
     );
-    assert_eq!(t.json("/_fn/health").await["functions"]["loaded"], 1);
+    assert_eq!(t.json("/_fn/status").await["functions"]["loaded"], 1);
 }
 
 #[tokio::test]

@@ -210,5 +210,5 @@ async fn conflicts_are_shown_and_never_silently_resolved() {
         catalog["mapped_routes"]["/same"],
         json!([{"function": "d", "methods": ["POST"], "hosts": [], "force_url": false}])
     );
-    assert_eq!(t.json("/_fn/health").await["conflicts"], 2);
+    assert_eq!(t.json("/_fn/status").await["conflicts"], 2);
 }

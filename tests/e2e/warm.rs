@@ -9,7 +9,7 @@ use wasmfn_server::HostConfig;
 use crate::harness::*;
 
 async fn warm_stats(h: &TestHost) -> Value {
-    h.json("/_fn/health").await["warm_instances"].clone()
+    h.json("/_fn/status").await["warm_instances"].clone()
 }
 
 /// Waits until `n` warm instances are ready and none is being made.
@@ -158,7 +158,7 @@ async fn a_warm_instance_logs_under_the_request_that_takes_it() {
         // Let the next warm instance be made before the second request.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let health: Value = get_json(&client, &format!("{}/_fn/health", served.base)).await;
+    let health: Value = get_json(&client, &format!("{}/_fn/status", served.base)).await;
     assert_eq!(
         health["warm_instances"]["hits"], 1,
         "the second request was served warm: {health}"

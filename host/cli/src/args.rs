@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use wasmfn_build::BuildOptions;
 use wasmfn_server::manifest::Policy;
 use wasmfn_server::runtime::{RuntimeConfig, default_cache_dir};
-use wasmfn_server::{Drain, HostConfig};
+use wasmfn_server::{AdminAccess, AdminListener, AdminTokens, Drain, HeadLimits, HostConfig, Scope, TlsFiles};
 
 /// Serve a directory of WebAssembly HTTP components as one API.
 #[derive(Debug, Parser)]
@@ -45,6 +45,86 @@ pub enum Command {
     Dev(ServeArgs),
     /// Create a function folder that builds and serves as it is.
     New(NewArgs),
+    /// Deploy a function folder to a running host (building it first if it
+    /// has a recipe and is out of date).
+    Deploy(DeployArgs),
+    /// Serve the version of a deployed function deployed before the current one again.
+    Rollback(NameArgs),
+    /// Stop serving a deployed function; its requests in flight finish.
+    Undeploy(NameArgs),
+    /// List a running host's functions: origin, state, digest, versions, routes.
+    Functions(ClientArgs),
+    /// Admin tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `wasmfn token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random admin token (once) and its entry for the token file.
+    Create(TokenCreateArgs),
+}
+
+/// The arguments of `wasmfn token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The token's id, shown in the audit log and in `deployed_by`.
+    #[arg(long)]
+    pub id: String,
+    /// What it may do: `read`, `deploy`, `admin` (repeat for several).
+    #[arg(long, required = true, num_args = 1..)]
+    pub scope: Vec<Scope>,
+}
+
+/// How to reach a running host's admin surface.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// The host's base URL (its admin listener, if it has one).
+    #[arg(long, env = "WASMFN_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An admin token (sent as `Authorization: Bearer`).
+    #[arg(long, env = "WASMFN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A CA certificate (PEM) to trust for an `https` URL, beside the system's.
+    #[arg(long, env = "WASMFN_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM), for an admin listener that requires one.
+    #[arg(long, env = "WASMFN_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "WASMFN_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+}
+
+/// The arguments of `wasmfn deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The function's folder: its `fn.config.json`, the component it names
+    /// and the fragment it names, if any.
+    pub dir: PathBuf,
+    /// The name to deploy it as [default: the folder's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Upload the component as it is, without building.
+    #[arg(long)]
+    pub no_build: bool,
+    /// The host to deploy to.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Where the Python and JavaScript toolchains come from, for the build.
+    #[command(flatten)]
+    pub toolchains: ToolchainArgs,
+}
+
+/// A deployed function's name, and the host.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The function's name.
+    pub name: String,
+    /// The host.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// The arguments of `wasmfn routes`: the functions directory alone.
@@ -138,9 +218,43 @@ pub struct ServeArgs {
     #[arg(long, env = "WASMFN_DRAIN_DELAY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub drain_delay_ms: u64,
     /// Then, how long requests in flight may take to finish; what still
-    /// runs is interrupted (503) and the exit status is 1.
+    /// runs is interrupted (503) and the exit status is 1. Also how long a
+    /// replaced or undeployed version may finish its requests.
     #[arg(long, env = "WASMFN_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub drain_timeout_ms: u64,
+    /// Serve the admin surface (everything under `/_fn` but `health`,
+    /// `ready`, `openapi.json` and `docs`) on this address only.
+    #[arg(long, env = "WASMFN_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The admin token file: a JSON list of `{"id", "sha256", "scopes"}`
+    /// (`wasmfn token create` prints entries). Without it the admin surface
+    /// answers loopback clients only, read-only under `serve`.
+    #[arg(long, env = "WASMFN_ADMIN_TOKENS")]
+    pub admin_tokens: Option<PathBuf>,
+    /// The admin listener's TLS certificate chain (PEM); needs `--admin-listen`.
+    #[arg(long, env = "WASMFN_ADMIN_TLS_CERT", requires_all = ["admin_listen", "admin_tls_key"])]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The admin listener's TLS private key (PEM).
+    #[arg(long, env = "WASMFN_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// Require admin clients to present a certificate signed by this CA (PEM).
+    #[arg(long, env = "WASMFN_ADMIN_CLIENT_CA", requires = "admin_tls_cert")]
+    pub admin_client_ca: Option<PathBuf>,
+    /// Where deployed functions, the desired state and the audit log are
+    /// kept [default: $XDG_DATA_HOME/wasmfn or ~/.local/share/wasmfn].
+    #[arg(long, env = "WASMFN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Versions kept per deployed function; older ones are removed.
+    #[arg(long, env = "WASMFN_KEEP_VERSIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub keep_versions: u32,
+    /// The largest deploy upload accepted, in bytes (413 beyond).
+    #[arg(long, env = "WASMFN_MAX_DEPLOY_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 32))]
+    pub max_deploy_bytes: u64,
+    /// The largest request head (request line and headers) accepted, in
+    /// bytes; beyond it the answer is 431.
+    #[arg(long, env = "WASMFN_MAX_HEADER_BYTES", default_value_t = wasmfn_server::DEFAULT_MAX_HEADER_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(wasmfn_server::MIN_MAX_HEADER_BYTES as u64..=16 << 20))]
+    pub max_header_bytes: u64,
 }
 
 /// The arguments of `wasmfn new`.
@@ -279,11 +393,61 @@ impl HostArgs {
                     self.cache_dir.clone().or_else(default_cache_dir)
                 },
             },
+            ..HostConfig::new(&self.dir)
         })
     }
 }
 
+/// Where the state directory is by default: `$XDG_DATA_HOME/wasmfn` or
+/// `~/.local/share/wasmfn`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("wasmfn"))
+}
+
 impl ServeArgs {
+    /// The host configuration: that of [`HostArgs`], with the admin access,
+    /// the state directory and the request-head limit. `dev` opens writes
+    /// to loopback clients when there are no tokens.
+    pub(crate) fn config(&self, dev: bool) -> anyhow::Result<HostConfig> {
+        let mut c = self.host.config()?;
+        c.admin = AdminAccess {
+            tokens: match &self.admin_tokens {
+                Some(p) => Some(AdminTokens::load(p)?),
+                None => None,
+            },
+            loopback_writes: dev,
+        };
+        c.state_dir = Some(self.state_dir.clone().or_else(default_state_dir).ok_or_else(|| {
+            anyhow::anyhow!("no state directory: set `--state-dir` (neither XDG_DATA_HOME nor HOME is set)")
+        })?);
+        c.keep_versions = self.keep_versions as usize;
+        c.max_deploy_bytes = self.max_deploy_bytes;
+        c.head_limits = HeadLimits {
+            max_header_bytes: self.max_header_bytes as usize,
+            ..HeadLimits::default()
+        };
+        Ok(c)
+    }
+
+    /// `--admin-listen` with its TLS files.
+    pub(crate) fn admin_listener(&self) -> Option<AdminListener> {
+        Some(AdminListener {
+            addr: self.admin_listen?,
+            tls: match (&self.admin_tls_cert, &self.admin_tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.admin_client_ca.clone(),
+                }),
+                _ => None,
+            },
+        })
+    }
+
     /// Refuses a toolchains folder inside the compile cache, whose cleanup
     /// would delete it.
     pub(crate) fn check_folders(&self) -> anyhow::Result<()> {

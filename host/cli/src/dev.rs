@@ -38,9 +38,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "some functions failed to build; serving the rest"
         );
     }
-    let host = Host::builder(args.host.config()?)
+    let mut host = Host::builder(args.config(true)?)
         .watch(WATCH_INTERVAL)
         .drain(args.drain());
+    if let Some(l) = args.admin_listener() {
+        host = host.admin_listener(l);
+    }
     args.tokio()?.block_on(async move {
         let host = host.load().await?;
         let rebuilder = tokio::spawn(rebuild_on_change(host.state().clone(), opts, seen));

@@ -12,9 +12,13 @@
 //! ```
 
 mod args;
+mod client;
 mod dev;
 
-pub use args::{BuildArgs, Cli, Command, DirArg, HostArgs, NewArgs, OpenapiArgs, ServeArgs, ToolchainArgs};
+pub use args::{
+    BuildArgs, Cli, ClientArgs, Command, DeployArgs, DirArg, HostArgs, NameArgs, NewArgs, OpenapiArgs, ServeArgs,
+    TokenCommand, TokenCreateArgs, ToolchainArgs, default_state_dir,
+};
 
 use std::process::ExitCode;
 
@@ -47,6 +51,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => dev::run(args),
         Command::New(args) => new(&args),
         Command::Build(args) => build(&args),
+        Command::Deploy(args) => client::deploy(&args),
+        Command::Rollback(args) => client::rollback(&args),
+        Command::Undeploy(args) => client::undeploy(&args),
+        Command::Functions(args) => client::functions(&args),
+        Command::Token(TokenCommand::Create(args)) => client::token_create(&args),
     }
 }
 
@@ -68,7 +77,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut host = Host::builder(args.host.config()?).drain(args.drain());
+    let mut host = Host::builder(args.config(false)?).drain(args.drain());
+    if let Some(l) = args.admin_listener() {
+        host = host.admin_listener(l);
+    }
     if args.watch {
         host = host.watch(WATCH_INTERVAL);
     }
