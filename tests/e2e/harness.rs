@@ -417,11 +417,12 @@ impl Served {
             cmd.env(k, v);
         }
         // Each server its own state directory, unless the test names one.
-        let state = (!args.contains(&"--state-dir") && !envs.iter().any(|(k, _)| *k == "WASMFN_STATE_DIR")).then(|| {
-            let d = tempfile::tempdir().unwrap();
-            cmd.env("WASMFN_STATE_DIR", d.path());
-            d
-        });
+        let state =
+            (!args.contains(&"--state-dir") && !envs.iter().any(|(k, _)| *k == "WASMFN_STATE_DIR")).then(|| {
+                let d = tempfile::tempdir().unwrap();
+                cmd.env("WASMFN_STATE_DIR", d.path());
+                d
+            });
         let mut child = cmd.spawn().unwrap();
         let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = tokio::time::timeout(startup, async {

@@ -44,7 +44,10 @@ fn tokens(dir: &Path, specs: &[(&str, &[&str])]) -> (PathBuf, HashMap<String, St
         assert!(token.starts_with("wfn_"), "{out}");
         let entry: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
         assert_eq!(entry["id"], *id);
-        assert!(!out.contains(&format!("\"{token}\"")), "the file holds the digest, not the token");
+        assert!(
+            !out.contains(&format!("\"{token}\"")),
+            "the file holds the digest, not the token"
+        );
         entries.push(entry);
         tokens.insert(id.to_string(), token);
     }
@@ -71,7 +74,10 @@ async fn put(
 ) -> reqwest::Response {
     let form = reqwest::multipart::Form::new()
         .text("manifest", manifest.to_string())
-        .part("component", reqwest::multipart::Part::bytes(component).file_name("f.wasm"));
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(component).file_name("f.wasm"),
+        );
     let mut r = client.put(format!("{base}/_fn/functions/{name}")).multipart(form);
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -123,7 +129,11 @@ async fn admin_tokens_and_scopes_guard_the_admin_surface_and_the_public_part_sta
     use reqwest::Method;
 
     // Public: health says status and version only; ready, the document and the docs.
-    let health: Value = call(&c, Method::GET, &base, "/_fn/health", None).await.json().await.unwrap();
+    let health: Value = call(&c, Method::GET, &base, "/_fn/health", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
     for p in ["/_fn/ready", "/_fn/openapi.json", "/_fn/docs", "/dirfn"] {
         assert_eq!(call(&c, Method::GET, &base, p, None).await.status(), 200, "{p}");
@@ -146,14 +156,26 @@ async fn admin_tokens_and_scopes_guard_the_admin_surface_and_the_public_part_sta
         let (code, body) = error_code(r, 401).await;
         assert_eq!(code, "unauthorized");
         assert!(
-            body["error"]["message"].as_str().unwrap().contains(&format!("scope `{scope}`")),
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("scope `{scope}`")),
             "{body}"
         );
         let r = call(&c, method.clone(), &base, path, Some("wfn_not-a-token")).await;
-        assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
         error_code(r, 401).await;
         // The scope decides: read for reads, deploy for writes, admin for both.
-        let (allowed, refused) = if scope == "read" { ("reader", "ci") } else { ("ci", "reader") };
+        let (allowed, refused) = if scope == "read" {
+            ("reader", "ci")
+        } else {
+            ("ci", "reader")
+        };
         let r = call(&c, method.clone(), &base, path, Some(&t[refused])).await;
         assert!(
             r.headers()["www-authenticate"]
@@ -193,7 +215,14 @@ async fn without_tokens_serve_is_read_only_on_loopback_and_dev_may_write() {
     fx.function("dirfn", "probe", json!({}));
     let c = reqwest::Client::new();
     let served = serve(fx.path(), &[]).await;
-    assert_eq!(c.get(format!("{}/_fn/catalog", served.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/_fn/catalog", served.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let (code, body) = error_code(c.post(format!("{}/_fn/reload", served.base)).send().await.unwrap(), 403).await;
     assert_eq!(code, "forbidden");
     let msg = body["error"]["message"].as_str().unwrap();
@@ -202,7 +231,13 @@ async fn without_tokens_serve_is_read_only_on_loopback_and_dev_may_write() {
     error_code(r, 403).await;
     drop(served);
 
-    let mut args = vec!["dev", fx.path().to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-cache"];
+    let mut args = vec![
+        "dev",
+        fx.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-cache",
+    ];
     args.push("--drain-timeout-ms");
     args.push("1000");
     let dev = Served::start(&args, &[], Duration::from_secs(120)).await;
@@ -215,7 +250,14 @@ async fn without_tokens_serve_is_read_only_on_loopback_and_dev_may_write() {
 
 /// The functions listing's entry for `name`.
 async fn listed(c: &reqwest::Client, base: &str, token: &str, name: &str) -> Value {
-    let r = call(c, reqwest::Method::GET, base, &format!("/_fn/functions/{name}"), Some(token)).await;
+    let r = call(
+        c,
+        reqwest::Method::GET,
+        base,
+        &format!("/_fn/functions/{name}"),
+        Some(token),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -254,7 +296,13 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
     assert_eq!(r.status(), 200);
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["changed"], false);
-    assert_eq!(listed(&c, &base, root, "hello").await["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        listed(&c, &base, root, "hello").await["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // A second version, on two routes.
     let m2 = r#"{"description": "v2", "invoke": {"routes": ["/hello", "/hi"]}}"#;
@@ -280,13 +328,43 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
         .clone();
     let garbage = b"not a component".to_vec();
     let big = vec![0u8; 4_000_000];
-    let refusals: Vec<(&str, &str, Vec<u8>, u16, &str, &str)> = vec![
-        ("hello", r#"{"timeout_ms": "soon"}"#, v1.clone(), 422, "invalid_function", "hello/fn.config.json`: field `timeout_ms`"),
+    // (name, manifest, component, status, code, what the message says)
+    type Refusal<'a> = (&'a str, &'a str, Vec<u8>, u16, &'a str, &'a str);
+    let refusals: Vec<Refusal> = vec![
+        (
+            "hello",
+            r#"{"timeout_ms": "soon"}"#,
+            v1.clone(),
+            422,
+            "invalid_function",
+            "hello/fn.config.json`: field `timeout_ms`",
+        ),
         ("hello", "{", v1.clone(), 422, "invalid_function", "not valid JSON"),
-        ("hello", "{}", garbage, 422, "invalid_function", "is not a WebAssembly component"),
-        ("hello", r#"{"invoke": {"routes": ["/taken"]}}"#, v1.clone(), 409, "deploy_conflict", "`taken`"),
+        (
+            "hello",
+            "{}",
+            garbage,
+            422,
+            "invalid_function",
+            "is not a WebAssembly component",
+        ),
+        (
+            "hello",
+            r#"{"invoke": {"routes": ["/taken"]}}"#,
+            v1.clone(),
+            409,
+            "deploy_conflict",
+            "`taken`",
+        ),
         ("taken", "{}", v1.clone(), 409, "deploy_conflict", "functions directory"),
-        ("Bad_Name", "{}", v1.clone(), 422, "invalid_function", "is not a function name"),
+        (
+            "Bad_Name",
+            "{}",
+            v1.clone(),
+            422,
+            "invalid_function",
+            "is not a function name",
+        ),
         ("hello", "{}", big, 413, "deploy_too_large", "--max-deploy-bytes"),
     ];
     for (name, manifest, component, status, code, needle) in refusals {
@@ -295,7 +373,11 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
         assert_eq!(got, code, "{body}");
         let msg = body["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "{name} {manifest}: {msg}");
-        assert_eq!(listed(&c, &base, root, "hello").await["digest"], d2, "unchanged after {code}");
+        assert_eq!(
+            listed(&c, &base, root, "hello").await["digest"],
+            d2,
+            "unchanged after {code}"
+        );
         assert_eq!(c.get(format!("{base}/hi")).send().await.unwrap().status(), 200);
     }
     let r = c
@@ -306,7 +388,12 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
         .await
         .unwrap();
     let (_, body) = error_code(r, 400).await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("`component` is missing"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`component` is missing")
+    );
     let catalog_after = call(&c, reqwest::Method::GET, &base, "/_fn/catalog", Some(root))
         .await
         .json::<Value>()
@@ -316,12 +403,26 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
     assert_eq!(catalog_before, catalog_after);
 
     // Rollback: the previous version serves again, once.
-    let r = call(&c, reqwest::Method::POST, &base, "/_fn/functions/hello/rollback", Some(root)).await;
+    let r = call(
+        &c,
+        reqwest::Method::POST,
+        &base,
+        "/_fn/functions/hello/rollback",
+        Some(root),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["digest"], d1);
     assert_eq!(c.get(format!("{base}/hi")).send().await.unwrap().status(), 404);
     assert_eq!(c.get(format!("{base}/hello")).send().await.unwrap().status(), 200);
-    let r = call(&c, reqwest::Method::POST, &base, "/_fn/functions/hello/rollback", Some(root)).await;
+    let r = call(
+        &c,
+        reqwest::Method::POST,
+        &base,
+        "/_fn/functions/hello/rollback",
+        Some(root),
+    )
+    .await;
     assert_eq!(error_code(r, 409).await.0, "no_previous_version");
 
     // The catalog and the document show it beside the directory's function.
@@ -338,10 +439,23 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
         .collect();
     assert_eq!(
         origins,
-        [("hello".into(), "deployed".into()), ("taken".into(), "directory".into())]
+        [
+            ("hello".into(), "deployed".into()),
+            ("taken".into(), "directory".into())
+        ]
     );
-    let doc: Value = c.get(format!("{base}/_fn/openapi.json")).send().await.unwrap().json().await.unwrap();
-    assert!(doc["paths"].get("/hello").is_some() && doc["paths"].get("/taken").is_some(), "{doc}");
+    let doc: Value = c
+        .get(format!("{base}/_fn/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["paths"].get("/hello").is_some() && doc["paths"].get("/taken").is_some(),
+        "{doc}"
+    );
 
     // Undeploy: 204, then 404 for its routes and for the name.
     let r = call(&c, reqwest::Method::DELETE, &base, "/_fn/functions/hello", Some(root)).await;
@@ -398,7 +512,15 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
     assert_eq!(r.json::<Value>().await.unwrap()["entries"].as_array().unwrap().len(), 2);
 
     // A restart serves exactly what was deployed.
-    let r = put(&c, &base, Some(root), "again", m2.replace("/hello", "/again").as_str(), v2.clone()).await;
+    let r = put(
+        &c,
+        &base,
+        Some(root),
+        "again",
+        m2.replace("/hello", "/again").as_str(),
+        v2.clone(),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     drop(stop_and_collect_log(served).await);
     let served = serve(fx.path(), &flags).await;
@@ -438,17 +560,34 @@ async fn each_example_language_deploys_through_the_api_and_through_wasmfn_deploy
     for name in ["convert", "tally", "hello"] {
         let dir = examples.join(name);
         let manifest = std::fs::read_to_string(dir.join("fn.config.json")).unwrap();
-        let r = put(&c, &base, Some(token), name, &manifest, read(&dir.join(format!("{name}.wasm")))).await;
+        let r = put(
+            &c,
+            &base,
+            Some(token),
+            name,
+            &manifest,
+            read(&dir.join(format!("{name}.wasm"))),
+        )
+        .await;
         assert_eq!(r.status(), 201, "{name}: {}", r.text().await.unwrap());
     }
     let post = |path: &str, body: Value| c.post(format!("{base}{path}")).json(&body).send();
-    let r = post("/convert/kelvin", json!({"value": 0, "unit": "celsius"})).await.unwrap();
+    let r = post("/convert/kelvin", json!({"value": 0, "unit": "celsius"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = post("/tally/words", json!({"text": "one two three"})).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(c.get(format!("{base}/hello")).send().await.unwrap().status(), 200);
     // Their operations are in the document, as the components describe them.
-    let doc: Value = c.get(format!("{base}/_fn/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = c
+        .get(format!("{base}/_fn/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"].get("/convert/{to}").is_some(), "{doc}");
 
     // Through `wasmfn deploy`, under other names (so on `/cli-…`): build
@@ -472,7 +611,9 @@ async fn each_example_language_deploys_through_the_api_and_through_wasmfn_deploy
         assert!(ok, "{err}");
         assert!(out.contains(&format!("{as_name}: deployed (new), sha256:")), "{out}");
     }
-    let r = post("/cli-convert/kelvin", json!({"value": 0, "unit": "celsius"})).await.unwrap();
+    let r = post("/cli-convert/kelvin", json!({"value": 0, "unit": "celsius"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = post("/cli-tally/words", json!({"text": "one two"})).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -480,17 +621,26 @@ async fn each_example_language_deploys_through_the_api_and_through_wasmfn_deploy
     let (ok, out, err) = wasmfn(&["functions"], &env);
     assert!(ok, "{err}");
     for name in ["cli-convert", "cli-tally", "cli-hello"] {
-        let row = out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{out}"));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{out}"));
         assert!(row.contains("deployed") && row.contains("ready"), "{row}");
     }
     // Errors come back as the host gave them.
     let (ok, _, err) = wasmfn(&["rollback", "cli-hello"], &env);
     assert!(!ok);
-    assert!(err.contains("409 no_previous_version") && err.contains("request id"), "{err}");
+    assert!(
+        err.contains("409 no_previous_version") && err.contains("request id"),
+        "{err}"
+    );
     let (ok, out, err) = wasmfn(&["undeploy", "cli-hello"], &env);
     assert!(ok, "{err}");
     assert!(out.contains("cli-hello: undeployed"));
-    let (ok, _, err) = wasmfn(&["functions"], &[("WASMFN_URL", base.as_str()), ("WASMFN_TOKEN", "wfn_wrong")]);
+    let (ok, _, err) = wasmfn(
+        &["functions"],
+        &[("WASMFN_URL", base.as_str()), ("WASMFN_TOKEN", "wfn_wrong")],
+    );
     assert!(!ok && err.contains("401 unauthorized"), "{err}");
 }
 
@@ -527,7 +677,15 @@ async fn undeploys_and_deploys_under_load_fail_no_request_of_other_functions_and
     assert!(answered > 50, "{answered}");
 
     // A request in flight on an undeployed function finishes on its version.
-    let r = put(&c, &base, Some(token), "slow", r#"{"timeout_ms": 20000}"#, read(&guest("slow"))).await;
+    let r = put(
+        &c,
+        &base,
+        Some(token),
+        "slow",
+        r#"{"timeout_ms": 20000}"#,
+        read(&guest("slow")),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let slow = tokio::spawn(c.get(format!("{base}/slow?ms=2500")).send());
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -535,7 +693,11 @@ async fn undeploys_and_deploys_under_load_fail_no_request_of_other_functions_and
     assert_eq!(r.status(), 204);
     assert_eq!(c.get(format!("{base}/slow?ms=1")).send().await.unwrap().status(), 404);
     let r = slow.await.unwrap().unwrap();
-    assert_eq!(r.status(), 200, "the request in flight finished on the undeployed version");
+    assert_eq!(
+        r.status(),
+        200,
+        "the request in flight finished on the undeployed version"
+    );
 }
 
 #[tokio::test]
@@ -549,7 +711,15 @@ async fn a_replaced_version_that_outlives_its_drain_is_interrupted() {
     .await;
     let (base, token) = (served.base.clone(), t["ci"].as_str());
     let c = reqwest::Client::new();
-    let r = put(&c, &base, Some(token), "slow", r#"{"timeout_ms": 20000}"#, read(&guest("slow"))).await;
+    let r = put(
+        &c,
+        &base,
+        Some(token),
+        "slow",
+        r#"{"timeout_ms": 20000}"#,
+        read(&guest("slow")),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let slow = tokio::spawn(c.get(format!("{base}/slow?ms=8000")).send());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -571,10 +741,7 @@ async fn kill_9_during_deploys_always_leaves_a_whole_version() {
     let token = t["ci"].clone();
     let a = read(&guest("probe"));
     let b = read(&guest("hello_plain"));
-    let digests = [
-        format!("sha256:{}", sha256(&a)),
-        format!("sha256:{}", sha256(&b)),
-    ];
+    let digests = [format!("sha256:{}", sha256(&a)), format!("sha256:{}", sha256(&b))];
     let flags = [
         "serve",
         fx.path().to_str().unwrap(),
@@ -611,7 +778,11 @@ async fn kill_9_during_deploys_always_leaves_a_whole_version() {
             tokio::spawn(async move {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let (component, desc) = if i % 2 == 0 { (a.clone(), "a") } else { (b.clone(), "b") };
+                    let (component, desc) = if i.is_multiple_of(2) {
+                        (a.clone(), "a")
+                    } else {
+                        (b.clone(), "b")
+                    };
                     let manifest = format!(r#"{{"description": "{desc} {i}"}}"#);
                     let form = reqwest::multipart::Form::new()
                         .text("manifest", manifest)
@@ -661,7 +832,9 @@ fn certificates(dir: &Path) -> HashMap<&'static str, PathBuf> {
         .unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params.distinguished_name.push(rcgen::DnType::CommonName, "deployer");
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "deployer");
     client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let client = client_params.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
     let mut out = HashMap::new();
@@ -702,7 +875,14 @@ async fn the_admin_listener_serves_tls_with_and_without_client_certificates() {
     let (cert, key) = (p("server"), p("server_key"));
     let mut served = serve(
         fx.path(),
-        &["--admin-listen", "127.0.0.1:0", "--admin-tls-cert", &cert, "--admin-tls-key", &key],
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-tls-cert",
+            &cert,
+            "--admin-tls-key",
+            &key,
+        ],
     )
     .await;
     let admin = admin_addr(&mut served).await;
@@ -718,10 +898,17 @@ async fn the_admin_listener_serves_tls_with_and_without_client_certificates() {
     let base = served.base.clone();
     let (code, _) = error_code(plain.get(format!("{base}/_fn/catalog")).send().await.unwrap(), 404).await;
     assert_eq!(code, "not_found");
-    assert_eq!(plain.get(format!("{base}/_fn/health")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        plain.get(format!("{base}/_fn/health")).send().await.unwrap().status(),
+        200
+    );
     assert_eq!(plain.get(format!("{base}/dirfn")).send().await.unwrap().status(), 200);
     // And the admin listener serves no function.
-    let r = tls_client.get(format!("https://localhost:{port}/dirfn")).send().await.unwrap();
+    let r = tls_client
+        .get(format!("https://localhost:{port}/dirfn"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // Plain HTTP to the TLS listener gets nowhere.
     assert!(plain.get(format!("http://{admin}/_fn/catalog")).send().await.is_err());
@@ -784,7 +971,12 @@ async fn request_heads_over_the_limit_get_431() {
     let c = reqwest::Client::new();
     let big = "x".repeat(100 * 1024);
     let served = serve(fx.path(), &[]).await;
-    let r = c.get(format!("{}/dirfn", served.base)).header("x-big", &big).send().await.unwrap();
+    let r = c
+        .get(format!("{}/dirfn", served.base))
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 431);
     // Just under the default 64 KiB passes.
     let r = c
@@ -796,8 +988,16 @@ async fn request_heads_over_the_limit_get_431() {
     assert_eq!(r.status(), 200);
     drop(served);
     let served = serve(fx.path(), &["--max-header-bytes", "262144"]).await;
-    let r = c.get(format!("{}/dirfn", served.base)).header("x-big", &big).send().await.unwrap();
+    let r = c
+        .get(format!("{}/dirfn", served.base))
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let (ok, _, err) = wasmfn(&["serve", fx.path().to_str().unwrap(), "--max-header-bytes", "100"], &[]);
+    let (ok, _, err) = wasmfn(
+        &["serve", fx.path().to_str().unwrap(), "--max-header-bytes", "100"],
+        &[],
+    );
     assert!(!ok && err.contains("--max-header-bytes"), "{err}");
 }

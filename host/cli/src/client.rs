@@ -22,7 +22,8 @@ impl Admin {
     fn new(args: &ClientArgs) -> anyhow::Result<Self> {
         let mut b = reqwest::Client::builder().use_rustls_tls();
         if let Some(ca) = &args.ca_cert {
-            let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("cannot read `--ca-cert` `{}`: {e}", ca.display()))?;
+            let pem =
+                std::fs::read(ca).map_err(|e| anyhow::anyhow!("cannot read `--ca-cert` `{}`: {e}", ca.display()))?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| anyhow::anyhow!("`--ca-cert` `{}` is not a PEM certificate: {e}", ca.display()))?;
             b = b.add_root_certificate(cert);
@@ -94,7 +95,10 @@ fn host_error(status: u16, body: &Value) -> anyhow::Error {
     let e = &body["error"];
     match e["message"].as_str() {
         Some(message) => {
-            let mut s = format!("the host answered {status} {}: {message}", e["code"].as_str().unwrap_or(""));
+            let mut s = format!(
+                "the host answered {status} {}: {message}",
+                e["code"].as_str().unwrap_or("")
+            );
             if let Some(d) = e.get("details").filter(|d| !d.is_null()) {
                 s.push_str(&format!("\n  details: {d}"));
             }
@@ -133,10 +137,21 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         None => folder_name(dir)?,
     };
     let component_path = dir.join(component);
-    let spec = standalone_spec(&name, &manifest_path, &manifest, &component_path, None, &Policy::default())?;
+    let spec = standalone_spec(
+        &name,
+        &manifest_path,
+        &manifest,
+        &component_path,
+        None,
+        &Policy::default(),
+    )?;
     if wasmfn_build::Recipe::of(&spec).is_some() && !args.no_build {
         let report = wasmfn_build::build_all(dir, &args.toolchains.options())?;
-        anyhow::ensure!(report.failed == 0, "the build of `{}` failed; nothing was deployed", dir.display());
+        anyhow::ensure!(
+            report.failed == 0,
+            "the build of `{}` failed; nothing was deployed",
+            dir.display()
+        );
     }
     let wasm = std::fs::read(&component_path)
         .map_err(|e| anyhow::anyhow!("cannot read component `{}`: {e}", component_path.display()))?;
@@ -154,10 +169,19 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     if let Some(o) = &manifest.openapi {
         let p = dir.join(o);
         let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?;
-        form = form.part("openapi", reqwest::multipart::Part::text(text).mime_str("application/json")?);
+        form = form.part(
+            "openapi",
+            reqwest::multipart::Part::text(text).mime_str("application/json")?,
+        );
     }
     let admin = Admin::new(&args.client)?;
-    let (status, body) = block_on(admin.send(admin.request(reqwest::Method::PUT, &format!("/_fn/functions/{name}")).multipart(form)))?;
+    let (status, body) = block_on(
+        admin.send(
+            admin
+                .request(reqwest::Method::PUT, &format!("/_fn/functions/{name}"))
+                .multipart(form),
+        ),
+    )?;
     let what = match (status, body["changed"].as_bool()) {
         (201, _) => "deployed (new)",
         (_, Some(false)) => "unchanged (the same version serves)",
@@ -193,7 +217,11 @@ pub(crate) fn rollback(args: &NameArgs) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(&args.client)?;
     let path = format!("/_fn/functions/{}/rollback", args.name);
     let (_, body) = block_on(admin.send(admin.request(reqwest::Method::POST, &path)))?;
-    println!("{}: rolled back; {} serves", args.name, body["digest"].as_str().unwrap_or("?"));
+    println!(
+        "{}: rolled back; {} serves",
+        args.name,
+        body["digest"].as_str().unwrap_or("?")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,14 +252,18 @@ pub(crate) fn functions(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             .as_str()
             .map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
             .unwrap_or_else(|| "-".into());
-        let versions = f["versions"].as_array().map_or("-".to_string(), |v| v.len().to_string());
+        let versions = f["versions"]
+            .as_array()
+            .map_or("-".to_string(), |v| v.len().to_string());
         let routes = f["routes"]
             .as_array()
             .map(|r| r.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(" "))
             .unwrap_or_default();
         rows.push([s("name"), s("origin"), s("state"), digest, versions, routes]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     for r in &rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", line.join("  ").trim_end());

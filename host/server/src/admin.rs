@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, Request, State};
-use axum::routing::{get, post};
 use axum::Json;
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -19,8 +19,8 @@ use super::error::ApiError;
 use crate::auth::Caller;
 use crate::deploy::{DeployError, Upload, digest_label};
 use crate::registry::Snapshot;
-use crate::state::AuditEntry;
 use crate::request_id::request_id;
+use crate::state::AuditEntry;
 use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
 
 /// The host's own endpoints, described for the OpenAPI document.
@@ -334,7 +334,11 @@ impl AppState {
             function: function.map(str::to_string),
             old_digest,
             new_digest,
-            result: if status.is_success() { "ok".into() } else { format!("{}", status.as_u16()) },
+            result: if status.is_success() {
+                "ok".into()
+            } else {
+                format!("{}", status.as_u16())
+            },
             status: status.as_u16(),
             request_id: request_id.into(),
         };
@@ -413,11 +417,7 @@ pub(crate) async fn list_functions(State(app): State<Arc<AppState>>) -> Json<Val
         .iter()
         .map(|f| f.spec.name.clone())
         .chain(s.failed.iter().map(|f| f.name.clone()))
-        .chain(
-            app.deployments
-                .iter()
-                .flat_map(|d| d.desired().functions.into_keys()),
-        )
+        .chain(app.deployments.iter().flat_map(|d| d.desired().functions.into_keys()))
         .collect();
     names.sort();
     names.dedup();
@@ -509,10 +509,12 @@ pub(crate) async fn put_function(
     req: Request,
 ) -> Response {
     let id = request_id(req.headers());
-    let previous = app
-        .deployments
-        .as_ref()
-        .and_then(|d| d.desired().functions.get(&name).and_then(|f| f.current().map(|v| digest_label(&v.component))));
+    let previous = app.deployments.as_ref().and_then(|d| {
+        d.desired()
+            .functions
+            .get(&name)
+            .and_then(|f| f.current().map(|v| digest_label(&v.component)))
+    });
     let result = match read_upload(name.clone(), req, app.config.max_deploy_bytes).await {
         Ok(upload) => app.deploy(upload, &caller).await.map_err(deploy_error),
         Err(e) => Err(e),

@@ -228,7 +228,12 @@ pub(crate) enum Refusal {
 
 impl AdminAccess {
     /// Lets a request in or says why not.
-    pub(crate) fn check(&self, method: &Method, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Caller, Refusal> {
+    pub(crate) fn check(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Caller, Refusal> {
         let scope = Scope::for_method(method);
         let Some(tokens) = &self.tokens else {
             if !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
@@ -303,7 +308,12 @@ impl Refusal {
             ),
             Refusal::Forbidden { message, scope } => (
                 ApiError::Forbidden { message },
-                scope.map(|s| format!("Bearer realm=\"wasmfn\", error=\"insufficient_scope\", scope=\"{}\"", s.as_str())),
+                scope.map(|s| {
+                    format!(
+                        "Bearer realm=\"wasmfn\", error=\"insufficient_scope\", scope=\"{}\"",
+                        s.as_str()
+                    )
+                }),
             ),
         };
         let mut resp = err.into_response_with(request_id);
@@ -343,7 +353,10 @@ mod tests {
         assert_eq!(caller.token.as_deref(), Some("ci"));
         assert!(matches!(
             access.check(&Method::GET, &bearer(&ci), remote),
-            Err(Refusal::Forbidden { scope: Some(Scope::Read), .. })
+            Err(Refusal::Forbidden {
+                scope: Some(Scope::Read),
+                ..
+            })
         ));
         assert!(access.check(&Method::GET, &bearer(&ops), remote).is_ok());
         assert!(matches!(
@@ -376,12 +389,17 @@ mod tests {
         let e = file(serde_json::json!([{"id": "ci", "sha256": "abc", "scopes": ["read"]}]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`tokens.json`") && e.contains("entry 0 (`ci`): field `sha256`"), "{e}");
+        assert!(
+            e.contains("`tokens.json`") && e.contains("entry 0 (`ci`): field `sha256`"),
+            "{e}"
+        );
         let e = file(serde_json::json!([{"id": "ci", "sha256": "00".repeat(32), "scopes": ["write"]}]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("`write` is not a scope"), "{e}");
-        let e = file(serde_json::json!([{"id": "ci", "sha": "00"}])).unwrap_err().to_string();
+        let e = file(serde_json::json!([{"id": "ci", "sha": "00"}]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `sha`"), "{e}");
         let e = file(serde_json::json!([])).unwrap_err().to_string();
         assert!(e.contains("lists no token"), "{e}");

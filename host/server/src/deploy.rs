@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::registry::{LoadedFunction, Snapshot};
-use crate::state::{DesiredState, Deployment, StateDir, StateError, Version, now_rfc3339};
+use crate::state::{Deployment, DesiredState, StateDir, StateError, Version, now_rfc3339};
 use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, standalone_spec};
 use wasmfn_manifest::{FunctionManifest, Policy};
 use wasmfn_openapi::Fragment;
@@ -109,7 +109,9 @@ pub struct Deployed {
 /// Whether `name` is a valid name for a deployed function.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
 }
 
@@ -344,7 +346,10 @@ impl AppState {
             let mut functions: Vec<String> = conflicts.iter().flat_map(|c| c.functions.clone()).collect();
             functions.sort();
             functions.dedup();
-            let routes: Vec<String> = conflicts.iter().map(|c| format!("`{} {}`", c.method, c.route)).collect();
+            let routes: Vec<String> = conflicts
+                .iter()
+                .map(|c| format!("`{} {}`", c.method, c.route))
+                .collect();
             return Err(DeployError::Conflict {
                 message: format!(
                     "function `{name}` would claim {} as {} already does; change its `invoke.routes` \
@@ -363,14 +368,7 @@ impl AppState {
         Ok(snapshot)
     }
 
-    fn deployed(
-        &self,
-        s: &Snapshot,
-        name: &str,
-        before: Option<&Version>,
-        created: bool,
-        unchanged: bool,
-    ) -> Deployed {
+    fn deployed(&self, s: &Snapshot, name: &str, before: Option<&Version>, created: bool, unchanged: bool) -> Deployed {
         let f = s.functions.iter().find(|f| *f.spec.name == *name);
         let digest = if unchanged {
             before.map(|v| digest_label(&v.component)).unwrap_or_default()

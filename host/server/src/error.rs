@@ -304,9 +304,9 @@ impl ApiError {
                 format!("function `{function}` has no earlier version to roll back to")
             }
             ApiError::FunctionNotFound { function } => format!("no function `{function}` is deployed"),
-            ApiError::DeployTooLarge { limit } => format!(
-                "the upload is over this host's limit of {limit} bytes (`--max-deploy-bytes`)"
-            ),
+            ApiError::DeployTooLarge { limit } => {
+                format!("the upload is over this host's limit of {limit} bytes (`--max-deploy-bytes`)")
+            }
             ApiError::StateFailed { message } => {
                 format!("the state directory could not be written, so nothing changed: {message}")
             }

@@ -59,9 +59,9 @@ pub use wasmfn_routing as routing;
 pub use wasmfn_runtime as runtime;
 
 pub use admin::{admin_document, catalog_json};
+pub use auth::{AdminAccess, AdminTokens, Scope};
 pub use error::ApiError;
 pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE};
-pub use auth::{AdminAccess, AdminTokens, Scope};
 pub use host::{AdminListener, Drain, Drained, Host, HostBuilder, RunningHost};
 pub use listen::{DEFAULT_MAX_HEADER_BYTES, HeadLimits, MIN_MAX_HEADER_BYTES, TlsFiles};
 pub use report::RouteReport;

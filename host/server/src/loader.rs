@@ -214,8 +214,12 @@ pub fn with_function(
     let prepared = prepare_one(&spec, runtime, old, &Memo::default())?;
     let name = spec.name.clone();
     let f = mount(spec, prepared, runtime, registry, &mut namespaces)?;
-    let mut functions: Vec<Arc<LoadedFunction>> =
-        previous.functions.iter().filter(|g| g.spec.name != name).cloned().collect();
+    let mut functions: Vec<Arc<LoadedFunction>> = previous
+        .functions
+        .iter()
+        .filter(|g| g.spec.name != name)
+        .cloned()
+        .collect();
     functions.push(f);
     let failed = previous.failed.iter().filter(|g| g.name != name).cloned().collect();
     let mut kept = previous.kept.clone();
@@ -225,7 +229,12 @@ pub fn with_function(
 
 /// `previous` without the function `name`.
 pub fn without_function(previous: &Snapshot, name: &str, extra_doc: Option<Value>) -> Snapshot {
-    let functions = previous.functions.iter().filter(|g| g.spec.name != name).cloned().collect();
+    let functions = previous
+        .functions
+        .iter()
+        .filter(|g| g.spec.name != name)
+        .cloned()
+        .collect();
     let failed = previous.failed.iter().filter(|g| g.name != name).cloned().collect();
     let mut kept = previous.kept.clone();
     kept.remove(name);

@@ -323,7 +323,13 @@ impl StateDir {
             .functions
             .values()
             .flat_map(|d| &d.versions)
-            .flat_map(|v| [Some(v.component.as_str()), Some(v.manifest.as_str()), v.openapi.as_deref()])
+            .flat_map(|v| {
+                [
+                    Some(v.component.as_str()),
+                    Some(v.manifest.as_str()),
+                    v.openapi.as_deref(),
+                ]
+            })
             .flatten()
             .collect();
         let dir = self.root.join("blobs/sha256");
