@@ -23,12 +23,15 @@
 //! | gateway | `gateway` | host and route match ([`routing`]), validation ([`openapi`]), admission, invocation ([`runtime`]) |
 //! | admission | [`admission`] | concurrency gates with queues, body and response size limits |
 //! | errors | [`ApiError`] | the one error shape, one status per code (`docs/errors.md`) |
-//! | admin | `admin` | `/_fn/health`, `catalog`, `openapi.json`, `docs`, `reload` |
+//! | admin | `admin` | public: `/_fn/health`, `ready`, `openapi.json`, `docs`; behind [`auth`]: `catalog`, `status`, `reload`, `functions`, `audit` |
 //!
-//! At load (off the request path): [`loader`] discovers, compiles and
-//! describes every function into a [`registry::Snapshot`], which the
-//! [`registry::Registry`] swaps in atomically; `watch` reloads when the
-//! functions directory changes. The crates below are re-exported for
+//! Every listener runs the accept loop of `listen` (request-head limits,
+//! TLS for the admin listener). At load (off the request path): [`loader`]
+//! discovers, compiles and describes every function into a
+//! [`registry::Snapshot`], which the [`registry::Registry`] swaps in
+//! atomically; `watch` reloads when the functions directory changes;
+//! [`deploy`] loads one function's new version beside what serves and keeps
+//! it in the [`state`] directory. The crates below are re-exported for
 //! embedders and tests: [`manifest`], [`routing`], [`openapi`], [`runtime`].
 
 mod admin;
