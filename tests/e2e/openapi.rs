@@ -256,10 +256,39 @@ async fn admin_endpoints_appear_only_when_asked() {
     config.openapi_admin = true;
     let t = TestHost::start_with(config).await;
     let doc = t.json("/_fn/openapi.json").await;
-    for p in ["/_fn/health", "/_fn/catalog", "/_fn/openapi.json"] {
+    for p in [
+        "/_fn/health",
+        "/_fn/catalog",
+        "/_fn/openapi.json",
+        "/_fn/functions",
+        "/_fn/audit",
+    ] {
         assert!(doc["paths"][p]["get"].is_object(), "{p} missing");
     }
     assert!(doc["paths"]["/p"]["get"].is_object());
+    // The admin surface states its bearer tokens and scopes.
+    let deploy = &doc["paths"]["/_fn/functions/{name}"]["put"];
+    assert_eq!(deploy["security"], json!([{"admin_token": ["deploy"]}]));
+    assert_eq!(
+        doc["paths"]["/_fn/catalog"]["get"]["security"],
+        json!([{"admin_token": ["read"]}])
+    );
+    assert!(doc["paths"]["/_fn/health"]["get"].get("security").is_none());
+    assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+    // And an independent OpenAPI 3.1 validator accepts the whole.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
+    let out = std::process::Command::new(bin.join("openapi-spec-validator"))
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -69,7 +69,11 @@ pub fn document<'a>(
     let mut paths = Map::new();
     let mut schemas = Map::new();
     let mut tags: Vec<Value> = Vec::new();
+    let mut security_schemes = Map::new();
     if let Some(extra) = extra {
+        if let Some(s) = extra["components"]["securitySchemes"].as_object() {
+            security_schemes.extend(s.clone());
+        }
         if let Some(p) = extra["paths"].as_object() {
             paths.extend(p.clone());
         }
@@ -126,6 +130,9 @@ pub fn document<'a>(
     doc["paths"] = Value::Object(paths);
     if !schemas.is_empty() {
         doc["components"] = json!({ "schemas": schemas });
+    }
+    if !security_schemes.is_empty() {
+        doc["components"]["securitySchemes"] = Value::Object(security_schemes);
     }
     if !tags.is_empty() {
         doc["tags"] = Value::Array(tags);
