@@ -177,7 +177,7 @@ pub(crate) async fn reload(
             ApiError::ReloadFailed { message }.into_response_with(&id)
         }
     };
-    app.audit(&caller, "reload", None, None, None, resp.status(), &id);
+    app.audit(&caller, "reload", None, None, None, resp.status(), &id).await;
     resp
 }
 
@@ -316,8 +316,8 @@ async fn guard(State(app): State<Arc<AppState>>, mut req: Request, next: axum::m
 impl AppState {
     /// Appends an admin write to the audit log (hosts with a state directory).
     #[expect(clippy::too_many_arguments, reason = "the fields of one audit line")]
-    pub(crate) fn audit(
-        &self,
+    pub(crate) async fn audit(
+        self: &Arc<Self>,
         caller: &Caller,
         action: &str,
         function: Option<&str>,
@@ -326,7 +326,9 @@ impl AppState {
         status: StatusCode,
         request_id: &str,
     ) {
-        let Some(d) = &self.deployments else { return };
+        if self.deployments.is_none() {
+            return;
+        }
         let entry = AuditEntry {
             time: crate::state::now_rfc3339(),
             token: caller.token.clone(),
@@ -350,7 +352,7 @@ impl AppState {
             request_id,
             "admin write"
         );
-        if let Err(e) = d.dir.audit(&entry) {
+        if let Err(e) = self.on_disk(move |d| d.dir.audit(&entry)).await {
             tracing::error!(error = %e, "cannot append to the audit log");
         }
     }
@@ -529,7 +531,8 @@ pub(crate) async fn put_function(
         }
         Err(e) => (e.into_response_with(&id), None),
     };
-    app.audit(&caller, "deploy", Some(&name), previous, new_digest, resp.status(), &id);
+    app.audit(&caller, "deploy", Some(&name), previous, new_digest, resp.status(), &id)
+        .await;
     resp
 }
 
@@ -555,7 +558,8 @@ pub(crate) async fn rollback_function(
         }
         Err(e) => (deploy_error(e).into_response_with(&id), None, None),
     };
-    app.audit(&caller, "rollback", Some(&name), old, new, resp.status(), &id);
+    app.audit(&caller, "rollback", Some(&name), old, new, resp.status(), &id)
+        .await;
     resp
 }
 
@@ -579,7 +583,8 @@ pub(crate) async fn delete_function(
         }
         Err(e) => (deploy_error(e).into_response_with(&id), None),
     };
-    app.audit(&caller, "undeploy", Some(&name), old, None, resp.status(), &id);
+    app.audit(&caller, "undeploy", Some(&name), old, None, resp.status(), &id)
+        .await;
     resp
 }
 
@@ -599,10 +604,10 @@ pub(crate) async fn audit(
     req: Request,
 ) -> Response {
     let limit = q.limit.unwrap_or(100).min(10_000);
-    let Some(d) = &app.deployments else {
+    if app.deployments.is_none() {
         return Json(json!({ "entries": [] })).into_response();
-    };
-    match d.dir.read_audit(limit) {
+    }
+    match app.on_disk(move |d| d.dir.read_audit(limit)).await {
         Ok(entries) => Json(json!({ "entries": entries })).into_response(),
         Err(e) => ApiError::StateFailed { message: e.to_string() }.into_response_with(&request_id(req.headers())),
     }

@@ -225,6 +225,18 @@ impl AppState {
         self.deployments.as_ref().ok_or(DeployError::Disabled)
     }
 
+    /// Runs `f` (writes and syncs of the state directory) on a blocking
+    /// thread, so that no request waits behind an `fsync`.
+    pub(crate) async fn on_disk<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Deployments) -> T + Send + 'static,
+    ) -> T {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || f(app.deployments.as_ref().expect("checked by the caller")))
+            .await
+            .expect("state directory work does not panic")
+    }
+
     /// Validates `upload` whole and, if it loads, makes it the serving
     /// version of its function.
     pub async fn deploy(self: &Arc<Self>, upload: Upload, caller: &Caller) -> Result<Deployed, DeployError> {
@@ -242,16 +254,21 @@ impl AppState {
         }
         let previous = self.registry.snapshot();
         refuse_directory_name(&previous, &name)?;
-        let version = Version {
-            component: deps.dir.put_blob(&upload.component)?,
-            manifest: deps.dir.put_blob(upload.manifest.as_bytes())?,
-            openapi: match &upload.openapi {
-                Some(t) => Some(deps.dir.put_blob(t.as_bytes())?),
-                None => None,
-            },
-            deployed_at: now_rfc3339(),
-            token: caller.token.clone(),
-        };
+        let token = caller.token.clone();
+        let version = self
+            .on_disk(move |deps| {
+                Ok::<_, StateError>(Version {
+                    component: deps.dir.put_blob(&upload.component)?,
+                    manifest: deps.dir.put_blob(upload.manifest.as_bytes())?,
+                    openapi: match &upload.openapi {
+                        Some(t) => Some(deps.dir.put_blob(t.as_bytes())?),
+                        None => None,
+                    },
+                    deployed_at: now_rfc3339(),
+                    token,
+                })
+            })
+            .await?;
         let desired = deps.desired();
         let current = desired.functions.get(&name).and_then(|d| d.current().cloned());
         let serving = previous.functions.iter().any(|f| *f.spec.name == name);
@@ -263,8 +280,8 @@ impl AppState {
         }
         let mut next = desired.clone();
         next.functions.entry(name.clone()).or_default().versions.push(version);
-        let snapshot = self.load_version(deps, &previous, &name, &next).await?;
-        deps.commit(next)?;
+        let snapshot = self.load_version(&previous, &name, &next).await?;
+        self.on_disk(move |deps| deps.commit(next)).await?;
         let out = self.deployed(&snapshot, &name, current.as_ref(), current.is_none(), false);
         self.swap_in(snapshot, &previous, deps);
         Ok(out)
@@ -287,8 +304,8 @@ impl AppState {
         let mut next = desired.clone();
         next.functions.get_mut(name).expect("listed").versions.pop();
         let previous = self.registry.snapshot();
-        let snapshot = self.load_version(deps, &previous, name, &next).await?;
-        deps.commit(next)?;
+        let snapshot = self.load_version(&previous, name, &next).await?;
+        self.on_disk(move |deps| deps.commit(next)).await?;
         let out = self.deployed(&snapshot, name, current.as_ref(), false, false);
         self.swap_in(snapshot, &previous, deps);
         Ok(out)
@@ -310,7 +327,7 @@ impl AppState {
         next.functions.remove(name);
         let extra = self.config.openapi_admin.then(crate::admin::admin_document);
         let snapshot = crate::loader::without_function(&previous, name, extra);
-        deps.commit(next)?;
+        self.on_disk(move |deps| deps.commit(next)).await?;
         self.swap_in(snapshot, &previous, deps);
         Ok(old)
     }
@@ -318,24 +335,25 @@ impl AppState {
     /// `previous` with the serving version of `name` in `next` loaded, or why it does not load.
     async fn load_version(
         self: &Arc<Self>,
-        deps: &Deployments,
         previous: &Arc<Snapshot>,
         name: &str,
         next: &DesiredState,
     ) -> Result<Snapshot, DeployError> {
         let v = next.functions[name].current().expect("never empty").clone();
-        let spec = deps
-            .spec(name, &v, &self.config.defaults, false)
-            .map_err(DeployError::Invalid)?;
         let app = self.clone();
         let prev = previous.clone();
+        let fname = name.to_string();
         let snapshot = tokio::task::spawn_blocking(move || {
+            let deps = app.deployments.as_ref().expect("checked by the caller");
+            let spec = deps
+                .spec(&fname, &v, &app.config.defaults, false)
+                .map_err(DeployError::Invalid)?;
             let extra = app.config.openapi_admin.then(crate::admin::admin_document);
             crate::loader::with_function(&prev, spec, &app.runtime, &app.registry, extra)
+                .map_err(|e| DeployError::Invalid(e.to_string()))
         })
         .await
-        .map_err(|e| DeployError::Invalid(format!("the load panicked: {e}")))?
-        .map_err(|e| DeployError::Invalid(e.to_string()))?;
+        .map_err(|e| DeployError::Invalid(format!("the load panicked: {e}")))??;
         let conflicts: Vec<_> = snapshot
             .table
             .conflicts()
