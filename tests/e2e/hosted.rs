@@ -200,6 +200,7 @@ async fn admin_tokens_and_scopes_guard_the_admin_surface_and_the_public_part_sta
         .unwrap();
     assert_eq!(status["functions"]["loaded"], 1);
     assert!(status["state_dir"].is_string());
+    assert_eq!(status["admin"], json!({"tokens": 3, "loopback_writes": false}));
 
     // Tokens never reach the log; the ids do.
     let log = stop_and_collect_log(served).await;
@@ -1000,4 +1001,42 @@ async fn request_heads_over_the_limit_get_431() {
         &[],
     );
     assert!(!ok && err.contains("--max-header-bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn sighup_reads_the_token_file_again_and_a_broken_one_changes_nothing() {
+    let fx = Fixture::new();
+    fx.function("dirfn", "probe", json!({}));
+    let (file, old) = tokens(fx.path(), &[("old", &["read"])]);
+    let mut served = serve(fx.path(), &["--admin-tokens", file.to_str().unwrap()]).await;
+    let c = reqwest::Client::new();
+    let base = served.base.clone();
+    let catalog = |token: String| {
+        let c = c.clone();
+        let url = format!("{base}/_fn/catalog");
+        async move { c.get(url).bearer_auth(token).send().await.unwrap().status() }
+    };
+    assert_eq!(catalog(old["old"].clone()).await, 200);
+    let hup = |child: &tokio::process::Child| {
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-s", "HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // Rotate: the file now holds another token only.
+    let (_, new) = tokens(fx.path(), &[("new", &["read"])]);
+    hup(&served.child);
+    served.line_with("SIGHUP: admin tokens read again").await;
+    assert_eq!(catalog(new["new"].clone()).await, 200);
+    assert_eq!(catalog(old["old"].clone()).await, 401);
+    // A broken file is refused, and the tokens in force stay.
+    std::fs::write(&file, "[{\"id\": \"x\"").unwrap();
+    hup(&served.child);
+    let line = served.line_with("SIGHUP: admin tokens unchanged").await;
+    assert!(line.contains("tokens.json"), "{line}");
+    assert_eq!(catalog(new["new"].clone()).await, 200);
 }

@@ -419,6 +419,7 @@ impl ServeArgs {
                 Some(p) => Some(AdminTokens::load(p)?),
                 None => None,
             },
+            tokens_file: self.admin_tokens.clone(),
             loopback_writes: dev,
         };
         c.state_dir = Some(self.state_dir.clone().or_else(default_state_dir).ok_or_else(|| {

@@ -46,6 +46,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     args.tokio()?.block_on(async move {
         let host = host.load().await?;
+        let _tokens = crate::reload_tokens_on_sighup(host.state().clone());
         let rebuilder = tokio::spawn(rebuild_on_change(host.state().clone(), opts, seen));
         let drained = host.serve_on(args.listen, shutdown_signal()).await;
         rebuilder.abort();

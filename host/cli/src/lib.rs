@@ -85,9 +85,38 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         host = host.watch(WATCH_INTERVAL);
     }
     args.tokio()?.block_on(async move {
-        let drained = host.load().await?.serve_on(args.listen, shutdown_signal()).await?;
+        let host = host.load().await?;
+        let _tokens = reload_tokens_on_sighup(host.state().clone());
+        let drained = host.serve_on(args.listen, shutdown_signal()).await?;
         Ok(drained_exit_code(drained))
     })
+}
+
+/// Reads the admin token file again at every SIGHUP, for as long as the
+/// returned task lives (it is aborted when dropped).
+pub(crate) fn reload_tokens_on_sighup(app: std::sync::Arc<wasmfn_server::AppState>) -> AbortOnDrop {
+    use tokio::signal::unix::{SignalKind, signal};
+    AbortOnDrop(tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; admin tokens are read at start only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match app.reload_admin_tokens() {
+                Ok(n) => tracing::info!(tokens = n, "SIGHUP: admin tokens read again"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: admin tokens unchanged"),
+            }
+        }
+    }))
+}
+
+/// Aborts its task when dropped.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// 0 when every request finished, 1 when the drain cut some.

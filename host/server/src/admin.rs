@@ -80,6 +80,12 @@ pub(crate) async fn status(State(app): State<Arc<AppState>>) -> Json<Value> {
         "status": if failed == 0 { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "state_dir": app.deployments.as_ref().map(|d| d.root()),
+        // How the admin surface is guarded: the tokens in force (null:
+        // none, loopback only) and whether loopback clients may write.
+        "admin": {
+            "tokens": app.access.load().tokens.as_ref().map(|t| t.len()),
+            "loopback_writes": app.access.load().loopback_writes,
+        },
         "deployed": s.deployed.len(),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "functions": { "loaded": s.functions.len(), "failed": failed },
@@ -291,8 +297,8 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
 /// answers 401/403.
 async fn guard(State(app): State<Arc<AppState>>, mut req: Request, next: axum::middleware::Next) -> Response {
     match app
-        .config
-        .admin
+        .access
+        .load()
         .check(req.method(), req.headers(), crate::listen::peer(&req))
     {
         Ok(caller) => {

@@ -205,6 +205,9 @@ pub fn new_token(id: &str, scopes: &[Scope]) -> anyhow::Result<(String, serde_js
 pub struct AdminAccess {
     /// The operator's tokens; `None`: loopback clients only, without a token.
     pub tokens: Option<AdminTokens>,
+    /// The file the tokens came from, read again by
+    /// [`AppState::reload_admin_tokens`](crate::AppState::reload_admin_tokens) (SIGHUP).
+    pub tokens_file: Option<std::path::PathBuf>,
     /// Without tokens, whether loopback clients may write too (`wasmfn dev`);
     /// `serve` keeps them read-only.
     pub loopback_writes: bool,

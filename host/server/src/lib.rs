@@ -145,6 +145,9 @@ pub struct AppState {
     pub deployments: Option<deploy::Deployments>,
     /// How long a version that left the serving set may finish its requests.
     retire_after: Duration,
+    /// Who may use the admin surface now: `config.admin`, with the tokens
+    /// read again at each [`AppState::reload_admin_tokens`].
+    pub(crate) access: arc_swap::ArcSwap<AdminAccess>,
 }
 
 /// What a reload did.
@@ -201,14 +204,32 @@ impl AppState {
             registry,
             runtime,
             host_gate,
-            config,
             started: Instant::now(),
             draining: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
             build_errors: Default::default(),
             deployments,
             retire_after,
+            access: arc_swap::ArcSwap::from_pointee(config.admin.clone()),
+            config,
         }))
+    }
+
+    /// Reads the admin token file again (`tokens_file`) and puts its
+    /// tokens in force; gives how many there are. A file that does not read
+    /// or parse changes nothing.
+    pub fn reload_admin_tokens(&self) -> anyhow::Result<usize> {
+        let current = self.access.load_full();
+        let Some(path) = &current.tokens_file else {
+            anyhow::bail!("this host was started without `--admin-tokens`: there is no token file to read again");
+        };
+        let tokens = AdminTokens::load(path)?;
+        let n = tokens.len();
+        self.access.store(Arc::new(AdminAccess {
+            tokens: Some(tokens),
+            ..(*current).clone()
+        }));
+        Ok(n)
     }
 
     /// Whether the host has begun to drain (see [`Drain`]).

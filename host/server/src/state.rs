@@ -171,16 +171,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 impl StateDir {
     /// Opens (creating it if need be) and locks `root`, and empties its `tmp/`.
     pub fn open(root: &Path) -> Result<Self, StateError> {
-        let io = |action, path: &Path| {
-            let root = root.to_path_buf();
-            let path = path.to_path_buf();
-            move |source| StateError::Io {
-                root,
-                action,
-                path,
-                source,
-            }
-        };
+        let io = |action, path: &Path| io_error(root, action, path);
         for d in [root.to_path_buf(), root.join("blobs/sha256"), root.join("tmp")] {
             std::fs::create_dir_all(&d).map_err(io("create", &d))?;
         }
@@ -224,14 +215,7 @@ impl StateDir {
     }
 
     fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
-        let root = self.root.clone();
-        let path = path.to_path_buf();
-        move |source| StateError::Io {
-            root,
-            action,
-            path,
-            source,
-        }
+        io_error(&self.root, action, path)
     }
 
     /// Where the blob with digest `hex` is (or would be).
@@ -375,6 +359,17 @@ impl StateDir {
             .collect();
         entries.reverse();
         Ok(entries)
+    }
+}
+
+/// Makes the error of `action` on `path` in the state directory `root`.
+fn io_error(root: &Path, action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError + use<> {
+    let (root, path) = (root.to_path_buf(), path.to_path_buf());
+    move |source| StateError::Io {
+        root,
+        action,
+        path,
+        source,
     }
 }
 
