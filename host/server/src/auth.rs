@@ -349,7 +349,7 @@ mod tests {
         let tokens = file(serde_json::json!([entry, ops_entry])).unwrap();
         let access = AdminAccess {
             tokens: Some(tokens),
-            loopback_writes: false,
+            ..AdminAccess::default()
         };
         let remote: Option<SocketAddr> = Some("192.0.2.1:5000".parse().unwrap());
         let caller = access.check(&Method::PUT, &bearer(&ci), remote).unwrap();
