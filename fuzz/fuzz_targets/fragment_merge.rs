@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         namespace: "f",
         description: None,
         fragment: Some(&fragment),
+        origin: None,
     }];
     let routes = mounts.iter().map(|m| (m, m.methods.clone()));
     let doc = document(&functions, routes, None);

@@ -457,6 +457,17 @@ async fn deploy_refusals_rollback_undeploy_audit_and_restart() {
         doc["paths"].get("/hello").is_some() && doc["paths"].get("/taken").is_some(),
         "{doc}"
     );
+    let origin = |tag: &str| {
+        doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == tag)
+            .unwrap_or_else(|| panic!("no tag {tag}: {doc}"))["x-wasmfn-origin"]
+            .clone()
+    };
+    assert_eq!(origin("hello"), "deployed");
+    assert_eq!(origin("taken"), "directory");
 
     // Undeploy: 204, then 404 for its routes and for the name.
     let r = call(&c, reqwest::Method::DELETE, &base, "/_fn/functions/hello", Some(root)).await;

@@ -44,6 +44,9 @@ pub struct DocFunction<'a> {
     pub description: Option<&'a str>,
     /// Its checked fragment; `None` without one (no `describe` export, no sidecar file).
     pub fragment: Option<&'a Fragment>,
+    /// Where it came from (`directory`, `deployed`), stated on its tag as
+    /// `x-wasmfn-origin`; `None` states nothing.
+    pub origin: Option<&'a str>,
 }
 
 /// Builds the document from the functions and the routes that serve
@@ -100,7 +103,11 @@ pub fn document<'a>(
             .or(f.description)
             .map(str::to_string)
             .unwrap_or_else(|| format!("Function `{}`.", f.name));
-        tags.push(json!({"name": f.namespace, "description": description}));
+        let mut tag = json!({"name": f.namespace, "description": description});
+        if let Some(o) = f.origin {
+            tag["x-wasmfn-origin"] = json!(o);
+        }
+        tags.push(tag);
         for t in f.fragment.map(|fr| fr.tags.as_slice()).unwrap_or_default() {
             if !tags.iter().any(|x| x["name"] == t["name"]) {
                 tags.push(t.clone());

@@ -98,7 +98,7 @@ proptest! {
         let Ok(fragment) = Fragment::parse(&v.to_string()) else { return Ok(()) };
         let spec = spec();
         let Ok(mounts) = build_mounts(&spec, "f", Some(&fragment)) else { return Ok(()) };
-        let functions = [DocFunction { name: "f", namespace: "f", description: None, fragment: Some(&fragment) }];
+        let functions = [DocFunction { name: "f", namespace: "f", description: None, fragment: Some(&fragment) , origin: None}];
         let doc = document(&functions, mounts.iter().map(|m| (m, m.methods.clone())), None);
         prop_assert_eq!(doc["openapi"].as_str(), Some("3.1.0"));
         // Every mounted operation is in the document, under its full route.

@@ -83,12 +83,14 @@ fn mounting_namespacing_and_refs() {
             namespace: "shop.items",
             description: None,
             fragment: Some(&frag),
+            origin: None,
         },
         DocFunction {
             name: "orders",
             namespace: "orders",
             description: Some("Orders"),
             fragment: Some(&frag),
+            origin: None,
         },
     ];
     let mut routes = all_active(&ma);
@@ -186,6 +188,7 @@ fn functions_without_a_fragment_still_appear() {
         namespace: "users.id",
         description: None,
         fragment: None,
+        origin: None,
     }];
     // Only the methods that actually serve are documented.
     let doc = document(&f, vec![(&mounts[0], vec![Method::GET, Method::HEAD])], None);

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::loader::DeployedSet;
 use crate::registry::{LoadedFunction, Snapshot};
 use crate::state::{Deployment, DesiredState, StateDir, StateError, Version, now_rfc3339};
 use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, standalone_spec};
@@ -146,11 +147,12 @@ impl Deployments {
         self.desired.lock().expect("no panics while held").clone()
     }
 
-    /// The specs of every deployed function's serving version; those whose
-    /// stored parts are missing or damaged are listed as failed.
-    pub fn specs(&self, defaults: &Policy) -> Discovery {
+    /// The specs of every deployed function's serving version (those whose
+    /// stored parts are missing or damaged listed as failed), and their digests.
+    pub fn set(&self, defaults: &Policy) -> DeployedSet {
+        let desired = self.desired();
         let mut out = Discovery::default();
-        for (name, d) in &self.desired().functions {
+        for (name, d) in &desired.functions {
             let Some(v) = d.current() else { continue };
             match self.spec(name, v, defaults, true) {
                 Ok(spec) => out.functions.push(spec),
@@ -163,7 +165,10 @@ impl Deployments {
                 }),
             }
         }
-        out
+        DeployedSet {
+            specs: out,
+            digests: deployed_digests(&desired),
+        }
     }
 
     fn manifest_label(&self, name: &str) -> PathBuf {
@@ -283,7 +288,7 @@ impl AppState {
         let snapshot = self.load_version(&previous, &name, &next).await?;
         self.on_disk(move |deps| deps.commit(next)).await?;
         let out = self.deployed(&snapshot, &name, current.as_ref(), current.is_none(), false);
-        self.swap_in(snapshot, &previous, deps);
+        self.swap_in(snapshot, &previous);
         Ok(out)
     }
 
@@ -307,7 +312,7 @@ impl AppState {
         let snapshot = self.load_version(&previous, name, &next).await?;
         self.on_disk(move |deps| deps.commit(next)).await?;
         let out = self.deployed(&snapshot, name, current.as_ref(), false, false);
-        self.swap_in(snapshot, &previous, deps);
+        self.swap_in(snapshot, &previous);
         Ok(out)
     }
 
@@ -326,9 +331,9 @@ impl AppState {
         let mut next = desired.clone();
         next.functions.remove(name);
         let extra = self.config.openapi_admin.then(crate::admin::admin_document);
-        let snapshot = crate::loader::without_function(&previous, name, extra);
+        let snapshot = crate::loader::without_function(&previous, name, extra, deployed_digests(&next));
         self.on_disk(move |deps| deps.commit(next)).await?;
-        self.swap_in(snapshot, &previous, deps);
+        self.swap_in(snapshot, &previous);
         Ok(old)
     }
 
@@ -343,13 +348,14 @@ impl AppState {
         let app = self.clone();
         let prev = previous.clone();
         let fname = name.to_string();
+        let digests = deployed_digests(next);
         let snapshot = tokio::task::spawn_blocking(move || {
             let deps = app.deployments.as_ref().expect("checked by the caller");
             let spec = deps
                 .spec(&fname, &v, &app.config.defaults, false)
                 .map_err(DeployError::Invalid)?;
             let extra = app.config.openapi_admin.then(crate::admin::admin_document);
-            crate::loader::with_function(&prev, spec, &app.runtime, &app.registry, extra)
+            crate::loader::with_function(&prev, spec, &app.runtime, &app.registry, extra, digests)
                 .map_err(|e| DeployError::Invalid(e.to_string()))
         })
         .await
@@ -412,10 +418,9 @@ impl AppState {
         }
     }
 
-    /// Swaps `next` in, marked with the deployed digests, and retires the
+    /// Swaps `next` in and retires the
     /// versions that left.
-    fn swap_in(&self, mut next: Snapshot, previous: &Snapshot, deps: &Deployments) {
-        next.deployed = deployed_digests(&deps.desired());
+    fn swap_in(&self, next: Snapshot, previous: &Snapshot) {
         let leaving = leaving(previous, &next);
         self.registry.swap(next);
         self.retire(leaving);

@@ -180,9 +180,9 @@ impl AppState {
         let extra = config.openapi_admin.then(admin::admin_document);
         let deployed = deployments
             .as_ref()
-            .map(|d| d.specs(&config.defaults))
+            .map(|d| d.set(&config.defaults))
             .unwrap_or_default();
-        let mut snapshot = loader::reload(
+        let snapshot = loader::reload(
             &config.functions_dir,
             &config.defaults,
             &runtime,
@@ -191,9 +191,6 @@ impl AppState {
             None,
             deployed,
         )?;
-        if let Some(d) = &deployments {
-            snapshot.deployed = deploy::deployed_digests(&d.desired());
-        }
         registry.swap(snapshot);
         let host_gate = ConcurrencyGate::new(
             config.max_concurrency,
@@ -248,12 +245,8 @@ impl AppState {
             let previous = app.registry.snapshot();
             let extra = app.config.openapi_admin.then(admin::admin_document);
             let c = &app.config;
-            let deployed = app
-                .deployments
-                .as_ref()
-                .map(|d| d.specs(&c.defaults))
-                .unwrap_or_default();
-            let mut next = loader::reload(
+            let deployed = app.deployments.as_ref().map(|d| d.set(&c.defaults)).unwrap_or_default();
+            let next = loader::reload(
                 &c.functions_dir,
                 &c.defaults,
                 &app.runtime,
@@ -262,9 +255,6 @@ impl AppState {
                 Some(&previous),
                 deployed,
             )?;
-            if let Some(d) = &app.deployments {
-                next.deployed = deploy::deployed_digests(&d.desired());
-            }
             anyhow::Ok((next, previous))
         })
         .await??;

@@ -2,7 +2,7 @@
 //! to describe itself, mounting its operations, building the route table
 //! and the OpenAPI document, into a [`Snapshot`] ready to swap in.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -99,7 +99,25 @@ pub fn load(
     registry: &Registry,
     extra_doc: Option<Value>,
 ) -> anyhow::Result<Snapshot> {
-    reload(dir, defaults, runtime, registry, extra_doc, None, Discovery::default())
+    reload(
+        dir,
+        defaults,
+        runtime,
+        registry,
+        extra_doc,
+        None,
+        DeployedSet::default(),
+    )
+}
+
+/// The functions deployed through the admin API, as a load takes them.
+#[derive(Debug, Default)]
+pub struct DeployedSet {
+    /// The specs of their serving versions, and those that cannot be read.
+    pub specs: Discovery,
+    /// Name → the serving component's digest (`sha256:…`), for every
+    /// deployed function (those that fail to load included).
+    pub digests: BTreeMap<String, String>,
 }
 
 /// As [`load`], with the functions of `deployed` (deployed through the
@@ -115,8 +133,12 @@ pub fn reload(
     registry: &Registry,
     extra_doc: Option<Value>,
     previous: Option<&Snapshot>,
-    deployed: Discovery,
+    deployed: DeployedSet,
 ) -> anyhow::Result<Snapshot> {
+    let DeployedSet {
+        specs: deployed,
+        digests,
+    } = deployed;
     let fingerprint = crate::fingerprint(dir);
     let discovered = discover(dir, defaults)
         .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
@@ -189,7 +211,7 @@ pub fn reload(
     for f in &failed {
         tracing::error!(function = %f.name, error = %f.error, "function not served");
     }
-    Ok(assemble(functions, failed, kept, fingerprint, extra_doc))
+    Ok(assemble(functions, failed, kept, fingerprint, extra_doc, digests))
 }
 
 /// `previous` with `spec` loaded in place of the function of that name (or
@@ -202,6 +224,7 @@ pub fn with_function(
     runtime: &Runtime,
     registry: &Registry,
     extra_doc: Option<Value>,
+    deployed: BTreeMap<String, String>,
 ) -> Result<Snapshot, LoadError> {
     let old = previous.functions.iter().find(|f| f.spec.name == spec.name).cloned();
     let mut namespaces: HashSet<String> = previous
@@ -224,11 +247,23 @@ pub fn with_function(
     let failed = previous.failed.iter().filter(|g| g.name != name).cloned().collect();
     let mut kept = previous.kept.clone();
     kept.remove(&name);
-    Ok(assemble(functions, failed, kept, previous.fingerprint, extra_doc))
+    Ok(assemble(
+        functions,
+        failed,
+        kept,
+        previous.fingerprint,
+        extra_doc,
+        deployed,
+    ))
 }
 
-/// `previous` without the function `name`.
-pub fn without_function(previous: &Snapshot, name: &str, extra_doc: Option<Value>) -> Snapshot {
+/// `previous` without the function `name`; `deployed` as in [`DeployedSet::digests`].
+pub fn without_function(
+    previous: &Snapshot,
+    name: &str,
+    extra_doc: Option<Value>,
+    deployed: BTreeMap<String, String>,
+) -> Snapshot {
     let functions = previous
         .functions
         .iter()
@@ -238,7 +273,7 @@ pub fn without_function(previous: &Snapshot, name: &str, extra_doc: Option<Value
     let failed = previous.failed.iter().filter(|g| g.name != name).cloned().collect();
     let mut kept = previous.kept.clone();
     kept.remove(name);
-    assemble(functions, failed, kept, previous.fingerprint, extra_doc)
+    assemble(functions, failed, kept, previous.fingerprint, extra_doc, deployed)
 }
 
 /// A prepared function, mounted under its routes (or the loaded one, unchanged).
@@ -285,13 +320,15 @@ fn mount(
     }
 }
 
-/// The route table and the document of `functions`, as one snapshot.
+/// The route table and the document of `functions`, as one snapshot;
+/// those named in `deployed` came through the admin API.
 fn assemble(
     functions: Vec<Arc<LoadedFunction>>,
     failed: Vec<FailedSpec>,
-    kept: std::collections::BTreeMap<String, String>,
+    kept: BTreeMap<String, String>,
     fingerprint: u64,
     extra_doc: Option<Value>,
+    deployed: BTreeMap<String, String>,
 ) -> Snapshot {
     let (claims, mount_index) = claims(functions.iter().map(|f| (&f.spec, f.mounts.as_slice())));
     let table = RouteTable::build(claims);
@@ -305,6 +342,11 @@ fn assemble(
             namespace: &f.namespace,
             description: f.spec.description.as_deref(),
             fragment: f.fragment.as_ref(),
+            origin: Some(if deployed.contains_key(&f.spec.name) {
+                "deployed"
+            } else {
+                "directory"
+            }),
         })
         .collect();
     let routes = table.serving().map(|(claim, methods)| {
@@ -323,7 +365,7 @@ fn assemble(
         kept,
         fingerprint,
         loaded_at: SystemTime::now(),
-        deployed: Default::default(),
+        deployed,
     }
 }
 
