@@ -49,6 +49,49 @@ pub fn host_schemas() -> Map<String, Value> {
     m
 }
 
+/// Declares on an operation the answers the host gives around running the
+/// function (docs/errors.md), where the function does not declare its own:
+/// 413 for a body, 429 or 503 when its slots and queue are full (its
+/// `overflow_status`; 503 also for the host's own limits and a drain), 500
+/// for a failed function, 504 for its `timeout_ms`.
+fn host_run_answers(op: &mut Map<String, Value>, spec: &FunctionSpec) {
+    let has_body = op.contains_key("requestBody");
+    let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let host_error = |description: String| json!({"description": description, "content": {"application/json": {"schema": {"$ref": HOST_ERROR}}}});
+    let p = &spec.policy;
+    if has_body {
+        responses.entry("413").or_insert_with(|| {
+            host_error(format!(
+                "The body is over the function's `max_body_bytes` ({} bytes): `payload_too_large`.",
+                p.max_body_bytes
+            ))
+        });
+    }
+    if p.overflow_status == 429 {
+        responses.entry("429").or_insert_with(|| {
+            host_error("The function's slots and queue are full, or the wait ran out: `too_many_requests`, with `Retry-After`.".into())
+        });
+    }
+    responses.entry("500").or_insert_with(|| {
+        host_error(
+            "The function failed (`function_error`), ran out of memory (`out_of_memory`) or answered over `max_response_bytes` (`response_too_large`).".into(),
+        )
+    });
+    responses.entry("503").or_insert_with(|| {
+        host_error(
+            "The host or the function is at its limits (`service_unavailable`), or the host is shutting down (`shutting_down`); with `Retry-After`.".into(),
+        )
+    });
+    responses.entry("504").or_insert_with(|| {
+        host_error(format!(
+            "The function sent no response within its `timeout_ms` ({} ms): `gateway_timeout`.",
+            p.timeout_ms
+        ))
+    });
+}
+
 /// One operation as it appears in the document, with its request checks.
 #[derive(Debug)]
 pub struct Operation {
@@ -389,6 +432,11 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                     path: template(&pattern),
                     source,
                 })?;
+                // What the host answers while or instead of running the
+                // function; added after the validator is made, so that a
+                // function's own undeclared 500 is never checked against the
+                // host's error schema.
+                host_run_answers(d, spec);
                 operations.push((
                     method.clone(),
                     Arc::new(Operation {

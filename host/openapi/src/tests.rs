@@ -142,6 +142,21 @@ fn mounting_namespacing_and_refs() {
     assert_eq!(names, ["id", "org"]);
     assert_eq!(show["operationId"], "orders.get_id");
     assert!(show["responses"]["422"].is_object(), "validated operations declare 422");
+    // And what the host answers around running the function (default policy: 429 on overflow).
+    for status in ["429", "500", "503", "504"] {
+        assert_eq!(
+            show["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/wasmfn.Error",
+            "{status}"
+        );
+    }
+    assert!(
+        show["responses"]["504"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("ms)"),
+        "names the timeout"
+    );
     // operationIds are unique across the document.
     let mut ids: Vec<String> = Vec::new();
     for item in doc["paths"].as_object().unwrap().values() {
