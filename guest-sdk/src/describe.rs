@@ -270,19 +270,24 @@ impl App {
         })
     }
 
-    /// The operation a request is for.
+    /// The operation a request is for: that of its method, or for a `HEAD`
+    /// without a `head` operation, the path's `get` operation.
     fn find(&self, req: &Request) -> Option<&Route> {
-        let method = match req.method() {
-            Some(Method::Head) => Some(Method::Get),
-            m => m,
-        };
+        let method = req.method()?;
+        self.find_for(method, req).or_else(|| match method {
+            Method::Head => self.find_for(Method::Get, req),
+            _ => None,
+        })
+    }
+
+    fn find_for(&self, method: Method, req: &Request) -> Option<&Route> {
         // The host names the declared path (`x-fn-path`); without it, match
         // the request path, static segments before parameters.
         let path = req.declared_path.as_deref();
         self.routes
             .iter()
             .filter(|r| {
-                Some(r.method) == method
+                r.method == method
                     && match path {
                         Some(p) => p == r.path,
                         None => template_matches(r.path, req.path()),

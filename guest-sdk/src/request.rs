@@ -11,7 +11,8 @@ use crate::HttpError;
 /// The HTTP methods an operation may be declared for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// `GET`, declared with `get`; its operation also serves `HEAD` requests.
+    /// `GET`, declared with `get`; its operation also serves `HEAD` requests
+    /// of a path without a `head` operation.
     Get,
     /// `POST`, declared with `post`.
     Post,
@@ -21,7 +22,8 @@ pub enum Method {
     Patch,
     /// `DELETE`, declared with `delete`.
     Delete,
-    /// `HEAD`, declared with `head`; a `HEAD` request is served by the path's `get` operation.
+    /// `HEAD`, declared with `head`; without one, a `HEAD` request is served
+    /// by the path's `get` operation.
     Head,
     /// `OPTIONS`, declared with `options`.
     Options,

@@ -194,3 +194,27 @@ fn dispatch_and_extractors() {
     let (s, _) = body(app.serve(&mut Request::builder(Method::Head, "/")));
     assert_eq!(s, 200);
 }
+
+fn raw_head() -> WithHeaders<JsonStatus<204, Item>> {
+    WithHeaders(
+        JsonStatus(Item {
+            id: 0,
+            name: String::new(),
+            price: 0.0,
+        }),
+        vec![("x-head", "declared".into())],
+    )
+}
+
+#[test]
+fn a_declared_head_operation_serves_head_requests() {
+    let app = app().route(Method::Head, "/raw", "raw_head", &[], raw_head);
+    let r = app.serve(&mut Request::builder(Method::Head, "/raw"));
+    assert!(
+        r.headers.iter().any(|(k, v)| k == "x-head" && v == b"declared"),
+        "the head operation ran, not the get one"
+    );
+    // A path without one still answers HEAD with its get operation.
+    let (s, _) = body(app.serve(&mut Request::builder(Method::Head, "/stream")));
+    assert_eq!(s, 200);
+}
