@@ -487,6 +487,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn versions_beyond_keep_versions_and_their_parts_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let deps = Deployments::open(dir.path(), 2).unwrap();
+        let manifest = deps.dir.put_blob(b"{}").unwrap();
+        let versions: Vec<Version> = (0..3)
+            .map(|i| Version {
+                component: deps.dir.put_blob(format!("component {i}").as_bytes()).unwrap(),
+                manifest: manifest.clone(),
+                openapi: None,
+                deployed_at: now_rfc3339(),
+                token: None,
+            })
+            .collect();
+        let mut next = crate::state::empty_state();
+        next.functions.insert(
+            "f".into(),
+            Deployment {
+                versions: versions.clone(),
+            },
+        );
+        deps.commit(next).unwrap();
+        // The oldest version is gone, from memory, from disk and with its component.
+        let kept = &deps.desired().functions["f"].versions;
+        assert_eq!(kept, &versions[1..]);
+        drop(deps);
+        let deps = Deployments::open(dir.path(), 2).unwrap();
+        assert_eq!(&deps.desired().functions["f"].versions, &versions[1..]);
+        assert!(!deps.dir.blob_path(&versions[0].component).exists());
+        assert!(deps.dir.blob_path(&versions[2].component).exists());
+        assert!(deps.dir.blob_path(&manifest).exists());
+    }
+
+    #[test]
     fn names() {
         for ok in ["a", "hello", "hello-2", "9lives", &"a".repeat(63)] {
             assert!(is_valid_name(ok), "{ok}");
