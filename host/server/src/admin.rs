@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::deploy::{DeployError, Upload, digest_label};
 use crate::registry::Snapshot;
 use crate::request_id::request_id;
-use crate::state::AuditEntry;
+use crate::state::{AuditEntry, DesiredState};
 use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
 
 /// The host's own endpoints, described for the OpenAPI document.
@@ -376,8 +376,7 @@ fn deploy_error(e: DeployError) -> ApiError {
 }
 
 /// One function as `/_fn/functions` lists it.
-fn function_json(app: &AppState, s: &Snapshot, name: &str) -> Option<Value> {
-    let desired = app.deployments.as_ref().map(|d| d.desired()).unwrap_or_default();
+fn function_json(desired: &DesiredState, s: &Snapshot, name: &str) -> Option<Value> {
     let deployment = desired.functions.get(name);
     let loaded = s.functions.iter().find(|f| *f.spec.name == *name);
     let failed = s.failed.iter().find(|f| f.name == name);
@@ -420,16 +419,17 @@ fn function_json(app: &AppState, s: &Snapshot, name: &str) -> Option<Value> {
     responses((status = 200, description = "`functions`: name, origin, state, routes, digest and versions", body = Object)))]
 pub(crate) async fn list_functions(State(app): State<Arc<AppState>>) -> Json<Value> {
     let s = app.registry.snapshot();
-    let mut names: Vec<String> = s
+    let desired = app.desired();
+    let mut names: Vec<&str> = s
         .functions
         .iter()
-        .map(|f| f.spec.name.clone())
-        .chain(s.failed.iter().map(|f| f.name.clone()))
-        .chain(app.deployments.iter().flat_map(|d| d.desired().functions.into_keys()))
+        .map(|f| f.spec.name.as_str())
+        .chain(s.failed.iter().map(|f| f.name.as_str()))
+        .chain(desired.functions.keys().map(String::as_str))
         .collect();
     names.sort();
     names.dedup();
-    let functions: Vec<Value> = names.iter().filter_map(|n| function_json(&app, &s, n)).collect();
+    let functions: Vec<Value> = names.iter().filter_map(|n| function_json(&desired, &s, n)).collect();
     Json(json!({ "functions": functions }))
 }
 
@@ -440,7 +440,7 @@ pub(crate) async fn list_functions(State(app): State<Arc<AppState>>) -> Json<Val
               (status = 404, description = "No such function (`function_not_found`)", body = Object)))]
 pub(crate) async fn get_function(State(app): State<Arc<AppState>>, Path(name): Path<String>, req: Request) -> Response {
     let s = app.registry.snapshot();
-    match function_json(&app, &s, &name) {
+    match function_json(&app.desired(), &s, &name) {
         Some(v) => Json(v).into_response(),
         None => ApiError::FunctionNotFound { function: name }.into_response_with(&request_id(req.headers())),
     }

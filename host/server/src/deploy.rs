@@ -226,6 +226,11 @@ pub(crate) fn deployed_digests(state: &DesiredState) -> std::collections::BTreeM
 }
 
 impl AppState {
+    /// What is deployed now (empty on a host without a state directory).
+    pub(crate) fn desired(&self) -> DesiredState {
+        self.deployments.as_ref().map(|d| d.desired()).unwrap_or_default()
+    }
+
     fn deployments(&self) -> Result<&Deployments, DeployError> {
         self.deployments.as_ref().ok_or(DeployError::Disabled)
     }
@@ -397,8 +402,7 @@ impl AppState {
         let digest = if unchanged {
             before.map(|v| digest_label(&v.component)).unwrap_or_default()
         } else {
-            let desired = self.deployments.as_ref().map(|d| d.desired()).unwrap_or_default();
-            desired
+            self.desired()
                 .functions
                 .get(name)
                 .and_then(Deployment::current)
