@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             RoutePattern::parse("/v1/{tenant}").unwrap(),
         ],
         schema_hidden: vec![],
+        route_auth: vec![],
         openapi_path: None,
         methods: vec![http::Method::GET],
         hosts: vec![],

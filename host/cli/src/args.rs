@@ -75,6 +75,10 @@ pub struct TokenCreateArgs {
     /// What it may do: `read`, `deploy`, `admin` (repeat for several).
     #[arg(long, required = true, num_args = 1..)]
     pub scope: Vec<Scope>,
+    /// Bind the token to one tenant: it sees and changes that tenant's
+    /// objects only (another tenant's answer 404).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 /// How to reach a running host's admin surface.
@@ -244,6 +248,10 @@ pub struct ServeArgs {
     /// kept [default: $XDG_DATA_HOME/wasmfn or ~/.local/share/wasmfn].
     #[arg(long, env = "WASMFN_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The operator's fixed tenants: a JSON object of tenant id →
+    /// `{"hosts": [...], "quotas": {...}}`; the admin API cannot change them.
+    #[arg(long, env = "WASMFN_TENANTS")]
+    pub tenants: Option<PathBuf>,
     /// Versions kept per deployed function; older ones are removed.
     #[arg(long, env = "WASMFN_KEEP_VERSIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keep_versions: u32,
@@ -366,6 +374,8 @@ impl HostArgs {
             max_response_bytes: self.default_max_response_bytes.unwrap_or(d.max_response_bytes),
             max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
             allowed_outbound_hosts: Vec::new(),
+            auth: None,
+            cors: None,
         };
         anyhow::ensure!(
             defaults.max_memory_bytes <= self.memory_ceiling,
@@ -426,6 +436,11 @@ impl ServeArgs {
             anyhow::anyhow!("no state directory: set `--state-dir` (neither XDG_DATA_HOME nor HOME is set)")
         })?);
         c.keep_versions = self.keep_versions as usize;
+        if let Some(p) = &self.tenants {
+            // Read now, so that a broken file stops the start with its message.
+            wasmfn_server::tenant::load_tenants_file(p)?;
+            c.tenants_file = Some(p.clone());
+        }
         c.max_deploy_bytes = self.max_deploy_bytes;
         c.head_limits = HeadLimits {
             max_header_bytes: self.max_header_bytes as usize,

@@ -273,7 +273,7 @@ pub(crate) fn functions(args: &ClientArgs) -> anyhow::Result<ExitCode> {
 
 /// `wasmfn token create`: prints a new token once, and its entry for the token file.
 pub(crate) fn token_create(args: &TokenCreateArgs) -> anyhow::Result<ExitCode> {
-    let (token, entry) = wasmfn_server::auth::new_token(&args.id, &args.scope)?;
+    let (token, entry) = wasmfn_server::auth::new_token(&args.id, &args.scope, args.tenant.as_deref())?;
     println!("token (shown once; give it to the client as WASMFN_TOKEN or `--token`):");
     println!("{token}");
     println!();

@@ -31,6 +31,8 @@
 //! Route patterns come from `wasmfn-routing`: a manifest's `invoke.routes`
 //! are checked where they are read, so an error names the file.
 
+pub mod auth;
+pub mod cors;
 pub mod digest;
 pub mod discovery;
 mod outbound;
@@ -40,6 +42,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+pub use auth::{ApiKeySettings, AuthScheme, AuthSettings, JwtSettings, KeyLocation};
+pub use cors::{CorsPolicy, CorsSettings};
 pub use outbound::{OutboundRule, OutboundRuleError, is_internal_address};
 pub use policy::{Policy, PolicyOverlay, limits};
 
@@ -96,6 +100,18 @@ pub struct FunctionManifest {
     /// Destinations the guest may send HTTP requests to; replaces, not merges, an overlay's list.
     #[serde(default, deserialize_with = "outbound_rules")]
     pub allowed_outbound_hosts: Option<Vec<OutboundRule>>,
+    /// How callers authenticate, checked by the host before the guest runs.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
+    /// Cross-origin requests the host answers and allows.
+    #[serde(default, deserialize_with = "cors")]
+    pub cors: Option<CorsSettings>,
+}
+
+fn cors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CorsSettings>, D::Error> {
+    let c = CorsSettings::deserialize(d)?;
+    c.check().map_err(serde::de::Error::custom)?;
+    Ok(Some(c))
 }
 
 /// The `invoke` section: how the function is reached.
@@ -116,8 +132,8 @@ pub struct InvokeConfig {
     pub force_url: bool,
 }
 
-/// One entry of `invoke.routes`: a path, or `{"path", "include_in_schema"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One entry of `invoke.routes`: a path, or `{"path", "include_in_schema", "auth"}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
     /// The route pattern, e.g. `/items/{id}` or `/files/{...path}`.
@@ -125,6 +141,9 @@ pub struct RouteEntry {
     /// `false` keeps the route out of the OpenAPI document; it still serves.
     #[serde(default = "yes")]
     pub include_in_schema: bool,
+    /// The route's own `auth`, in place of the function's.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
 }
 
 fn yes() -> bool {
@@ -138,6 +157,7 @@ fn routes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<RouteEntry>>, D:
             serde_json::Value::String(path) => Ok(RouteEntry {
                 path,
                 include_in_schema: true,
+                auth: None,
             }),
             serde_json::Value::Object(_) => RouteEntry::deserialize(v).map_err(serde::de::Error::custom),
             other => Err(serde::de::Error::custom(format!(
@@ -233,6 +253,8 @@ impl FunctionManifest {
             max_response_bytes: self.max_response_bytes,
             max_memory_bytes: self.max_memory_bytes,
             allowed_outbound_hosts: self.allowed_outbound_hosts.clone(),
+            auth: self.auth.clone(),
+            cors: self.cors.clone(),
         }
     }
 }

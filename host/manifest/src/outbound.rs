@@ -100,6 +100,21 @@ impl OutboundRule {
         }
     }
 
+    /// Whether everything `other` allows, this rule allows too (a tenant's
+    /// ceiling covering a function's entry).
+    pub fn covers(&self, other: &OutboundRule) -> bool {
+        let scheme = self.scheme.is_none() || self.scheme == other.scheme;
+        let port = self.port.is_none() || self.port == other.port;
+        let host = match (&self.host, &other.host) {
+            (OutboundHost::Any, _) => true,
+            (OutboundHost::Exact(a), OutboundHost::Exact(b)) => a == b,
+            (OutboundHost::Subdomains(s), OutboundHost::Exact(h)) => h.len() > s.len() && h.ends_with(s.as_str()),
+            (OutboundHost::Subdomains(s), OutboundHost::Subdomains(t)) => t.ends_with(s.as_str()),
+            _ => false,
+        };
+        scheme && port && host
+    }
+
     /// Whether this rule names `host` exactly (not through a wildcard):
     /// needed before a loopback, link-local or private address is allowed.
     pub fn names_exactly(&self, host: &str) -> bool {
@@ -150,6 +165,18 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers() {
+        let r = |s: &str| OutboundRule::parse(s).unwrap();
+        assert!(r("https://*.acme.example").covers(&r("https://api.acme.example")));
+        assert!(r("https://*.acme.example").covers(&r("https://*.eu.acme.example")));
+        assert!(!r("https://*.acme.example").covers(&r("https://acme.example")));
+        assert!(!r("https://*.acme.example").covers(&r("http://api.acme.example")));
+        assert!(r("*://*:*").covers(&r("http://x.example:8080")));
+        assert!(!r("https://x.example").covers(&r("https://*:443")));
+        assert!(!r("https://x.example:443").covers(&r("https://x.example:*")));
+    }
 
     #[test]
     fn parse_and_allow() {

@@ -4,6 +4,8 @@
 use serde::Serialize;
 
 use super::outbound::OutboundRule;
+use crate::auth::AuthSettings;
+use crate::cors::CorsSettings;
 
 /// Limits as written in one `fn.config.json` (function or overlay): every
 /// field optional, already range-checked.
@@ -27,6 +29,10 @@ pub struct PolicyOverlay {
     pub max_memory_bytes: Option<u64>,
     /// Destinations the guest may call; a set list replaces the one below it.
     pub allowed_outbound_hosts: Option<Vec<OutboundRule>>,
+    /// How callers authenticate; replaces the one below it.
+    pub auth: Option<AuthSettings>,
+    /// Cross-origin rules; replace the ones below them.
+    pub cors: Option<CorsSettings>,
 }
 
 impl PolicyOverlay {
@@ -45,6 +51,8 @@ impl PolicyOverlay {
                 .allowed_outbound_hosts
                 .clone()
                 .or_else(|| self.allowed_outbound_hosts.clone()),
+            auth: upper.auth.clone().or_else(|| self.auth.clone()),
+            cors: upper.cors.clone().or_else(|| self.cors.clone()),
         }
     }
 }
@@ -72,6 +80,10 @@ pub struct Policy {
     /// Destinations the guest may send HTTP requests to; empty denies every one.
     #[serde(serialize_with = "serialize_rules")]
     pub allowed_outbound_hosts: Vec<OutboundRule>,
+    /// How callers authenticate (`None`: anyone may call).
+    pub auth: Option<AuthSettings>,
+    /// Cross-origin rules (`None`: the host adds no CORS headers).
+    pub cors: Option<CorsSettings>,
 }
 
 fn serialize_rules<S: serde::Serializer>(rules: &[OutboundRule], s: S) -> Result<S::Ok, S::Error> {
@@ -91,6 +103,8 @@ impl Default for Policy {
             max_response_bytes: 100 * 1024 * 1024,
             max_memory_bytes: 128 * 1024 * 1024,
             allowed_outbound_hosts: Vec::new(),
+            auth: None,
+            cors: None,
         }
     }
 }
@@ -111,6 +125,8 @@ impl Policy {
                 .allowed_outbound_hosts
                 .clone()
                 .unwrap_or_else(|| self.allowed_outbound_hosts.clone()),
+            auth: o.auth.clone().or_else(|| self.auth.clone()),
+            cors: o.cors.clone().or_else(|| self.cors.clone()),
         }
     }
 }

@@ -23,6 +23,7 @@
 mod docs;
 mod fragment;
 mod mount;
+mod security;
 mod validate;
 
 use http::Method;
@@ -32,6 +33,7 @@ use utoipa::openapi::{InfoBuilder, OpenApiBuilder};
 pub use docs::{SWAGGER_ASSETS, docs_page};
 pub use fragment::{DeclaredPath, Fragment, FragmentError, template};
 pub use mount::{Mount, MountError, Operation, build_mounts, host_schemas, namespace, namespaced_schemas};
+pub use security::security_scheme;
 pub use validate::{Issue, OperationValidator, Rejection, SchemaError, parse_query};
 
 /// What the document needs to know of one loaded function.
@@ -117,6 +119,9 @@ pub fn document<'a>(
     for (mount, methods) in routes {
         if !mount.in_schema {
             continue;
+        }
+        if let Some((name, scheme)) = mount.auth.as_ref().and_then(security_scheme) {
+            security_schemes.entry(name).or_insert(scheme);
         }
         let item = paths
             .entry(template(&mount.pattern))

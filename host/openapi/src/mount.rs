@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::fragment::{Fragment, SCHEMA_REF_PREFIX, template};
 use super::validate::{OperationValidator, SchemaError};
+use wasmfn_manifest::AuthSettings;
 use wasmfn_manifest::discovery::FunctionSpec;
 use wasmfn_routing::{RoutePattern, Segment};
 
@@ -54,7 +55,8 @@ pub fn host_schemas() -> Map<String, Value> {
 /// 413 for a body, 429 or 503 when its slots and queue are full (its
 /// `overflow_status`; 503 also for the host's own limits and a drain), 500
 /// for a failed function, 504 for its `timeout_ms`.
-fn host_run_answers(op: &mut Map<String, Value>, spec: &FunctionSpec) {
+fn host_run_answers(op: &mut Map<String, Value>, spec: &FunctionSpec, auth: Option<&AuthSettings>) {
+    crate::security::state_on_operation(op, auth);
     let has_body = op.contains_key("requestBody");
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;
@@ -120,6 +122,8 @@ pub struct Mount {
     pub route_header: Option<HeaderValue>,
     /// `x-fn-path`, made the same way; also `None` without a declared path.
     pub path_header: Option<HeaderValue>,
+    /// How callers of this route authenticate: its route's `auth`, else the function's.
+    pub auth: Option<AuthSettings>,
 }
 
 impl Mount {
@@ -129,6 +133,7 @@ impl Mount {
         methods: Vec<Method>,
         in_schema: bool,
         operations: Vec<(Method, Arc<Operation>)>,
+        auth: Option<&AuthSettings>,
     ) -> Self {
         let route_header = HeaderValue::from_str(&pattern.to_string()).ok();
         let path_header = declared_path.as_deref().and_then(|p| HeaderValue::from_str(p).ok());
@@ -140,6 +145,7 @@ impl Mount {
             operations,
             route_header,
             path_header,
+            auth: auth.cloned(),
         }
     }
 
@@ -324,6 +330,12 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
     let mut mounts = Vec::new();
     for (i, prefix) in spec.routes.iter().enumerate() {
         let in_schema = !spec.schema_hidden.contains(prefix);
+        let auth = spec
+            .route_auth
+            .iter()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, a)| a)
+            .or(spec.policy.auth.as_ref());
         let alias = if i == 0 {
             String::new()
         } else {
@@ -351,6 +363,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 spec.methods.clone(),
                 in_schema,
                 operations,
+                auth,
             ));
             continue;
         };
@@ -436,7 +449,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 // function; added after the validator is made, so that a
                 // function's own undeclared 500 is never checked against the
                 // host's error schema.
-                host_run_answers(d, spec);
+                host_run_answers(d, spec, auth);
                 operations.push((
                     method.clone(),
                     Arc::new(Operation {
@@ -452,6 +465,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 methods,
                 in_schema,
                 operations,
+                auth,
             ));
         }
     }

@@ -65,6 +65,7 @@ fn spec() -> FunctionSpec {
             RoutePattern::parse("/v1/{tenant}").unwrap(),
         ],
         schema_hidden: vec![],
+        route_auth: vec![],
         openapi_path: None,
         methods: vec![Method::GET],
         hosts: vec![],

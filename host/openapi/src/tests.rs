@@ -20,6 +20,7 @@ fn spec(name: &str, routes: &[&str], hidden: &[&str]) -> FunctionSpec {
         description: Some(format!("{name} function")),
         routes: routes.iter().map(|r| RoutePattern::parse(r).unwrap()).collect(),
         schema_hidden: hidden.iter().map(|r| RoutePattern::parse(r).unwrap()).collect(),
+        route_auth: vec![],
         openapi_path: None,
         methods: vec![Method::GET, Method::POST],
         hosts: vec![],

@@ -52,6 +52,7 @@ impl Runtime {
             .get_export_index(Some(&iface), "describe")
             .ok_or(DescribeError::NoDescribe)?;
         let tags = TagCell::for_request(InvokeTags {
+            tenant: "default".into(),
             function: function.into(),
             request_id: "describe".into(),
         });

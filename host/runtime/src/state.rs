@@ -113,6 +113,10 @@ impl ResourceLimiter for MemoryLimiter {
 /// Names that tag everything a request's guest does in the log.
 #[derive(Clone, Debug)]
 pub struct InvokeTags {
+    /// The tenant the function belongs to (`default` for the functions
+    /// directory's); CPU is shared fairly between tenants first, then
+    /// between functions.
+    pub tenant: Arc<str>,
     /// The function's name, as in the catalog.
     pub function: Arc<str>,
     /// The request's id, as answered in errors and logged by the host.

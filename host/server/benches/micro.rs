@@ -170,6 +170,7 @@ async fn one_request(
             InvokeRequest {
                 request,
                 tags: InvokeTags {
+                    tenant: "default".into(),
                     function: "hello".into(),
                     request_id: "bench".into(),
                 },

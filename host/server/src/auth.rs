@@ -70,6 +70,9 @@ pub struct TokenEntry {
     sha256: [u8; 32],
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// The tenant it is bound to: it sees and changes that tenant's objects
+    /// only (`None`: every tenant, and the host).
+    pub tenant: Option<String>,
 }
 
 impl TokenEntry {
@@ -85,6 +88,8 @@ struct RawEntry {
     id: String,
     sha256: String,
     scopes: Vec<String>,
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 /// The operator's admin tokens.
@@ -106,7 +111,8 @@ impl AdminTokens {
         let bad = |what: String| {
             anyhow::anyhow!(
                 "invalid admin token file `{}`: {what} (each entry is \
-                 {{\"id\": \"ci\", \"sha256\": \"<64 hex digits>\", \"scopes\": [\"read\", \"deploy\"]}}; \
+                 {{\"id\": \"ci\", \"sha256\": \"<64 hex digits>\", \"scopes\": [\"read\", \"deploy\"]}}, \
+                 optionally with \"tenant\": \"acme\"; \
                  `wasmfn token create` prints one)",
                 path.display()
             )
@@ -135,10 +141,19 @@ impl AdminTokens {
                 .map(|s| s.parse::<Scope>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| bad(format!("entry {i} (`{}`): field `scopes`: {e}", r.id)))?;
+            if let Some(t) = &r.tenant
+                && !crate::tenant::is_valid_id(t)
+            {
+                return Err(bad(format!(
+                    "entry {i} (`{}`): field `tenant`: `{t}` is not a tenant id (1 to 63 of `a-z`, `0-9`, `-`)",
+                    r.id
+                )));
+            }
             entries.push(TokenEntry {
                 id: r.id,
                 sha256,
                 scopes,
+                tenant: r.tenant,
             });
         }
         if entries.is_empty() {
@@ -186,17 +201,26 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
 
 /// A new random token (256 bits from the operating system) and the entry
 /// for the token file.
-pub fn new_token(id: &str, scopes: &[Scope]) -> anyhow::Result<(String, serde_json::Value)> {
+pub fn new_token(id: &str, scopes: &[Scope], tenant: Option<&str>) -> anyhow::Result<(String, serde_json::Value)> {
     anyhow::ensure!(!id.trim().is_empty(), "the token's `--id` must not be empty");
     anyhow::ensure!(!scopes.is_empty(), "give the token at least one `--scope`");
+    if let Some(t) = tenant {
+        anyhow::ensure!(
+            crate::tenant::is_valid_id(t),
+            "`{t}` is not a tenant id: use 1 to 63 lowercase letters, digits and `-`"
+        );
+    }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the operating system: {e}"))?;
     let token = format!("wfn_{}", crate::state::hex(&bytes));
-    let entry = serde_json::json!({
+    let mut entry = serde_json::json!({
         "id": id,
         "sha256": crate::state::sha256_hex(token.as_bytes()),
         "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
     });
+    if let Some(t) = tenant {
+        entry["tenant"] = serde_json::json!(t);
+    }
     Ok((token, entry))
 }
 
@@ -213,11 +237,33 @@ pub struct AdminAccess {
     pub loopback_writes: bool,
 }
 
-/// Who an admin request came from, once let in; handlers read it for the audit log.
+/// Who an admin request came from, once let in; handlers read it for the
+/// audit log and to keep a tenant's token to its tenant.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The id of the token used; `None` on a host without tokens.
     pub token: Option<String>,
+    /// The tenant the token is bound to; `None`: host-wide.
+    pub tenant: Option<String>,
+    /// The token's scopes (every scope on a host without tokens, within its rules).
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Whether the caller may see tenant `id`'s objects (another tenant's answer 404).
+    pub fn may_see(&self, id: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == id)
+    }
+
+    /// Whether the caller acts for the whole host (not bound to a tenant).
+    pub fn host_wide(&self) -> bool {
+        self.tenant.is_none()
+    }
+
+    /// Whether the caller has `scope` (`admin` has every scope).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| *s == scope || *s == Scope::Admin)
+    }
 }
 
 /// How an admin request was refused.
@@ -231,13 +277,7 @@ pub(crate) enum Refusal {
 
 impl AdminAccess {
     /// Lets a request in or says why not.
-    pub(crate) fn check(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        peer: Option<SocketAddr>,
-    ) -> Result<Caller, Refusal> {
-        let scope = Scope::for_method(method);
+    pub(crate) fn check(&self, scope: Scope, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Caller, Refusal> {
         let Some(tokens) = &self.tokens else {
             if !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
                 return Err(Refusal::Forbidden {
@@ -256,7 +296,15 @@ impl AdminAccess {
                     scope: None,
                 });
             }
-            return Ok(Caller { token: None });
+            return Ok(Caller {
+                token: None,
+                tenant: None,
+                scopes: if self.loopback_writes {
+                    vec![Scope::Admin]
+                } else {
+                    vec![Scope::Read]
+                },
+            });
         };
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -293,6 +341,8 @@ impl AdminAccess {
         }
         Ok(Caller {
             token: Some(entry.id.clone()),
+            tenant: entry.tenant.clone(),
+            scopes: entry.scopes.clone(),
         })
     }
 }
@@ -343,8 +393,8 @@ mod tests {
 
     #[test]
     fn tokens_match_by_digest_and_scopes_decide() {
-        let (ci, entry) = new_token("ci", &[Scope::Deploy]).unwrap();
-        let (ops, ops_entry) = new_token("ops", &[Scope::Admin]).unwrap();
+        let (ci, entry) = new_token("ci", &[Scope::Deploy], None).unwrap();
+        let (ops, ops_entry) = new_token("ops", &[Scope::Admin], None).unwrap();
         assert!(ci.starts_with("wfn_") && ci.len() == 68, "{ci}");
         let tokens = file(serde_json::json!([entry, ops_entry])).unwrap();
         let access = AdminAccess {
@@ -352,22 +402,22 @@ mod tests {
             ..AdminAccess::default()
         };
         let remote: Option<SocketAddr> = Some("192.0.2.1:5000".parse().unwrap());
-        let caller = access.check(&Method::PUT, &bearer(&ci), remote).unwrap();
+        let caller = access.check(Scope::Deploy, &bearer(&ci), remote).unwrap();
         assert_eq!(caller.token.as_deref(), Some("ci"));
         assert!(matches!(
-            access.check(&Method::GET, &bearer(&ci), remote),
+            access.check(Scope::Read, &bearer(&ci), remote),
             Err(Refusal::Forbidden {
                 scope: Some(Scope::Read),
                 ..
             })
         ));
-        assert!(access.check(&Method::GET, &bearer(&ops), remote).is_ok());
+        assert!(access.check(Scope::Read, &bearer(&ops), remote).is_ok());
         assert!(matches!(
-            access.check(&Method::GET, &bearer("wfn_nope"), remote),
+            access.check(Scope::Read, &bearer("wfn_nope"), remote),
             Err(Refusal::Unauthenticated { invalid: true, .. })
         ));
         assert!(matches!(
-            access.check(&Method::GET, &HeaderMap::new(), remote),
+            access.check(Scope::Read, &HeaderMap::new(), remote),
             Err(Refusal::Unauthenticated { invalid: false, .. })
         ));
     }
@@ -378,13 +428,13 @@ mod tests {
         let local: Option<SocketAddr> = Some("127.0.0.1:5000".parse().unwrap());
         let mapped: Option<SocketAddr> = Some("[::ffff:127.0.0.1]:5000".parse().unwrap());
         let remote: Option<SocketAddr> = Some("10.0.0.2:5000".parse().unwrap());
-        assert!(access.check(&Method::GET, &HeaderMap::new(), local).is_ok());
-        assert!(access.check(&Method::GET, &HeaderMap::new(), mapped).is_ok());
-        assert!(access.check(&Method::GET, &HeaderMap::new(), remote).is_err());
-        assert!(access.check(&Method::POST, &HeaderMap::new(), local).is_err());
+        assert!(access.check(Scope::Read, &HeaderMap::new(), local).is_ok());
+        assert!(access.check(Scope::Read, &HeaderMap::new(), mapped).is_ok());
+        assert!(access.check(Scope::Read, &HeaderMap::new(), remote).is_err());
+        assert!(access.check(Scope::Deploy, &HeaderMap::new(), local).is_err());
         access.loopback_writes = true;
-        assert!(access.check(&Method::POST, &HeaderMap::new(), local).is_ok());
-        assert!(access.check(&Method::POST, &HeaderMap::new(), remote).is_err());
+        assert!(access.check(Scope::Deploy, &HeaderMap::new(), local).is_ok());
+        assert!(access.check(Scope::Deploy, &HeaderMap::new(), remote).is_err());
     }
 
     #[test]

@@ -16,8 +16,9 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::loader::DeployedSet;
-use crate::registry::{LoadedFunction, Snapshot};
+use crate::registry::{LoadedFunction, Snapshot, Tenant};
 use crate::state::{Deployment, DesiredState, StateDir, StateError, Version, now_rfc3339};
+use crate::tenant::DEFAULT_TENANT;
 use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, standalone_spec};
 use wasmfn_manifest::{FunctionManifest, Policy};
 use wasmfn_openapi::Fragment;
@@ -77,6 +78,17 @@ pub enum DeployError {
     /// No deployed function has the name.
     #[error("no function `{0}` is deployed")]
     NotDeployed(String),
+    /// The tenant's `max_functions`, `max_memory_bytes` or outbound ceiling refuses it.
+    #[error("{0}")]
+    Quota(String),
+    /// The component is larger than the tenant's `max_component_bytes`.
+    #[error("the component is {size} bytes, above the tenant's quota of {limit} bytes (`quotas.max_component_bytes`)")]
+    ComponentTooLarge {
+        /// The component's size.
+        size: u64,
+        /// The quota.
+        limit: u64,
+    },
     /// Rollback with no earlier version.
     #[error("function `{0}` has no earlier version to roll back to")]
     NoPreviousVersion(String),
@@ -147,65 +159,91 @@ impl Deployments {
         self.desired.lock().expect("no panics while held").clone()
     }
 
-    /// The specs of every deployed function's serving version (those whose
-    /// stored parts are missing or damaged listed as failed), and their digests.
-    pub fn set(&self, defaults: &Policy) -> DeployedSet {
-        let desired = self.desired();
-        let mut out = Discovery::default();
-        for (name, d) in &desired.functions {
-            let Some(v) = d.current() else { continue };
-            match self.spec(name, v, defaults, true) {
-                Ok(spec) => out.functions.push(spec),
-                Err(error) => out.failed.push(FailedSpec {
-                    name: name.clone(),
-                    dir: self.dir.root().to_path_buf(),
-                    manifest_path: self.manifest_label(name),
-                    component_path: Some(self.dir.blob_path(&v.component)),
-                    error,
-                }),
-            }
-        }
-        DeployedSet {
-            specs: out,
-            digests: deployed_digests(&desired),
-        }
-    }
-
-    fn manifest_label(&self, name: &str) -> PathBuf {
-        PathBuf::from(format!("{name}/fn.config.json"))
+    /// The specs of every deployed function's serving version of `tenant`
+    /// (those whose stored parts are missing or damaged listed as failed),
+    /// and their digests.
+    pub fn set(&self, tenant: &str, defaults: &Policy) -> DeployedSet {
+        set_of(&self.dir, &self.desired(), tenant, defaults)
     }
 
     /// The spec of `version` of `name`, reading its manifest (and, with
     /// `verify`, checking every part against its digest).
-    fn spec(&self, name: &str, v: &Version, defaults: &Policy, verify: bool) -> Result<FunctionSpec, String> {
-        let text = self.dir.read_blob(&v.manifest)?;
+    fn spec(&self, tenant: &str, name: &str, v: &Version, defaults: &Policy, verify: bool) -> Result<FunctionSpec, String> {
+        spec_of(&self.dir, tenant, name, v, defaults, verify)
+    }
+}
+
+/// See [`Deployments::set`]; also used at start, before the tenants exist.
+pub(crate) fn set_of(dir: &StateDir, desired: &DesiredState, tenant: &str, defaults: &Policy) -> DeployedSet {
+    let mut out = Discovery::default();
+    for (name, d) in desired.functions(tenant).into_iter().flatten() {
+        let Some(v) = d.current() else { continue };
+        match spec_of(dir, tenant, name, v, defaults, true) {
+            Ok(spec) => out.functions.push(spec),
+            Err(error) => out.failed.push(FailedSpec {
+                name: name.clone(),
+                dir: dir.root().to_path_buf(),
+                manifest_path: manifest_label(tenant, name),
+                component_path: Some(dir.blob_path(&v.component)),
+                error,
+            }),
+        }
+    }
+    DeployedSet {
+        specs: out,
+        digests: deployed_digests(desired, tenant),
+    }
+}
+
+/// How a deployed function's manifest is named in messages: `hello/fn.config.json`
+/// (`acme/hello/fn.config.json` for a tenant other than `default`).
+fn manifest_label(tenant: &str, name: &str) -> PathBuf {
+    if tenant == DEFAULT_TENANT {
+        PathBuf::from(format!("{name}/fn.config.json"))
+    } else {
+        PathBuf::from(format!("{tenant}/{name}/fn.config.json"))
+    }
+}
+
+fn spec_of(
+    dir: &StateDir,
+    tenant: &str,
+    name: &str,
+    v: &Version,
+    defaults: &Policy,
+    verify: bool,
+) -> Result<FunctionSpec, String> {
+    {
+        let text = dir.read_blob(&v.manifest)?;
         let text = String::from_utf8(text).map_err(|_| "the stored manifest is not UTF-8".to_string())?;
-        let label = self.manifest_label(name);
+        let label = manifest_label(tenant, name);
         let manifest = FunctionManifest::parse(&label, &text).map_err(|e| e.to_string())?;
         if verify {
-            self.dir.read_blob(&v.component)?;
+            dir.read_blob(&v.component)?;
             if let Some(o) = &v.openapi {
-                self.dir.read_blob(o)?;
+                dir.read_blob(o)?;
             }
         }
-        let openapi = v.openapi.as_ref().map(|o| self.dir.blob_path(o));
+        let openapi = v.openapi.as_ref().map(|o| dir.blob_path(o));
         let mut spec = standalone_spec(
             name,
             &label,
             &manifest,
-            &self.dir.blob_path(&v.component),
+            &dir.blob_path(&v.component),
             openapi.as_deref(),
             defaults,
         )
         .map_err(|e| e.to_string())?;
-        spec.dir = self.dir.root().to_path_buf();
+        spec.dir = dir.root().to_path_buf();
         Ok(spec)
     }
+}
 
+impl Deployments {
     /// Writes `next` (versions beyond `keep_versions` dropped) and makes it
     /// the desired state; then removes blobs nothing names any more.
-    fn commit(&self, mut next: DesiredState) -> Result<(), StateError> {
-        for d in next.functions.values_mut() {
+    pub(crate) fn commit(&self, mut next: DesiredState) -> Result<(), StateError> {
+        for d in next.tenants.values_mut().flat_map(|t| t.functions.values_mut()) {
             let extra = d.versions.len().saturating_sub(self.keep_versions);
             d.versions.drain(..extra);
         }
@@ -216,11 +254,12 @@ impl Deployments {
     }
 }
 
-/// The digests of the deployed functions' serving versions.
-pub(crate) fn deployed_digests(state: &DesiredState) -> std::collections::BTreeMap<String, String> {
+/// The digests of the serving versions of `tenant`'s deployed functions.
+pub(crate) fn deployed_digests(state: &DesiredState, tenant: &str) -> std::collections::BTreeMap<String, String> {
     state
-        .functions
-        .iter()
+        .functions(tenant)
+        .into_iter()
+        .flatten()
         .filter_map(|(n, d)| Some((n.clone(), digest_label(&d.current()?.component))))
         .collect()
 }
@@ -248,22 +287,52 @@ impl AppState {
     }
 
     /// Validates `upload` whole and, if it loads, makes it the serving
-    /// version of its function.
-    pub async fn deploy(self: &Arc<Self>, upload: Upload, caller: &Caller) -> Result<Deployed, DeployError> {
+    /// version of its function in `tenant`.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
+        upload: Upload,
+        caller: &Caller,
+    ) -> Result<Deployed, DeployError> {
         let deps = self.deployments()?;
         if !is_valid_name(&upload.name) {
             return Err(DeployError::InvalidName(upload.name));
         }
         let name = upload.name.clone();
         let _one_at_a_time = self.reloading.lock().await;
-        let label = deps.manifest_label(&name);
+        // The tenant as it is now (its settings may have changed while this waited).
+        let tenant = self.registry.tenant(&tenant.id).ok_or(DeployError::Disabled)?;
+        let tid = tenant.id.to_string();
+        let quotas = &tenant.settings.settings.quotas;
+        if let Some(limit) = quotas.max_component_bytes
+            && upload.component.len() as u64 > limit
+        {
+            return Err(DeployError::ComponentTooLarge {
+                size: upload.component.len() as u64,
+                limit,
+            });
+        }
+        let label = manifest_label(&tid, &name);
         FunctionManifest::parse(&label, &upload.manifest).map_err(|e| DeployError::Invalid(e.to_string()))?;
         if let Some(text) = &upload.openapi {
             Fragment::parse(text)
                 .map_err(|e| DeployError::Invalid(format!("part `openapi` of function `{name}`: {e}")))?;
         }
-        let previous = self.registry.snapshot();
-        refuse_directory_name(&previous, &name)?;
+        let previous = tenant.snapshot();
+        if tenant.is_default() {
+            refuse_directory_name(&previous, &name)?;
+        }
+        if let Some(max) = quotas.max_functions {
+            let desired = deps.desired();
+            let functions = desired.functions(&tid);
+            let count = functions.map_or(0, |f| f.len());
+            if !functions.is_some_and(|f| f.contains_key(&name)) && count >= max as usize {
+                return Err(DeployError::Quota(format!(
+                    "tenant `{tid}` has {count} functions, its quota (`quotas.max_functions`); \
+                     undeploy one before deploying `{name}`"
+                )));
+            }
+        }
         let token = caller.token.clone();
         let version = self
             .on_disk(move |deps| {
@@ -280,88 +349,121 @@ impl AppState {
             })
             .await?;
         let desired = deps.desired();
-        let current = desired.functions.get(&name).and_then(|d| d.current().cloned());
+        let current = desired.function(&tid, &name).and_then(|d| d.current().cloned());
         let serving = previous.functions.iter().any(|f| *f.spec.name == name);
         if let Some(c) = &current
             && c.same_content(&version)
             && serving
         {
-            return Ok(self.deployed(&previous, &name, current.as_ref(), false, true));
+            return Ok(self.deployed(&tid, &previous, &name, current.as_ref(), false, true));
         }
         let mut next = desired.clone();
-        next.functions.entry(name.clone()).or_default().versions.push(version);
-        let snapshot = self.load_version(&previous, &name, &next).await?;
+        next.tenants
+            .entry(tid.clone())
+            .or_default()
+            .functions
+            .entry(name.clone())
+            .or_default()
+            .versions
+            .push(version);
+        let snapshot = self.load_version(&tenant, &previous, &name, &next).await?;
         self.on_disk(move |deps| deps.commit(next)).await?;
-        let out = self.deployed(&snapshot, &name, current.as_ref(), current.is_none(), false);
-        self.swap_in(snapshot, &previous);
+        let out = self.deployed(&tid, &snapshot, &name, current.as_ref(), current.is_none(), false);
+        self.swap_in(&tenant, snapshot, &previous);
         Ok(out)
     }
 
     /// Serves the version deployed before the current one again (the
     /// current one is dropped).
-    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployed, DeployError> {
+    pub async fn rollback(self: &Arc<Self>, tenant: &Arc<Tenant>, name: &str) -> Result<Deployed, DeployError> {
         let deps = self.deployments()?;
         let _one_at_a_time = self.reloading.lock().await;
+        let tenant = self.registry.tenant(&tenant.id).ok_or(DeployError::Disabled)?;
+        let tid = tenant.id.to_string();
         let desired = deps.desired();
         let d = desired
-            .functions
-            .get(name)
+            .function(&tid, name)
             .ok_or_else(|| DeployError::NotDeployed(name.to_string()))?;
         if d.versions.len() < 2 {
             return Err(DeployError::NoPreviousVersion(name.to_string()));
         }
         let current = d.current().cloned();
         let mut next = desired.clone();
-        next.functions.get_mut(name).expect("listed").versions.pop();
-        let previous = self.registry.snapshot();
-        let snapshot = self.load_version(&previous, name, &next).await?;
+        next.tenants
+            .get_mut(&tid)
+            .and_then(|t| t.functions.get_mut(name))
+            .expect("listed")
+            .versions
+            .pop();
+        let previous = tenant.snapshot();
+        let snapshot = self.load_version(&tenant, &previous, name, &next).await?;
         self.on_disk(move |deps| deps.commit(next)).await?;
-        let out = self.deployed(&snapshot, name, current.as_ref(), false, false);
-        self.swap_in(snapshot, &previous);
+        let out = self.deployed(&tid, &snapshot, name, current.as_ref(), false, false);
+        self.swap_in(&tenant, snapshot, &previous);
         Ok(out)
     }
 
     /// Stops serving a deployed function and forgets its versions; its
     /// requests in flight finish. Gives the digest that served.
-    pub async fn undeploy(self: &Arc<Self>, name: &str) -> Result<Option<String>, DeployError> {
+    pub async fn undeploy(self: &Arc<Self>, tenant: &Arc<Tenant>, name: &str) -> Result<Option<String>, DeployError> {
         let deps = self.deployments()?;
         let _one_at_a_time = self.reloading.lock().await;
-        let previous = self.registry.snapshot();
+        let tenant = self.registry.tenant(&tenant.id).ok_or(DeployError::Disabled)?;
+        let tid = tenant.id.to_string();
+        let previous = tenant.snapshot();
         let desired = deps.desired();
-        let Some(d) = desired.functions.get(name) else {
-            refuse_directory_name(&previous, name)?;
+        let Some(d) = desired.function(&tid, name) else {
+            if tenant.is_default() {
+                refuse_directory_name(&previous, name)?;
+            }
             return Err(DeployError::NotDeployed(name.to_string()));
         };
         let old = d.current().map(|v| digest_label(&v.component));
         let mut next = desired.clone();
-        next.functions.remove(name);
-        let extra = self.config.openapi_admin.then(crate::admin::admin_document);
-        let snapshot = crate::loader::without_function(&previous, name, extra, deployed_digests(&next));
+        if let Some(t) = next.tenants.get_mut(&tid) {
+            t.functions.remove(name);
+        }
+        let extra = self.extra_doc(&tenant);
+        let snapshot = crate::loader::without_function(&previous, name, extra, deployed_digests(&next, &tid));
         self.on_disk(move |deps| deps.commit(next)).await?;
-        self.swap_in(snapshot, &previous);
+        self.swap_in(&tenant, snapshot, &previous);
         Ok(old)
     }
 
     /// `previous` with the serving version of `name` in `next` loaded, or why it does not load.
     async fn load_version(
         self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
         previous: &Arc<Snapshot>,
         name: &str,
         next: &DesiredState,
     ) -> Result<Snapshot, DeployError> {
-        let v = next.functions[name].current().expect("never empty").clone();
+        let tid = tenant.id.to_string();
+        let v = next.function(&tid, name).and_then(|d| d.current()).expect("never empty").clone();
         let app = self.clone();
         let prev = previous.clone();
         let fname = name.to_string();
-        let digests = deployed_digests(next);
+        let digests = deployed_digests(next, &tid);
+        let tenant = tenant.clone();
         let snapshot = tokio::task::spawn_blocking(move || {
             let deps = app.deployments.as_ref().expect("checked by the caller");
             let spec = deps
-                .spec(&fname, &v, &app.config.defaults, false)
+                .spec(&tid, &fname, &v, &app.config.defaults, false)
                 .map_err(DeployError::Invalid)?;
-            let extra = app.config.openapi_admin.then(crate::admin::admin_document);
-            crate::loader::with_function(&prev, spec, &app.runtime, &app.registry, extra, digests)
-                .map_err(|e| DeployError::Invalid(e.to_string()))
+            let extra = app.extra_doc(&tenant);
+            crate::loader::with_function(
+                &prev,
+                spec,
+                &app.runtime,
+                &tenant.stats,
+                Some(&tenant.settings),
+                extra,
+                digests,
+            )
+            .map_err(|e| match e {
+                crate::loader::LoadError::Quota(m) => DeployError::Quota(m),
+                e => DeployError::Invalid(e.to_string()),
+            })
         })
         .await
         .map_err(|e| DeployError::Invalid(format!("the load panicked: {e}")))??;
@@ -397,14 +499,21 @@ impl AppState {
         Ok(snapshot)
     }
 
-    fn deployed(&self, s: &Snapshot, name: &str, before: Option<&Version>, created: bool, unchanged: bool) -> Deployed {
+    fn deployed(
+        &self,
+        tenant: &str,
+        s: &Snapshot,
+        name: &str,
+        before: Option<&Version>,
+        created: bool,
+        unchanged: bool,
+    ) -> Deployed {
         let f = s.functions.iter().find(|f| *f.spec.name == *name);
         let digest = if unchanged {
             before.map(|v| digest_label(&v.component)).unwrap_or_default()
         } else {
             self.desired()
-                .functions
-                .get(name)
+                .function(tenant, name)
                 .and_then(Deployment::current)
                 .map(|v| digest_label(&v.component))
                 .unwrap_or_default()
@@ -422,12 +531,17 @@ impl AppState {
         }
     }
 
-    /// Swaps `next` in and retires the
-    /// versions that left.
-    fn swap_in(&self, next: Snapshot, previous: &Snapshot) {
+    /// Swaps `next` in as `tenant`'s snapshot and retires the versions that left.
+    fn swap_in(&self, tenant: &Tenant, next: Snapshot, previous: &Snapshot) {
         let leaving = leaving(previous, &next);
-        self.registry.swap(next);
+        tenant.swap(next);
         self.retire(leaving);
+    }
+
+    /// What is merged into `tenant`'s document besides its functions: the
+    /// host's own endpoints (`--openapi-admin`), for the tenant `default` only.
+    pub(crate) fn extra_doc(&self, tenant: &Tenant) -> Option<serde_json::Value> {
+        (self.config.openapi_admin && tenant.is_default()).then(crate::admin::admin_document)
     }
 
     /// Lets the versions that left the serving set finish what they run,
@@ -505,7 +619,7 @@ mod tests {
             })
             .collect();
         let mut next = crate::state::empty_state();
-        next.functions.insert(
+        next.tenants.get_mut(DEFAULT_TENANT).unwrap().functions.insert(
             "f".into(),
             Deployment {
                 versions: versions.clone(),
@@ -513,11 +627,12 @@ mod tests {
         );
         deps.commit(next).unwrap();
         // The oldest version is gone, from memory, from disk and with its component.
-        let kept = &deps.desired().functions["f"].versions;
+        let desired = deps.desired();
+        let kept = &desired.function(DEFAULT_TENANT, "f").unwrap().versions;
         assert_eq!(kept, &versions[1..]);
         drop(deps);
         let deps = Deployments::open(dir.path(), 2).unwrap();
-        assert_eq!(&deps.desired().functions["f"].versions, &versions[1..]);
+        assert_eq!(&deps.desired().function(DEFAULT_TENANT, "f").unwrap().versions, &versions[1..]);
         assert!(!deps.dir.blob_path(&versions[0].component).exists());
         assert!(deps.dir.blob_path(&versions[2].component).exists());
         assert!(deps.dir.blob_path(&manifest).exists());

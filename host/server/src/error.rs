@@ -179,6 +179,45 @@ pub enum ApiError {
         /// The file and the system's reason.
         message: String,
     },
+    /// 401 `unauthorized` or 403 `forbidden` for a function's caller: no or bad credentials, or
+    /// missing scopes; sent with the route's `WWW-Authenticate` challenge.
+    CallerRefused {
+        /// 401 or 403.
+        status: u16,
+        /// Why.
+        message: String,
+        /// The `WWW-Authenticate` value.
+        challenge: String,
+    },
+    /// 429 `rate_limited`: the tenant's `requests_per_second` (with its `burst`) is used up.
+    RateLimited {
+        /// The tenant's quota, `(requests_per_second, burst)`.
+        rate: (u32, u32),
+        /// Seconds until a request is admitted again; sent as `Retry-After`.
+        retry_after: u64,
+    },
+    /// 422 `quota_exceeded`: a deploy beyond the tenant's `max_functions`, `max_memory_bytes` or
+    /// outbound ceiling; what serves is unchanged.
+    QuotaExceeded {
+        /// Which quota, and what to do.
+        message: String,
+    },
+    /// 404 `tenant_not_found`: no such tenant (or not one the token may see).
+    TenantNotFound {
+        /// The id asked for.
+        tenant: String,
+    },
+    /// 422 `invalid_tenant`: the tenant's id or settings do not check.
+    InvalidTenant {
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// 409 `tenant_conflict`: a host another tenant serves, a tenant fixed by `--tenants FILE`,
+    /// quotas its functions exceed, a key id taken; nothing changed.
+    TenantConflict {
+        /// What conflicts.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -210,6 +249,12 @@ impl ApiError {
             ApiError::StateFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::CallerRefused { status: 403, .. } => StatusCode::FORBIDDEN,
+            ApiError::CallerRefused { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::QuotaExceeded { .. } | ApiError::InvalidTenant { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TenantNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::TenantConflict { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -243,6 +288,13 @@ impl ApiError {
             ApiError::DeployTooLarge { .. } => "deploy_too_large",
             ApiError::BadUpload { .. } => "bad_upload",
             ApiError::StateFailed { .. } => "state_failed",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::CallerRefused { status: 403, .. } => "forbidden",
+            ApiError::CallerRefused { .. } => "unauthorized",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
+            ApiError::TenantNotFound { .. } => "tenant_not_found",
+            ApiError::InvalidTenant { .. } => "invalid_tenant",
+            ApiError::TenantConflict { .. } => "tenant_conflict",
         }
     }
 
@@ -299,7 +351,16 @@ impl ApiError {
             | ApiError::Forbidden { message }
             | ApiError::InvalidFunction { message }
             | ApiError::DeployConflict { message, .. }
-            | ApiError::BadUpload { message } => message.clone(),
+            | ApiError::BadUpload { message }
+            | ApiError::QuotaExceeded { message }
+            | ApiError::InvalidTenant { message }
+            | ApiError::TenantConflict { message }
+            | ApiError::CallerRefused { message, .. } => message.clone(),
+            ApiError::RateLimited { rate, .. } => format!(
+                "too many requests: this API takes {} per second (bursts of {}); retry after `Retry-After` seconds",
+                rate.0, rate.1
+            ),
+            ApiError::TenantNotFound { tenant } => format!("no tenant `{tenant}`"),
             ApiError::NoPreviousVersion { function } => {
                 format!("function `{function}` has no earlier version to roll back to")
             }
@@ -349,11 +410,18 @@ impl ApiError {
                     h.insert(header::ALLOW, v);
                 }
             }
-            ApiError::TooManyRequests { retry_after, .. } | ApiError::ServiceUnavailable { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::ServiceUnavailable { retry_after, .. }
+            | ApiError::RateLimited { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::VersionRetired { .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
+            ApiError::CallerRefused { challenge, .. } => {
+                if let Ok(v) = HeaderValue::from_str(challenge) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
             ApiError::ShuttingDown => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(1));

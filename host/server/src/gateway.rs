@@ -16,7 +16,9 @@ use http_body::Body as _;
 use super::AppState;
 use super::error::ApiError;
 use crate::admission::{GateError, LimitedBody, LimitedResponse};
-use crate::registry::{FunctionStats, LoadedFunction};
+use crate::callers::{CallerCheck, Denied, Verified};
+use crate::registry::{FunctionStats, LoadedFunction, Tenant};
+use wasmfn_manifest::CorsPolicy;
 use crate::request_id::REQUEST_ID;
 use wasmfn_openapi::{OperationValidator, Rejection};
 use wasmfn_routing::{RouteOutcome, split_host_port, split_path};
@@ -48,7 +50,7 @@ pub(crate) async fn function_request(app: Arc<AppState>, mut req: Request) -> Re
 
 /// The request's host (lower-case, without port) and port, from `Host` or
 /// the URI's authority.
-fn request_host(req: &Request) -> (Cow<'_, str>, Option<u16>) {
+pub(crate) fn request_host(req: &Request) -> (Cow<'_, str>, Option<u16>) {
     let raw = req
         .headers()
         .get(header::HOST)
@@ -59,25 +61,36 @@ fn request_host(req: &Request) -> (Cow<'_, str>, Option<u16>) {
 }
 
 async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
-    let snapshot = app.registry.snapshot();
     let method = req.method().clone();
     let path = req.uri().path();
     let segs = split_path(path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
     let (host, port) = request_host(&req);
-    let (function, target, operation) = match snapshot.table.route(&method, &host, port, &segs) {
+    let tenant = app.registry.tenants().for_host(&host).clone();
+    let snapshot = tenant.snapshot();
+    if method == Method::OPTIONS
+        && CorsPolicy::is_preflight(&method, req.headers())
+        && let Some(resp) = preflight(&snapshot, &req, &host, port, &segs)
+    {
+        return Ok(resp);
+    }
+    let (function, target, operation, check) = match snapshot.table.route(&method, &host, port, &segs) {
         RouteOutcome::Matched(m) => {
-            let (f, mount) = snapshot.mount(m.claim.tag);
+            let (fi, mi) = snapshot.mount_index[m.claim.tag];
+            let f = &snapshot.functions[fi];
+            let mount = &f.mounts[mi];
             let target = Target {
                 route: mount.route_header.clone(),
                 path: mount.path_header.clone(),
                 params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
                 forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
                 check_response: None,
+                verified: None,
             };
-            (f.clone(), target, mount.operation(&method).cloned())
+            let check = f.checks.get(mi).cloned().flatten();
+            (f.clone(), target, mount.operation(&method).cloned(), check)
         }
         RouteOutcome::NotFound if method == Method::GET && path == "/openapi.json" => {
-            return Ok(super::admin::openapi_response(app));
+            return Ok(super::admin::openapi_response(&snapshot));
         }
         RouteOutcome::NotFound if method == Method::GET && path == "/docs" => {
             let page = wasmfn_openapi::docs_page("/_fn/docs", "/openapi.json");
@@ -104,15 +117,89 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
         }
     };
     drop(snapshot);
+    let Some(cors) = function.cors.clone() else {
+        return serve(app, &tenant, &function, req, id, target, operation, check).await;
+    };
+    // The host's CORS headers go on every answer of the function, its own
+    // errors included, so that a script can read them.
+    let mut origin = HeaderMap::new();
+    if let Some(o) = req.headers().get(header::ORIGIN) {
+        origin.insert(header::ORIGIN, o.clone());
+    }
+    let mut resp = match serve(app, &tenant, &function, req, id, target, operation, check).await {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(id),
+    };
+    cors.apply(&origin, resp.headers_mut());
+    Ok(resp)
+}
+
+/// Authenticates the caller (the route's `auth`), checks the request
+/// against its declared operation, and runs it.
+#[expect(clippy::too_many_arguments, reason = "what routing decided")]
+async fn serve(
+    app: &AppState,
+    tenant: &Tenant,
+    function: &Arc<LoadedFunction>,
+    req: Request,
+    id: &str,
+    mut target: Target,
+    operation: Option<Arc<wasmfn_openapi::Operation>>,
+    check: Option<Arc<CallerCheck>>,
+) -> Result<Response, ApiError> {
+    if let Some(check) = check {
+        let keys = tenant.keys.load();
+        let verified = check
+            .check(&tenant.id, req.headers(), req.uri().query(), &keys)
+            .await
+            .map_err(|d| {
+                FunctionStats::bump(&function.stats.rejected);
+                denied(d)
+            })?;
+        target.verified = Some(verified);
+    }
     let req = match operation.as_ref().and_then(|o| o.validator.as_ref()) {
-        Some(v) => validate(v, &function, req, &target.params).await?,
+        Some(v) => validate(v, function, req, &target.params).await?,
         None => req,
     };
-    let mut target = target;
     if app.config.validate_responses {
         target.check_response = operation.as_ref().and_then(|o| o.validator.clone());
     }
-    invoke(app, &function, req, id, target).await
+    invoke(app, tenant, function, req, id, target).await
+}
+
+fn denied(d: Denied) -> ApiError {
+    if d.unavailable {
+        return ApiError::ServiceUnavailable {
+            reason: d.message,
+            retry_after: 5,
+        };
+    }
+    ApiError::CallerRefused {
+        status: d.status,
+        message: d.message,
+        challenge: d.challenge,
+    }
+}
+
+/// The host's answer to a CORS preflight for a route whose function has
+/// `cors`: routed as the method it asks about; `None` when no such route
+/// (then the `OPTIONS` request goes on as any other).
+fn preflight(
+    snapshot: &crate::registry::Snapshot,
+    req: &Request,
+    host: &str,
+    port: Option<u16>,
+    segs: &[Cow<'_, str>],
+) -> Option<Response> {
+    let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?.to_str().ok()?;
+    let asked = Method::from_bytes(asked.as_bytes()).ok()?;
+    let RouteOutcome::Matched(m) = snapshot.table.route(&asked, host, port, segs) else {
+        return None;
+    };
+    let (f, mount) = snapshot.mount(m.claim.tag);
+    let cors = f.cors.as_ref()?;
+    Some(cors.preflight(req.headers(), &mount.methods).into_response(Body::empty()))
 }
 
 /// What routing decided, for the guest's headers.
@@ -124,6 +211,8 @@ struct Target {
     forward_as_get: bool,
     /// Set when responses are to be checked (`--validate-responses`).
     check_response: Option<Arc<OperationValidator>>,
+    /// What the caller check established, for `x-fn-auth-*`.
+    verified: Option<Verified>,
 }
 
 /// Checks a request against its declared operation before any instance
@@ -158,18 +247,24 @@ async fn validate(
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
-fn overflow(f: &LoadedFunction, e: GateError) -> ApiError {
+/// The function's overflow answer (429 or 503, `overflow_status`) when
+/// its gate, or its tenant's (`tenant`), gave no slot.
+fn overflow(f: &LoadedFunction, e: GateError, tenant: Option<&str>) -> ApiError {
     FunctionStats::bump(&f.stats.rejected);
     let retry_after = f.spec.policy.queue_timeout_ms.div_ceil(1000).max(1);
+    let reason = match tenant {
+        Some(t) => format!("the API's concurrency quota (tenant `{t}`): {e}"),
+        None => e.to_string(),
+    };
     if f.spec.policy.overflow_status == 503 {
         ApiError::ServiceUnavailable {
-            reason: format!("function `{}`: {e}", f.name),
+            reason: format!("function `{}`: {reason}", f.name),
             retry_after,
         }
     } else {
         ApiError::TooManyRequests {
             function: f.name.to_string(),
-            reason: e.to_string(),
+            reason,
             retry_after,
         }
     }
@@ -180,6 +275,7 @@ fn overflow(f: &LoadedFunction, e: GateError) -> ApiError {
 /// response limits.
 async fn invoke(
     app: &AppState,
+    tenant: &Tenant,
     f: &Arc<LoadedFunction>,
     req: Request,
     id: &str,
@@ -187,8 +283,25 @@ async fn invoke(
 ) -> Result<Response, ApiError> {
     let policy = &f.spec.policy;
     FunctionStats::bump(&f.stats.requests);
+    if let Some(rate) = &tenant.rate
+        && let Err(wait) = rate.check()
+    {
+        FunctionStats::bump(&f.stats.rejected);
+        return Err(ApiError::RateLimited {
+            rate: rate.settings(),
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
     refuse_declared_oversize(f, req.headers())?;
-    let permit = f.gate.acquire().await.map_err(|e| overflow(f, e))?;
+    let permit = f.gate.acquire().await.map_err(|e| overflow(f, e, None))?;
+    let tenant_permit = match &tenant.gate {
+        Some(g) => Some(
+            g.acquire_queued(policy.max_queue, Duration::from_millis(policy.queue_timeout_ms))
+                .await
+                .map_err(|e| overflow(f, e, Some(&tenant.id)))?,
+        ),
+        None => None,
+    };
     let host_permit = app.host_gate.acquire().await.map_err(|e| {
         FunctionStats::bump(&f.stats.rejected);
         ApiError::ServiceUnavailable {
@@ -203,6 +316,7 @@ async fn invoke(
     let exceeded = Arc::new(AtomicBool::new(false));
     let body = LimitedBody::new(body, policy.max_body_bytes, exceeded.clone());
     let tags = InvokeTags {
+        tenant: tenant.id.clone(),
         function: f.name.clone(),
         request_id: id.into(),
     };
@@ -216,7 +330,7 @@ async fn invoke(
                 deadline,
                 max_memory_bytes: policy.max_memory_bytes,
                 outbound: f.outbound.clone(),
-                guard: Box::new((permit, host_permit)),
+                guard: Box::new((permit, tenant_permit, host_permit)),
                 warm: Some(f.warm.clone()),
                 retire: Some(f.retire.clone()),
             },
@@ -276,6 +390,9 @@ fn set_guest_headers(parts: &mut http::request::Parts, f: &LoadedFunction, targe
     }
     if let Some(v) = f.name_header.clone() {
         h.insert(FN_FUNCTION, v);
+    }
+    if let Some(v) = &target.verified {
+        v.set_headers(h);
     }
     for (k, v) in &target.params {
         if let (Ok(name), Ok(value)) = (

@@ -37,6 +37,7 @@
 mod admin;
 pub mod admission;
 pub mod auth;
+pub mod callers;
 pub mod deploy;
 mod error;
 mod gateway;
@@ -47,6 +48,8 @@ pub mod registry;
 mod report;
 mod request_id;
 pub mod state;
+pub mod tenant;
+mod tenancy;
 mod watch;
 
 use std::path::PathBuf;
@@ -102,6 +105,8 @@ pub struct HostConfig {
     pub max_deploy_bytes: u64,
     /// Limits on request heads, on every listener.
     pub head_limits: HeadLimits,
+    /// The operator's fixed tenants (`--tenants FILE`), read at start.
+    pub tenants_file: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -119,6 +124,7 @@ impl HostConfig {
             keep_versions: 5,
             max_deploy_bytes: 64 << 20,
             head_limits: HeadLimits::default(),
+            tenants_file: None,
         }
     }
 }
@@ -177,21 +183,8 @@ impl AppState {
             Some(d) => Some(deploy::Deployments::open(d, config.keep_versions)?),
             None => None,
         };
-        let extra = config.openapi_admin.then(admin::admin_document);
-        let deployed = deployments
-            .as_ref()
-            .map(|d| d.set(&config.defaults))
-            .unwrap_or_default();
-        let snapshot = loader::reload(
-            &config.functions_dir,
-            &config.defaults,
-            &runtime,
-            &registry,
-            extra,
-            None,
-            deployed,
-        )?;
-        registry.swap(snapshot);
+        let tenants = tenancy::load_tenants(&config, &runtime, deployments.as_ref())?;
+        registry.set_tenants(tenants);
         let host_gate = ConcurrencyGate::new(
             config.max_concurrency,
             config.max_concurrency.saturating_mul(4),
@@ -241,16 +234,22 @@ impl AppState {
         let _one_at_a_time = self.reloading.lock().await;
         let started = Instant::now();
         let app = self.clone();
+        let tenant = self.registry.tenants().default_tenant().clone();
         let next = tokio::task::spawn_blocking(move || {
-            let previous = app.registry.snapshot();
-            let extra = app.config.openapi_admin.then(admin::admin_document);
+            let previous = tenant.snapshot();
+            let extra = app.extra_doc(&tenant);
             let c = &app.config;
-            let deployed = app.deployments.as_ref().map(|d| d.set(&c.defaults)).unwrap_or_default();
+            let deployed = app
+                .deployments
+                .as_ref()
+                .map(|d| d.set(tenant::DEFAULT_TENANT, &c.defaults))
+                .unwrap_or_default();
             let next = loader::reload(
-                &c.functions_dir,
+                Some(&c.functions_dir),
                 &c.defaults,
                 &app.runtime,
-                &app.registry,
+                &tenant.stats,
+                Some(&tenant.settings),
                 extra,
                 Some(&previous),
                 deployed,

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::registry::{FunctionApi, LoadedFunction, Registry, Snapshot};
+use crate::registry::{FunctionApi, LoadedFunction, Registry, Snapshot, StatsBook};
+use crate::tenant::CheckedSettings;
 use wasmfn_manifest::Policy;
 use wasmfn_manifest::digest::content_digest;
 use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, discover};
@@ -77,6 +78,12 @@ pub enum LoadError {
         /// What is wrong with it.
         source: Box<FragmentError>,
     },
+    /// The function asks for more than its tenant's quotas allow.
+    #[error("{0}")]
+    Quota(String),
+    /// Its `auth` or `cors` cannot be put in force (keys that do not load, a `jwks_url` outside its outbound rules).
+    #[error("{0}")]
+    Invalid(String),
     /// The function's operations cannot be mounted under its routes.
     #[error("function `{function}`: {source}")]
     Mount {
@@ -100,10 +107,11 @@ pub fn load(
     extra_doc: Option<Value>,
 ) -> anyhow::Result<Snapshot> {
     reload(
-        dir,
+        Some(dir),
         defaults,
         runtime,
-        registry,
+        &registry.tenants().default_tenant().stats,
+        None,
         extra_doc,
         None,
         DeployedSet::default(),
@@ -126,11 +134,15 @@ pub struct DeployedSet {
 /// kept as it is (slots, queue and compiled code), and one whose new
 /// version fails keeps its previous version serving (listed in
 /// [`Snapshot::kept`]). A folder named as a deployed function fails.
+/// `dir` is the functions directory (the tenant `default` only); a
+/// function beyond its tenant's `quotas` fails.
+#[expect(clippy::too_many_arguments, reason = "what one load reads")]
 pub fn reload(
-    dir: &Path,
+    dir: Option<&Path>,
     defaults: &Policy,
     runtime: &Runtime,
-    registry: &Registry,
+    stats: &StatsBook,
+    quotas: Option<&CheckedSettings>,
     extra_doc: Option<Value>,
     previous: Option<&Snapshot>,
     deployed: DeployedSet,
@@ -139,9 +151,14 @@ pub fn reload(
         specs: deployed,
         digests,
     } = deployed;
-    let fingerprint = crate::fingerprint(dir);
-    let discovered = discover(dir, defaults)
-        .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?;
+    let (fingerprint, discovered) = match dir {
+        Some(dir) => (
+            crate::fingerprint(dir),
+            discover(dir, defaults)
+                .map_err(|e| anyhow::anyhow!("cannot read functions directory `{}`: {e}", dir.display()))?,
+        ),
+        None => (0, Discovery::default()),
+    };
     let mut failed = discovered.failed;
     let deployed_names: HashSet<&str> = deployed
         .functions
@@ -171,6 +188,21 @@ pub fn reload(
     }
     specs.extend(deployed.functions);
     failed.extend(deployed.failed);
+    if let Some(q) = quotas {
+        specs.retain(|spec| match quota_refusal(q, spec) {
+            Some(error) => {
+                failed.push(FailedSpec {
+                    name: spec.name.clone(),
+                    dir: spec.dir.clone(),
+                    manifest_path: spec.manifest_path.clone(),
+                    component_path: Some(spec.component_path.clone()),
+                    error,
+                });
+                false
+            }
+            None => true,
+        });
+    }
     let old = |name: &str| previous.and_then(|p| p.functions.iter().find(|f| f.spec.name == name));
     let prepared = prepare_all(&specs, runtime, &|spec| old(&spec.name).cloned());
     let mut functions: Vec<Arc<LoadedFunction>> = Vec::new();
@@ -178,7 +210,7 @@ pub fn reload(
     // `wasmfn` names the host's own schemas.
     let mut namespaces = HashSet::from(["wasmfn".to_string()]);
     for (spec, result) in specs.into_iter().zip(prepared) {
-        match result.and_then(|p| mount(spec.clone(), p, runtime, registry, &mut namespaces)) {
+        match result.and_then(|p| mount(spec.clone(), p, runtime, stats, &mut namespaces)) {
             Ok(f) => functions.push(f),
             Err(error) => match old(&spec.name).map(|f| (f, error.to_string())) {
                 Some((f, error)) => {
@@ -222,10 +254,14 @@ pub fn with_function(
     previous: &Snapshot,
     spec: FunctionSpec,
     runtime: &Runtime,
-    registry: &Registry,
+    stats: &StatsBook,
+    quotas: Option<&CheckedSettings>,
     extra_doc: Option<Value>,
     deployed: BTreeMap<String, String>,
 ) -> Result<Snapshot, LoadError> {
+    if let Some(error) = quotas.and_then(|q| quota_refusal(q, &spec)) {
+        return Err(LoadError::Quota(error));
+    }
     let old = previous.functions.iter().find(|f| f.spec.name == spec.name).cloned();
     let mut namespaces: HashSet<String> = previous
         .functions
@@ -236,7 +272,7 @@ pub fn with_function(
         .collect();
     let prepared = prepare_one(&spec, runtime, old, &Memo::default())?;
     let name = spec.name.clone();
-    let f = mount(spec, prepared, runtime, registry, &mut namespaces)?;
+    let f = mount(spec, prepared, runtime, stats, &mut namespaces)?;
     let mut functions: Vec<Arc<LoadedFunction>> = previous
         .functions
         .iter()
@@ -281,7 +317,7 @@ fn mount(
     spec: FunctionSpec,
     prepared: Prepared,
     runtime: &Runtime,
-    registry: &Registry,
+    stats: &StatsBook,
     namespaces: &mut HashSet<String>,
 ) -> Result<Arc<LoadedFunction>, LoadError> {
     match prepared {
@@ -307,17 +343,37 @@ fn mount(
                     return Err(e);
                 }
             };
+            let checks = crate::callers::checks_for(&spec, &mounts).map_err(|e| {
+                namespaces.remove(&ns);
+                LoadError::Invalid(format!("function `{}`: {e}", spec.name))
+            })?;
+            let cors = match &spec.policy.cors {
+                Some(c) => Some(Arc::new(
+                    wasmfn_manifest::CorsPolicy::new(c)
+                        .map_err(|e| LoadError::Invalid(format!("function `{}`: {e}", spec.name)))?,
+                )),
+                None => None,
+            };
             let api = FunctionApi {
                 digest,
                 namespace: ns,
                 source,
                 fragment,
                 mounts,
+                checks,
+                cors,
             };
-            let stats = registry.stats_for(&spec.name);
+            let stats = stats.stats_for(&spec.name);
             Ok(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)))
         }
     }
+}
+
+/// Why `spec` may not run under its tenant's quotas.
+fn quota_refusal(q: &CheckedSettings, spec: &FunctionSpec) -> Option<String> {
+    q.settings
+        .quotas
+        .refuse_policy(&spec.name, &spec.policy, q.outbound_ceiling.as_deref())
 }
 
 /// The route table and the document of `functions`, as one snapshot;

@@ -2,6 +2,7 @@
 //! on load and reload, read without locks on every request, and counters
 //! per function that outlive reloads.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,10 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::admission::ConcurrencyGate;
+use crate::admission::{ConcurrencyGate, RateLimit};
+use crate::callers::{ApiKeys, CallerCheck};
+use wasmfn_manifest::CorsPolicy;
+use crate::tenant::{CheckedSettings, DEFAULT_TENANT, HostIndex, TenantSettings};
 use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
@@ -33,6 +37,10 @@ pub struct LoadedFunction {
     pub fragment: Option<Fragment>,
     /// Every route it serves, expanded by its fragment.
     pub mounts: Vec<Mount>,
+    /// The caller check of each mount (by index; `None`: open to anyone).
+    pub checks: Vec<Option<Arc<CallerCheck>>>,
+    /// Its CORS rules, answered and added by the host.
+    pub cors: Option<Arc<CorsPolicy>>,
     /// The compiled component, shared with functions whose bytes and limits are the same.
     pub component: CompiledComponent,
     /// A digest of the component's bytes: an unchanged function is reused
@@ -82,6 +90,8 @@ impl LoadedFunction {
             api_source: api.source,
             fragment: api.fragment,
             mounts: api.mounts,
+            checks: api.checks,
+            cors: api.cors,
             digest: api.digest,
             outbound,
             component,
@@ -106,6 +116,10 @@ pub struct FunctionApi {
     pub fragment: Option<Fragment>,
     /// Every route it serves, expanded by its fragment.
     pub mounts: Vec<Mount>,
+    /// See [`LoadedFunction::checks`].
+    pub checks: Vec<Option<Arc<CallerCheck>>>,
+    /// See [`LoadedFunction::cors`].
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 /// Live counters of one function.
@@ -220,22 +234,75 @@ impl Snapshot {
     }
 }
 
-/// The current snapshot and the counters.
-pub struct Registry {
-    current: ArcSwap<Snapshot>,
-    stats: DashMap<String, Arc<FunctionStats>>,
-}
+/// Counters per function name, kept across reloads.
+#[derive(Debug, Default)]
+pub struct StatsBook(DashMap<String, Arc<FunctionStats>>);
 
-impl Default for Registry {
-    fn default() -> Self {
-        Self {
-            current: ArcSwap::from_pointee(Snapshot::empty()),
-            stats: DashMap::new(),
+impl StatsBook {
+    /// The counters of a function by name, created on first use.
+    pub fn stats_for(&self, name: &str) -> Arc<FunctionStats> {
+        if let Some(s) = self.0.get(name) {
+            return s.clone();
         }
+        self.0.entry(name.to_string()).or_default().clone()
     }
 }
 
-impl Registry {
+/// One tenant as it serves: its settings, its snapshot, its counters, its
+/// gate and rate limit, its API keys.
+pub struct Tenant {
+    /// Its id (`default` for the functions directory's).
+    pub id: Arc<str>,
+    /// Its hosts and quotas, checked.
+    pub settings: CheckedSettings,
+    /// Whether the operator's `--tenants FILE` defines it (the admin API cannot change it then).
+    pub from_file: bool,
+    current: ArcSwap<Snapshot>,
+    /// Counters of its functions.
+    pub stats: StatsBook,
+    /// `quotas.max_concurrency`: all its invocations at once.
+    pub gate: Option<ConcurrencyGate>,
+    /// `quotas.requests_per_second` and `burst`.
+    pub rate: Option<RateLimit>,
+    /// The API keys its callers present.
+    pub keys: ArcSwap<ApiKeys>,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Tenant {
+    /// A tenant serving `snapshot`.
+    pub fn new(id: &str, settings: CheckedSettings, from_file: bool, snapshot: Arc<Snapshot>, keys: ApiKeys) -> Self {
+        let q = &settings.settings.quotas;
+        let gate = q
+            .max_concurrency
+            .map(|n| ConcurrencyGate::new(n, 0, Duration::from_millis(1)));
+        let rate = q
+            .requests_per_second
+            .map(|r| RateLimit::new(r, q.burst.unwrap_or(r)));
+        Self {
+            id: id.into(),
+            settings,
+            from_file,
+            current: ArcSwap::new(snapshot),
+            stats: StatsBook::default(),
+            gate,
+            rate,
+            keys: ArcSwap::from_pointee(keys),
+        }
+    }
+
+    /// The same tenant under new settings: its snapshot, counters and keys carried over.
+    pub fn with_settings(&self, settings: CheckedSettings, from_file: bool) -> Self {
+        let mut t = Self::new(&self.id, settings, from_file, self.snapshot(), (**self.keys.load()).clone());
+        t.stats = StatsBook(self.stats.0.clone());
+        t
+    }
+
     /// The snapshot serving now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
@@ -246,9 +313,138 @@ impl Registry {
         self.current.store(Arc::new(next));
     }
 
-    /// The counters of a function by name, created on first use and kept
-    /// across reloads.
+    /// Whether it is the tenant `default`.
+    pub fn is_default(&self) -> bool {
+        &*self.id == DEFAULT_TENANT
+    }
+}
+
+/// Every tenant and the index of their hosts.
+pub struct TenantSet {
+    default: Arc<Tenant>,
+    by_id: BTreeMap<String, Arc<Tenant>>,
+    hosts: HostIndex<Arc<Tenant>>,
+}
+
+impl TenantSet {
+    /// `default` and the others; a host claimed by two tenants is an error.
+    pub fn new(default: Arc<Tenant>, others: Vec<Arc<Tenant>>) -> Result<Self, String> {
+        let hosts = HostIndex::build(
+            others
+                .iter()
+                .map(|t| (&*t.id, t.settings.hosts.as_slice(), t.clone())),
+        )?;
+        let mut by_id: BTreeMap<String, Arc<Tenant>> = others.into_iter().map(|t| (t.id.to_string(), t)).collect();
+        by_id.insert(DEFAULT_TENANT.to_string(), default.clone());
+        Ok(Self { default, by_id, hosts })
+    }
+
+    /// The tenant serving `host` (lowercase, without port).
+    pub fn for_host(&self, host: &str) -> &Arc<Tenant> {
+        self.hosts.find(host).unwrap_or(&self.default)
+    }
+
+    /// The tenant `id`.
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    /// The tenant `default`.
+    pub fn default_tenant(&self) -> &Arc<Tenant> {
+        &self.default
+    }
+
+    /// Every tenant, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
+    }
+
+    /// How many tenants there are, `default` included.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Never: `default` is always there.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// This set with `tenant` added or replaced (by id); a host it claims
+    /// that another tenant serves is an error.
+    pub fn with(&self, tenant: Arc<Tenant>) -> Result<Self, String> {
+        let mut others: Vec<Arc<Tenant>> = self
+            .by_id
+            .values()
+            .filter(|t| !t.is_default() && t.id != tenant.id)
+            .cloned()
+            .collect();
+        if tenant.is_default() {
+            return Self::new(tenant, others);
+        }
+        others.push(tenant);
+        Self::new(self.default.clone(), others)
+    }
+
+    /// This set without the tenant `id`.
+    pub fn without(&self, id: &str) -> Self {
+        let others = self
+            .by_id
+            .values()
+            .filter(|t| !t.is_default() && &*t.id != id)
+            .cloned()
+            .collect();
+        Self::new(self.default.clone(), others).expect("removing a tenant frees hosts only")
+    }
+}
+
+/// The tenants and their snapshots.
+pub struct Registry {
+    tenants: ArcSwap<TenantSet>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let default = Arc::new(Tenant::new(
+            DEFAULT_TENANT,
+            TenantSettings::default().check(DEFAULT_TENANT).expect("the default settings are valid"),
+            false,
+            Arc::new(Snapshot::empty()),
+            ApiKeys::default(),
+        ));
+        Self {
+            tenants: ArcSwap::from_pointee(TenantSet::new(default, Vec::new()).expect("one tenant")),
+        }
+    }
+}
+
+impl Registry {
+    /// The tenant `default`'s snapshot serving now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.tenants.load().default.snapshot()
+    }
+
+    /// Replaces the tenant `default`'s snapshot.
+    pub fn swap(&self, next: Snapshot) {
+        self.tenants.load().default.swap(next);
+    }
+
+    /// The tenants now.
+    pub fn tenants(&self) -> arc_swap::Guard<Arc<TenantSet>> {
+        self.tenants.load()
+    }
+
+    /// The tenant `id`, if it exists.
+    pub fn tenant(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.tenants.load().get(id).cloned()
+    }
+
+    /// Replaces the set of tenants.
+    pub fn set_tenants(&self, next: TenantSet) {
+        self.tenants.store(Arc::new(next));
+    }
+
+    /// The counters of a function of the tenant `default`.
     pub fn stats_for(&self, name: &str) -> Arc<FunctionStats> {
-        self.stats.entry(name.to_string()).or_default().clone()
+        self.tenants.load().default.stats.stats_for(name)
     }
 }

@@ -5,7 +5,7 @@
 //! STATE_DIR/
 //!   lock                   held (flock) by the one host using the directory
 //!   blobs/sha256/<hex>     components, manifests and fragments, by content
-//!   state.json             the desired state: every deployed function's versions
+//!   state.json             the desired state: tenants, their functions' versions, their API keys
 //!   audit.jsonl            one JSON line per admin write
 //!   tmp/                   files being written; emptied at start
 //! ```
@@ -24,8 +24,11 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The format of `state.json` this host writes and reads.
-const FORMAT: u32 = 1;
+use crate::tenant::{DEFAULT_TENANT, TenantSettings};
+
+/// The format of `state.json` this host writes (it reads format 1 too:
+/// the functions of the tenant `default`, before tenants existed).
+const FORMAT: u32 = 2;
 
 /// An open state directory, locked against other hosts.
 #[derive(Debug)]
@@ -75,15 +78,77 @@ pub enum StateError {
     },
 }
 
-/// What should serve: every deployed function's versions, the last one
-/// serving. Written whole, atomically, after every change.
+/// What should serve: every tenant with its deployed functions' versions
+/// (the last one serving) and its API keys. Written whole, atomically,
+/// after every change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DesiredState {
     /// The file format, [`FORMAT`].
     pub format: u32,
+    /// Tenants by id; `default` is always there.
+    pub tenants: BTreeMap<String, TenantState>,
+}
+
+/// One tenant's part of the desired state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantState {
+    /// Its hosts and quotas (for a tenant of `--tenants FILE`, the file's win).
+    #[serde(default)]
+    pub settings: TenantSettings,
+    /// When it was created (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     /// Deployed functions by name.
+    #[serde(default)]
     pub functions: BTreeMap<String, Deployment>,
+    /// API keys its functions' callers present, stored hashed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyEntry>,
+}
+
+/// One API key of a tenant: its SHA-256, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// Names the key in listings, in `x-fn-auth-key-id` and in the log.
+    pub id: String,
+    /// SHA-256 (hex) of the key.
+    pub sha256: String,
+    /// The scopes it carries, checked against `required_scopes`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+impl DesiredState {
+    /// The deployed functions of `tenant` (none when it does not exist).
+    pub fn functions(&self, tenant: &str) -> Option<&BTreeMap<String, Deployment>> {
+        self.tenants.get(tenant).map(|t| &t.functions)
+    }
+
+    /// The deployed function `name` of `tenant`.
+    pub fn function(&self, tenant: &str, name: &str) -> Option<&Deployment> {
+        self.tenants.get(tenant)?.functions.get(name)
+    }
+
+    /// Every deployed function of every tenant.
+    fn all_functions(&self) -> impl Iterator<Item = (&str, &Deployment)> {
+        self.tenants
+            .values()
+            .flat_map(|t| t.functions.iter().map(|(n, d)| (n.as_str(), d)))
+    }
+}
+
+/// `state.json` of format 1: the functions of the tenant `default`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DesiredStateV1 {
+    #[allow(dead_code, reason = "read to check the format")]
+    format: u32,
+    functions: BTreeMap<String, Deployment>,
 }
 
 /// One deployed function: its versions, oldest first; the last one serves.
@@ -133,7 +198,11 @@ pub struct AuditEntry {
     pub time: String,
     /// The admin token's id; `None` on a host without tokens.
     pub token: Option<String>,
-    /// `deploy`, `rollback`, `undeploy` or `reload`.
+    /// The tenant acted on (`None` in lines written before tenants existed: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `deploy`, `rollback`, `undeploy`, `reload`, `tenant_put`,
+    /// `tenant_delete`, `api_key_create` or `api_key_delete`.
     pub action: String,
     /// The function acted on; `None` for a reload.
     pub function: Option<String>,
@@ -271,10 +340,7 @@ impl StateDir {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(DesiredState {
-                    format: FORMAT,
-                    ..Default::default()
-                });
+                return Ok(empty_state());
             }
             Err(e) => return Err(self.io("read", &path)(e)),
         };
@@ -282,14 +348,24 @@ impl StateDir {
             root: self.root.clone(),
             message,
         };
-        let state: DesiredState = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-        if state.format != FORMAT {
-            return Err(corrupt(format!(
-                "format {} where this host reads format {FORMAT}",
-                state.format
-            )));
-        }
-        if let Some((name, _)) = state.functions.iter().find(|(_, d)| d.versions.is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let mut state = match value.get("format").and_then(|f| f.as_u64()) {
+            Some(1) => {
+                let v1: DesiredStateV1 = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+                let mut state = empty_state();
+                state.tenants.get_mut(DEFAULT_TENANT).expect("always there").functions = v1.functions;
+                state
+            }
+            Some(2) => serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?,
+            other => {
+                return Err(corrupt(format!(
+                    "format {} where this host reads formats 1 and {FORMAT}",
+                    other.map_or("missing".to_string(), |f| f.to_string())
+                )));
+            }
+        };
+        state.tenants.entry(DEFAULT_TENANT.to_string()).or_default();
+        if let Some((name, _)) = state.all_functions().find(|(_, d)| d.versions.is_empty()) {
             return Err(corrupt(format!("function `{name}` has no version")));
         }
         Ok(state)
@@ -304,9 +380,8 @@ impl StateDir {
     /// Deletes the blobs `state` does not name; returns how many.
     pub fn collect_garbage(&self, state: &DesiredState) -> usize {
         let live: std::collections::HashSet<&str> = state
-            .functions
-            .values()
-            .flat_map(|d| &d.versions)
+            .all_functions()
+            .flat_map(|(_, d)| &d.versions)
             .flat_map(|v| {
                 [
                     Some(v.component.as_str()),
@@ -345,6 +420,15 @@ impl StateDir {
     /// The last `limit` lines of the audit log, oldest first. A line torn
     /// by a crash is skipped.
     pub fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
+        self.read_audit_where(limit, |_| true)
+    }
+
+    /// The last `limit` lines of the audit log that `keep` keeps, oldest first.
+    pub fn read_audit_where(
+        &self,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>, StateError> {
         let path = self.root.join("audit.jsonl");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -355,6 +439,7 @@ impl StateDir {
             .lines()
             .rev()
             .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e| keep(e))
             .take(limit)
             .collect();
         entries.reverse();
@@ -373,11 +458,11 @@ fn io_error(root: &Path, action: &'static str, path: &Path) -> impl FnOnce(std::
     }
 }
 
-/// A new, empty desired state.
+/// A new desired state: the tenant `default`, with nothing deployed.
 pub fn empty_state() -> DesiredState {
     DesiredState {
         format: FORMAT,
-        functions: BTreeMap::new(),
+        tenants: BTreeMap::from([(DEFAULT_TENANT.to_string(), TenantState::default())]),
     }
 }
 
@@ -404,7 +489,7 @@ mod tests {
         let dropped = s.put_blob(b"dropped").unwrap();
         assert_eq!(kept, sha256_hex(b"kept"));
         let mut state = empty_state();
-        state.functions.insert(
+        state.tenants.get_mut(DEFAULT_TENANT).unwrap().functions.insert(
             "hello".into(),
             Deployment {
                 versions: vec![Version {
@@ -444,6 +529,7 @@ mod tests {
             s.audit(&AuditEntry {
                 time: now_rfc3339(),
                 token: Some("ci".into()),
+                tenant: None,
                 action: "deploy".into(),
                 function: Some(format!("f{i}")),
                 old_digest: None,

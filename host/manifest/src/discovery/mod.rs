@@ -37,6 +37,8 @@ pub struct FunctionSpec {
     pub routes: Vec<RoutePattern>,
     /// Routes that serve but stay out of the OpenAPI document.
     pub schema_hidden: Vec<RoutePattern>,
+    /// Routes with an `auth` of their own, in place of `policy.auth`.
+    pub route_auth: Vec<(RoutePattern, crate::AuthSettings)>,
     /// A sidecar OpenAPI fragment named by the manifest.
     pub openapi_path: Option<PathBuf>,
     /// Methods it answers (`invoke.methods`, `GET` by default).
@@ -197,6 +199,7 @@ impl Walk {
         }
         match spec_from_manifest(rel, manifest_path, &manifest) {
             Ok(((routes, schema_hidden), methods, hosts)) => {
+                let route_auth = route_auth(&manifest);
                 let invoke = manifest.invoke.unwrap_or_default();
                 self.out.functions.push(FunctionSpec {
                     name: name.to_string(),
@@ -206,6 +209,7 @@ impl Walk {
                     description: manifest.description.clone(),
                     routes,
                     schema_hidden,
+                    route_auth,
                     openapi_path: manifest.openapi.as_ref().map(|p| dir.join(p)),
                     methods,
                     hosts,
@@ -242,12 +246,24 @@ pub fn standalone_spec(
         description: manifest.description.clone(),
         routes,
         schema_hidden,
+        route_auth: route_auth(manifest),
         openapi_path: openapi_path.map(Path::to_path_buf),
         methods,
         hosts,
         force_url: invoke.force_url,
         policy: defaults.with(&manifest.policy()),
     })
+}
+
+/// The routes of `invoke.routes` that set their own `auth`.
+fn route_auth(manifest: &FunctionManifest) -> Vec<(RoutePattern, crate::AuthSettings)> {
+    let Some(routes) = manifest.invoke.as_ref().and_then(|i| i.routes.as_ref()) else {
+        return Vec::new();
+    };
+    routes
+        .iter()
+        .filter_map(|r| Some((RoutePattern::parse(&r.path).ok()?, r.auth.clone()?)))
+        .collect()
 }
 
 type Mount = ((Vec<RoutePattern>, Vec<RoutePattern>), Vec<Method>, Vec<HostRule>);

@@ -176,6 +176,7 @@ mod tests {
     #[tokio::test]
     async fn response_limit() {
         let tags = InvokeTags {
+            tenant: "default".into(),
             function: "f".into(),
             request_id: "r".into(),
         };

@@ -93,6 +93,13 @@ impl ConcurrencyGate {
 
     /// Takes a slot, waiting in the queue if there is room in it.
     pub async fn acquire(&self) -> Result<GatePermit, GateError> {
+        self.acquire_queued(self.max_queue, self.queue_timeout).await
+    }
+
+    /// Takes a slot, waiting by another's queue rules: at most `max_queue`
+    /// waiting at once, each for at most `queue_timeout` (a tenant's gate,
+    /// waited on by its function's rules).
+    pub async fn acquire_queued(&self, max_queue: u32, queue_timeout: Duration) -> Result<GatePermit, GateError> {
         let Some(sem) = &self.slots else {
             return Ok(self.permit(None));
         };
@@ -101,20 +108,20 @@ impl ConcurrencyGate {
         }
         // Reserve a queue place, or refuse when the queue is full.
         let reserved = self.waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-            (w < self.max_queue).then_some(w + 1)
+            (w < max_queue).then_some(w + 1)
         });
         if reserved.is_err() {
             return Err(GateError::QueueFull {
                 slots: self.max_concurrency,
-                queue: self.max_queue,
+                queue: max_queue,
             });
         }
         let _place = Waiting(&self.waiting);
-        match tokio::time::timeout(self.queue_timeout, sem.clone().acquire_owned()).await {
+        match tokio::time::timeout(queue_timeout, sem.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(self.permit(Some(p))),
             Ok(Err(_closed)) => unreachable!("gate semaphores are never closed"),
             Err(_) => Err(GateError::QueueTimeout {
-                waited_ms: self.queue_timeout.as_millis() as u64,
+                waited_ms: queue_timeout.as_millis() as u64,
             }),
         }
     }

@@ -1,7 +1,11 @@
 //! The host's own endpoints under `/_fn`: the public ones (health,
-//! readiness, the document and its docs) and the admin surface behind
-//! [`AdminAccess`](crate::AdminAccess): catalog, status, reload, the
-//! deployed functions and the audit log.
+//! readiness, the document and its docs, per tenant by `Host`) and the
+//! admin surface behind [`AdminAccess`](crate::AdminAccess): catalog,
+//! status, reload, the deployed functions (`functions`), the tenants and
+//! their keys (`tenants`) and the audit log.
+
+mod functions;
+mod tenants;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,18 +20,22 @@ use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::Caller;
-use crate::deploy::{DeployError, Upload, digest_label};
+use crate::auth::{Caller, Scope};
 use crate::registry::Snapshot;
 use crate::request_id::request_id;
-use crate::state::{AuditEntry, DesiredState};
+use crate::state::AuditEntry;
+use crate::tenant::DEFAULT_TENANT;
+use functions::*;
+use tenants::*;
 use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
 
 /// The host's own endpoints, described for the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
     paths(health, ready, catalog, status, openapi_json, reload, list_functions, get_function,
-          put_function, rollback_function, delete_function, audit),
+          put_function, rollback_function, delete_function, audit, list_tenants, get_tenant, put_tenant,
+          delete_tenant, list_tenant_functions, get_tenant_function, put_tenant_function,
+          rollback_tenant_function, delete_tenant_function, list_api_keys, create_api_key, delete_api_key),
     tags((name = "wasmfn", description = "The host's own endpoints.")),
     modifiers(&AdminTokenScheme)
 )]
@@ -120,28 +128,58 @@ pub(crate) async fn ready(State(app): State<Arc<AppState>>, req: Request) -> Res
 
 /// Every function (ready or failed), every mapped route, every conflict.
 #[utoipa::path(get, path = "/_fn/catalog", tag = "wasmfn", security(("admin_token" = ["read"])),
-    responses((status = 200, description = "Functions, `mapped_routes` and `mapped_route_conflicts`", body = Object)))]
-pub(crate) async fn catalog(State(app): State<Arc<AppState>>) -> Json<Value> {
-    let mut doc = catalog_json(&app.registry.snapshot());
-    for f in doc["functions"].as_array_mut().into_iter().flatten() {
-        let name = f["name"].as_str().unwrap_or_default().to_string();
-        if let Some(e) = app.build_errors.get(&name) {
-            f["build_error"] = json!(e.value());
+    params(("tenant" = Option<String>, Query, description = "Whose catalog (default: the token's tenant, else `default`)")),
+    responses((status = 200, description = "Functions, `mapped_routes` and `mapped_route_conflicts` of one tenant", body = Object),
+              (status = 404, description = "No such tenant (`tenant_not_found`)", body = Object)))]
+pub(crate) async fn catalog(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Query(q): axum::extract::Query<TenantQuery>,
+    req: Request,
+) -> Response {
+    let id = q
+        .tenant
+        .or_else(|| caller.tenant.clone())
+        .unwrap_or_else(|| DEFAULT_TENANT.to_string());
+    let tenant = match visible_tenant(&app, &caller, &id) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_with(&request_id(req.headers())),
+    };
+    let mut doc = catalog_json(&tenant.snapshot());
+    doc["tenant"] = json!(id);
+    if tenant.is_default() {
+        for f in doc["functions"].as_array_mut().into_iter().flatten() {
+            let name = f["name"].as_str().unwrap_or_default().to_string();
+            if let Some(e) = app.build_errors.get(&name) {
+                f["build_error"] = json!(e.value());
+            }
         }
     }
-    Json(doc)
+    Json(doc).into_response()
+}
+
+/// `?tenant=ID`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct TenantQuery {
+    tenant: Option<String>,
 }
 
 /// The unified OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/_fn/openapi.json", tag = "wasmfn",
     responses((status = 200, description = "The OpenAPI document of every function", body = Object)))]
-pub(crate) async fn openapi_json(State(app): State<Arc<AppState>>) -> Response {
-    openapi_response(&app)
+pub(crate) async fn openapi_json(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let host = crate::gateway::request_host(&req).0.into_owned();
+    let tenant = app.registry.tenants().for_host(&host).clone();
+    openapi_response(&tenant.snapshot())
 }
 
-pub(crate) fn openapi_response(app: &AppState) -> Response {
-    let doc = app.registry.snapshot().openapi.clone();
-    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
+/// The document of the tenant serving `snapshot`.
+pub(crate) fn openapi_response(snapshot: &Snapshot) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        snapshot.openapi.clone(),
+    )
+        .into_response()
 }
 
 /// `GET /_fn/docs`: Swagger UI.
@@ -183,7 +221,8 @@ pub(crate) async fn reload(
             ApiError::ReloadFailed { message }.into_response_with(&id)
         }
     };
-    app.audit(&caller, "reload", None, None, None, resp.status(), &id).await;
+    app.audit(&caller, DEFAULT_TENANT, "reload", None, None, None, resp.status(), &id)
+        .await;
     resp
 }
 
@@ -290,17 +329,66 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
         )
         .route("/_fn/functions/{name}/rollback", post(rollback_function))
         .route("/_fn/audit", get(audit))
+        .route("/_fn/tenants", get(list_tenants))
+        .route(
+            "/_fn/tenants/{tenant}",
+            get(get_tenant).put(put_tenant).delete(delete_tenant),
+        )
+        .route("/_fn/tenants/{tenant}/functions", get(list_tenant_functions))
+        .route(
+            "/_fn/tenants/{tenant}/functions/{name}",
+            get(get_tenant_function)
+                .put(put_tenant_function)
+                .delete(delete_tenant_function)
+                .layer(axum::extract::DefaultBodyLimit::max(limit)),
+        )
+        .route(
+            "/_fn/tenants/{tenant}/functions/{name}/rollback",
+            post(rollback_tenant_function),
+        )
+        .route(
+            "/_fn/tenants/{tenant}/api-keys",
+            get(list_api_keys).post(create_api_key),
+        )
+        .route("/_fn/tenants/{tenant}/api-keys/{key}", axum::routing::delete(delete_api_key))
         .route_layer(axum::middleware::from_fn_with_state(app, guard))
+}
+
+/// The scope a request to the admin surface needs: reads `read`, writes
+/// `deploy`, and changes to tenants and their keys `admin`; host-wide
+/// endpoints (`status`, `reload`, creating tenants) refuse tenant tokens.
+fn required_scope(method: &axum::http::Method, path: &str) -> (Scope, bool) {
+    let read = Scope::for_method(method) == Scope::Read;
+    let tenants = path.strip_prefix("/_fn/tenants");
+    let host_wide = matches!(path, "/_fn/status" | "/_fn/reload");
+    match tenants {
+        // `/_fn/tenants/{id}` itself: defining, changing, deleting a tenant.
+        Some(rest) if !read && !rest.trim_start_matches('/').contains('/') => (Scope::Admin, true),
+        Some(rest) if rest.contains("/api-keys") && !read => (Scope::Admin, false),
+        _ if read => (Scope::Read, host_wide),
+        _ => (Scope::Deploy, host_wide),
+    }
 }
 
 /// Lets an admin request in (its [`Caller`] recorded for the handler) or
 /// answers 401/403.
 async fn guard(State(app): State<Arc<AppState>>, mut req: Request, next: axum::middleware::Next) -> Response {
-    match app
-        .access
-        .load()
-        .check(req.method(), req.headers(), crate::listen::peer(&req))
-    {
+    let (scope, host_wide) = required_scope(req.method(), req.uri().path());
+    match app.access.load().check(scope, req.headers(), crate::listen::peer(&req)) {
+        Ok(caller) if host_wide && !caller.host_wide() => {
+            let id = request_id(req.headers());
+            ApiError::Forbidden {
+                message: format!(
+                    "token `{}` is bound to tenant `{}`; `{} {}` acts on the whole host and needs a token \
+                     without a tenant",
+                    caller.token.as_deref().unwrap_or_default(),
+                    caller.tenant.as_deref().unwrap_or_default(),
+                    req.method(),
+                    req.uri().path()
+                ),
+            }
+            .into_response_with(&id)
+        }
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -325,6 +413,7 @@ impl AppState {
     pub(crate) async fn audit(
         self: &Arc<Self>,
         caller: &Caller,
+        tenant: &str,
         action: &str,
         function: Option<&str>,
         old_digest: Option<String>,
@@ -338,6 +427,7 @@ impl AppState {
         let entry = AuditEntry {
             time: crate::state::now_rfc3339(),
             token: caller.token.clone(),
+            tenant: Some(tenant.to_string()),
             action: action.into(),
             function: function.map(str::to_string),
             old_digest,
@@ -352,6 +442,7 @@ impl AppState {
         };
         tracing::info!(
             token = ?entry.token,
+            tenant,
             action,
             function,
             status = entry.status,
@@ -362,236 +453,6 @@ impl AppState {
             tracing::error!(error = %e, "cannot append to the audit log");
         }
     }
-}
-
-fn deploy_error(e: DeployError) -> ApiError {
-    match e {
-        DeployError::Disabled => ApiError::Forbidden { message: e.to_string() },
-        DeployError::InvalidName(_) | DeployError::Invalid(_) => ApiError::InvalidFunction { message: e.to_string() },
-        DeployError::Conflict { message, functions } => ApiError::DeployConflict { message, functions },
-        DeployError::NotDeployed(function) => ApiError::FunctionNotFound { function },
-        DeployError::NoPreviousVersion(function) => ApiError::NoPreviousVersion { function },
-        DeployError::State(e) => ApiError::StateFailed { message: e.to_string() },
-    }
-}
-
-/// One function as `/_fn/functions` lists it.
-fn function_json(desired: &DesiredState, s: &Snapshot, name: &str) -> Option<Value> {
-    let deployment = desired.functions.get(name);
-    let loaded = s.functions.iter().find(|f| *f.spec.name == *name);
-    let failed = s.failed.iter().find(|f| f.name == name);
-    if deployment.is_none() && loaded.is_none() && failed.is_none() {
-        return None;
-    }
-    let state = match (loaded, failed) {
-        (Some(_), _) => "ready",
-        _ => "failed",
-    };
-    let mut v = json!({
-        "name": name,
-        "origin": if deployment.is_some() { "deployed" } else { "directory" },
-        "state": state,
-        "routes": loaded.map(|f| f.spec.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
-        "error": failed.map(|f| f.error.clone()).or_else(|| s.kept.get(name).cloned()),
-    });
-    if let Some(d) = deployment {
-        v["digest"] = json!(d.current().map(|c| digest_label(&c.component)));
-        v["versions"] = d
-            .versions
-            .iter()
-            .rev()
-            .map(|ver| {
-                json!({
-                    "digest": digest_label(&ver.component),
-                    "manifest_digest": digest_label(&ver.manifest),
-                    "openapi_digest": ver.openapi.as_deref().map(digest_label),
-                    "deployed_at": ver.deployed_at,
-                    "deployed_by": ver.token,
-                })
-            })
-            .collect();
-    }
-    Some(v)
-}
-
-/// Every function: deployed ones with their versions, and those of the functions directory.
-#[utoipa::path(get, path = "/_fn/functions", tag = "wasmfn", security(("admin_token" = ["read"])),
-    responses((status = 200, description = "`functions`: name, origin, state, routes, digest and versions", body = Object)))]
-pub(crate) async fn list_functions(State(app): State<Arc<AppState>>) -> Json<Value> {
-    let s = app.registry.snapshot();
-    let desired = app.desired();
-    let mut names: Vec<&str> = s
-        .functions
-        .iter()
-        .map(|f| f.spec.name.as_str())
-        .chain(s.failed.iter().map(|f| f.name.as_str()))
-        .chain(desired.functions.keys().map(String::as_str))
-        .collect();
-    names.sort();
-    names.dedup();
-    let functions: Vec<Value> = names.iter().filter_map(|n| function_json(&desired, &s, n)).collect();
-    Json(json!({ "functions": functions }))
-}
-
-/// One function, as listed by `GET /_fn/functions`.
-#[utoipa::path(get, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["read"])),
-    params(("name" = String, Path, description = "The function's name")),
-    responses((status = 200, description = "The function", body = Object),
-              (status = 404, description = "No such function (`function_not_found`)", body = Object)))]
-pub(crate) async fn get_function(State(app): State<Arc<AppState>>, Path(name): Path<String>, req: Request) -> Response {
-    let s = app.registry.snapshot();
-    match function_json(&app.desired(), &s, &name) {
-        Some(v) => Json(v).into_response(),
-        None => ApiError::FunctionNotFound { function: name }.into_response_with(&request_id(req.headers())),
-    }
-}
-
-/// Reads the parts of a deploy upload.
-async fn read_upload(name: String, req: Request, limit: u64) -> Result<Upload, ApiError> {
-    use axum::extract::FromRequest;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::DeployTooLarge { limit });
-    }
-    let bad = |message: String| ApiError::BadUpload {
-        message: format!(
-            "{message}; send `multipart/form-data` with parts `manifest` (the fn.config.json text), \
-             `component` (the .wasm) and optionally `openapi` (a fragment)"
-        ),
-    };
-    let mut multipart = axum::extract::Multipart::from_request(req, &())
-        .await
-        .map_err(|e| bad(e.body_text()))?;
-    let (mut manifest, mut component, mut openapi) = (None, None, None);
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::DeployTooLarge { limit }),
-            Err(e) => return Err(bad(e.body_text())),
-        };
-        let part = field.name().unwrap_or_default().to_string();
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::DeployTooLarge { limit }),
-            Err(e) => return Err(bad(e.body_text())),
-        };
-        let text = |b: bytes::Bytes| {
-            String::from_utf8(b.to_vec()).map_err(|_| bad(format!("part `{part}` is not UTF-8 text")))
-        };
-        match part.as_str() {
-            "manifest" => manifest = Some(text(bytes)?),
-            "openapi" => openapi = Some(text(bytes)?),
-            "component" => component = Some(bytes),
-            other => return Err(bad(format!("unknown part `{other}`"))),
-        }
-    }
-    let manifest = manifest.ok_or_else(|| bad("part `manifest` is missing".into()))?;
-    let component = component.ok_or_else(|| bad("part `component` is missing".into()))?;
-    Ok(Upload {
-        name,
-        manifest,
-        component,
-        openapi,
-    })
-}
-
-/// Deploys a new version of a function (or its first).
-#[utoipa::path(put, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
-    params(("name" = String, Path, description = "The function's name: 1-63 of `a-z`, `0-9`, `-`")),
-    request_body(content_type = "multipart/form-data", description = "Parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment)"),
-    responses((status = 201, description = "Deployed: a new function", body = Object),
-              (status = 200, description = "Deployed: a new version, or the same bytes again (`changed: false`)", body = Object),
-              (status = 400, description = "Not a deploy upload (`bad_upload`)", body = Object),
-              (status = 409, description = "Routes or name taken (`deploy_conflict`)", body = Object),
-              (status = 413, description = "Over `--max-deploy-bytes` (`deploy_too_large`)", body = Object),
-              (status = 422, description = "Not a valid function (`invalid_function`)", body = Object)))]
-pub(crate) async fn put_function(
-    State(app): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Extension(caller): Extension<Caller>,
-    req: Request,
-) -> Response {
-    let id = request_id(req.headers());
-    let previous = app.deployments.as_ref().and_then(|d| {
-        d.desired()
-            .functions
-            .get(&name)
-            .and_then(|f| f.current().map(|v| digest_label(&v.component)))
-    });
-    let result = match read_upload(name.clone(), req, app.config.max_deploy_bytes).await {
-        Ok(upload) => app.deploy(upload, &caller).await.map_err(deploy_error),
-        Err(e) => Err(e),
-    };
-    let (resp, new_digest) = match result {
-        Ok(d) => {
-            let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
-            let mut body = serde_json::to_value(&d).expect("serialises");
-            body["changed"] = json!(!d.unchanged);
-            tracing::info!(function = %d.name, digest = %d.digest, changed = !d.unchanged, "deployed");
-            ((status, Json(body)).into_response(), Some(d.digest))
-        }
-        Err(e) => (e.into_response_with(&id), None),
-    };
-    app.audit(&caller, "deploy", Some(&name), previous, new_digest, resp.status(), &id)
-        .await;
-    resp
-}
-
-/// Serves the version deployed before the current one again.
-#[utoipa::path(post, path = "/_fn/functions/{name}/rollback", tag = "wasmfn", security(("admin_token" = ["deploy"])),
-    params(("name" = String, Path, description = "The function's name")),
-    responses((status = 200, description = "The previous version serves", body = Object),
-              (status = 404, description = "Not deployed (`function_not_found`)", body = Object),
-              (status = 409, description = "No earlier version (`no_previous_version`), or its routes are taken (`deploy_conflict`)", body = Object)))]
-pub(crate) async fn rollback_function(
-    State(app): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Extension(caller): Extension<Caller>,
-    req: Request,
-) -> Response {
-    let id = request_id(req.headers());
-    let (resp, old, new) = match app.rollback(&name).await {
-        Ok(d) => {
-            tracing::info!(function = %d.name, digest = %d.digest, "rolled back");
-            let old = d.previous_digest.clone();
-            let new = Some(d.digest.clone());
-            (Json(&d).into_response(), old, new)
-        }
-        Err(e) => (deploy_error(e).into_response_with(&id), None, None),
-    };
-    app.audit(&caller, "rollback", Some(&name), old, new, resp.status(), &id)
-        .await;
-    resp
-}
-
-/// Stops serving a deployed function; its requests in flight finish.
-#[utoipa::path(delete, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
-    params(("name" = String, Path, description = "The function's name")),
-    responses((status = 204, description = "Undeployed"),
-              (status = 404, description = "Not deployed (`function_not_found`)", body = Object),
-              (status = 409, description = "A function of the functions directory (`deploy_conflict`)", body = Object)))]
-pub(crate) async fn delete_function(
-    State(app): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Extension(caller): Extension<Caller>,
-    req: Request,
-) -> Response {
-    let id = request_id(req.headers());
-    let (resp, old) = match app.undeploy(&name).await {
-        Ok(old) => {
-            tracing::info!(function = %name, "undeployed");
-            (StatusCode::NO_CONTENT.into_response(), old)
-        }
-        Err(e) => (deploy_error(e).into_response_with(&id), None),
-    };
-    app.audit(&caller, "undeploy", Some(&name), old, None, resp.status(), &id)
-        .await;
-    resp
 }
 
 /// `?limit=N` of `/_fn/audit`.
@@ -606,6 +467,7 @@ pub(crate) struct AuditQuery {
     responses((status = 200, description = "`entries`: time, token, action, function, old and new digest, result, status, request id", body = Object)))]
 pub(crate) async fn audit(
     State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
     req: Request,
 ) -> Response {
@@ -613,7 +475,14 @@ pub(crate) async fn audit(
     if app.deployments.is_none() {
         return Json(json!({ "entries": [] })).into_response();
     }
-    match app.on_disk(move |d| d.dir.read_audit(limit)).await {
+    let only = caller.tenant.clone();
+    let read = move |d: &crate::deploy::Deployments| {
+        d.dir.read_audit_where(limit, |e| {
+            only.as_deref()
+                .is_none_or(|t| e.tenant.as_deref().unwrap_or(DEFAULT_TENANT) == t)
+        })
+    };
+    match app.on_disk(read).await {
         Ok(entries) => Json(json!({ "entries": entries })).into_response(),
         Err(e) => ApiError::StateFailed { message: e.to_string() }.into_response_with(&request_id(req.headers())),
     }

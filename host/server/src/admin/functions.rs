@@ -1,0 +1,389 @@
+//! The deploy API: list, read, deploy, roll back and undeploy the
+//! functions of the tenant `default` (`/_fn/functions/…`) and of any other
+//! tenant (`/_fn/tenants/{id}/functions/…`), with the same handlers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::deploy::{DeployError, Upload, digest_label};
+use crate::error::ApiError;
+use crate::registry::{Snapshot, Tenant};
+use crate::request_id::request_id;
+use crate::state::DesiredState;
+use crate::tenant::DEFAULT_TENANT;
+
+pub(crate) fn deploy_error(e: DeployError) -> ApiError {
+    match e {
+        DeployError::Disabled => ApiError::Forbidden { message: e.to_string() },
+        DeployError::Quota(message) => ApiError::QuotaExceeded { message },
+        DeployError::ComponentTooLarge { .. } => ApiError::QuotaExceeded { message: e.to_string() },
+        DeployError::InvalidName(_) | DeployError::Invalid(_) => ApiError::InvalidFunction { message: e.to_string() },
+        DeployError::Conflict { message, functions } => ApiError::DeployConflict { message, functions },
+        DeployError::NotDeployed(function) => ApiError::FunctionNotFound { function },
+        DeployError::NoPreviousVersion(function) => ApiError::NoPreviousVersion { function },
+        DeployError::State(e) => ApiError::StateFailed { message: e.to_string() },
+    }
+}
+
+/// One function as `/_fn/functions` lists it.
+fn function_json(desired: &DesiredState, tenant: &str, s: &Snapshot, name: &str) -> Option<Value> {
+    let deployment = desired.function(tenant, name);
+    let loaded = s.functions.iter().find(|f| *f.spec.name == *name);
+    let failed = s.failed.iter().find(|f| f.name == name);
+    if deployment.is_none() && loaded.is_none() && failed.is_none() {
+        return None;
+    }
+    let state = match (loaded, failed) {
+        (Some(_), _) => "ready",
+        _ => "failed",
+    };
+    let mut v = json!({
+        "name": name,
+        "origin": if deployment.is_some() { "deployed" } else { "directory" },
+        "state": state,
+        "routes": loaded.map(|f| f.spec.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+        "error": failed.map(|f| f.error.clone()).or_else(|| s.kept.get(name).cloned()),
+    });
+    if let Some(d) = deployment {
+        v["digest"] = json!(d.current().map(|c| digest_label(&c.component)));
+        v["versions"] = d
+            .versions
+            .iter()
+            .rev()
+            .map(|ver| {
+                json!({
+                    "digest": digest_label(&ver.component),
+                    "manifest_digest": digest_label(&ver.manifest),
+                    "openapi_digest": ver.openapi.as_deref().map(digest_label),
+                    "deployed_at": ver.deployed_at,
+                    "deployed_by": ver.token,
+                })
+            })
+            .collect();
+    }
+    Some(v)
+}
+
+/// Every function: deployed ones with their versions, and those of the functions directory.
+#[utoipa::path(get, path = "/_fn/functions", tag = "wasmfn", security(("admin_token" = ["read"])),
+    responses((status = 200, description = "`functions`: name, origin, state, routes, digest and versions", body = Object)))]
+pub(crate) async fn list_functions(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    list(&app, &caller, DEFAULT_TENANT, &request_id(req.headers()))
+}
+
+/// Every function of a tenant.
+#[utoipa::path(get, path = "/_fn/tenants/{tenant}/functions", tag = "wasmfn", security(("admin_token" = ["read"])),
+    params(("tenant" = String, Path, description = "The tenant's id")),
+    responses((status = 200, description = "`functions`, as `GET /_fn/functions` lists them", body = Object),
+              (status = 404, description = "No such tenant (`tenant_not_found`)", body = Object)))]
+pub(crate) async fn list_tenant_functions(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    list(&app, &caller, &tenant, &request_id(req.headers()))
+}
+
+fn list(app: &AppState, caller: &Caller, tenant: &str, id: &str) -> Response {
+    let t = match visible_tenant(app, caller, tenant) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_with(id),
+    };
+    let s = t.snapshot();
+    let desired = app.desired();
+    let mut names: Vec<&str> = s
+        .functions
+        .iter()
+        .map(|f| f.spec.name.as_str())
+        .chain(s.failed.iter().map(|f| f.name.as_str()))
+        .chain(desired.functions(tenant).into_iter().flatten().map(|(n, _)| n.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let functions: Vec<Value> = names
+        .iter()
+        .filter_map(|n| function_json(&desired, tenant, &s, n))
+        .collect();
+    Json(json!({ "functions": functions })).into_response()
+}
+
+/// The tenant `id` if `caller` may see it; another tenant's is 404, as one that does not exist.
+pub(crate) fn visible_tenant(app: &AppState, caller: &Caller, id: &str) -> Result<Arc<Tenant>, ApiError> {
+    let not_found = || ApiError::TenantNotFound { tenant: id.to_string() };
+    if !caller.may_see(id) {
+        return Err(not_found());
+    }
+    app.registry.tenant(id).ok_or_else(not_found)
+}
+
+/// One function, as listed by `GET /_fn/functions`.
+#[utoipa::path(get, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["read"])),
+    params(("name" = String, Path, description = "The function's name")),
+    responses((status = 200, description = "The function", body = Object),
+              (status = 404, description = "No such function (`function_not_found`)", body = Object)))]
+pub(crate) async fn get_function(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    get_one(&app, &caller, DEFAULT_TENANT, name, &request_id(req.headers()))
+}
+
+/// One function of a tenant.
+#[utoipa::path(get, path = "/_fn/tenants/{tenant}/functions/{name}", tag = "wasmfn", security(("admin_token" = ["read"])),
+    params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The function's name")),
+    responses((status = 200, description = "The function", body = Object),
+              (status = 404, description = "No such tenant or function (`tenant_not_found`, `function_not_found`)", body = Object)))]
+pub(crate) async fn get_tenant_function(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, name)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    get_one(&app, &caller, &tenant, name, &request_id(req.headers()))
+}
+
+fn get_one(app: &AppState, caller: &Caller, tenant: &str, name: String, id: &str) -> Response {
+    let t = match visible_tenant(app, caller, tenant) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_with(id),
+    };
+    match function_json(&app.desired(), tenant, &t.snapshot(), &name) {
+        Some(v) => Json(v).into_response(),
+        None => ApiError::FunctionNotFound { function: name }.into_response_with(id),
+    }
+}
+
+/// Reads the parts of a deploy upload.
+async fn read_upload(name: String, req: Request, limit: u64) -> Result<Upload, ApiError> {
+    use axum::extract::FromRequest;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::DeployTooLarge { limit });
+    }
+    let bad = |message: String| ApiError::BadUpload {
+        message: format!(
+            "{message}; send `multipart/form-data` with parts `manifest` (the fn.config.json text), \
+             `component` (the .wasm) and optionally `openapi` (a fragment)"
+        ),
+    };
+    let mut multipart = axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|e| bad(e.body_text()))?;
+    let (mut manifest, mut component, mut openapi) = (None, None, None);
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::DeployTooLarge { limit }),
+            Err(e) => return Err(bad(e.body_text())),
+        };
+        let part = field.name().unwrap_or_default().to_string();
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::DeployTooLarge { limit }),
+            Err(e) => return Err(bad(e.body_text())),
+        };
+        let text = |b: bytes::Bytes| {
+            String::from_utf8(b.to_vec()).map_err(|_| bad(format!("part `{part}` is not UTF-8 text")))
+        };
+        match part.as_str() {
+            "manifest" => manifest = Some(text(bytes)?),
+            "openapi" => openapi = Some(text(bytes)?),
+            "component" => component = Some(bytes),
+            other => return Err(bad(format!("unknown part `{other}`"))),
+        }
+    }
+    let manifest = manifest.ok_or_else(|| bad("part `manifest` is missing".into()))?;
+    let component = component.ok_or_else(|| bad("part `component` is missing".into()))?;
+    Ok(Upload {
+        name,
+        manifest,
+        component,
+        openapi,
+    })
+}
+
+/// Deploys a new version of a function (or its first).
+#[utoipa::path(put, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
+    params(("name" = String, Path, description = "The function's name: 1-63 of `a-z`, `0-9`, `-`")),
+    request_body(content_type = "multipart/form-data", description = "Parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment)"),
+    responses((status = 201, description = "Deployed: a new function", body = Object),
+              (status = 200, description = "Deployed: a new version, or the same bytes again (`changed: false`)", body = Object),
+              (status = 400, description = "Not a deploy upload (`bad_upload`)", body = Object),
+              (status = 409, description = "Routes or name taken (`deploy_conflict`)", body = Object),
+              (status = 413, description = "Over `--max-deploy-bytes` (`deploy_too_large`)", body = Object),
+              (status = 422, description = "Not a valid function (`invalid_function`)", body = Object)))]
+pub(crate) async fn put_function(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    put(app, caller, DEFAULT_TENANT.to_string(), name, req).await
+}
+
+/// Deploys a new version of a tenant's function (or its first).
+#[utoipa::path(put, path = "/_fn/tenants/{tenant}/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
+    params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The function's name: 1-63 of `a-z`, `0-9`, `-`")),
+    request_body(content_type = "multipart/form-data", description = "Parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment)"),
+    responses((status = 201, description = "Deployed: a new function", body = Object),
+              (status = 200, description = "Deployed: a new version, or the same bytes again (`changed: false`)", body = Object),
+              (status = 400, description = "Not a deploy upload (`bad_upload`)", body = Object),
+              (status = 404, description = "No such tenant (`tenant_not_found`)", body = Object),
+              (status = 409, description = "Routes or name taken (`deploy_conflict`)", body = Object),
+              (status = 413, description = "Over `--max-deploy-bytes` (`deploy_too_large`)", body = Object),
+              (status = 422, description = "Not a valid function (`invalid_function`), or beyond the tenant's quotas (`quota_exceeded`)", body = Object)))]
+pub(crate) async fn put_tenant_function(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, name)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    put(app, caller, tenant, name, req).await
+}
+
+async fn put(app: Arc<AppState>, caller: Caller, tenant: String, name: String, req: Request) -> Response {
+    let id = request_id(req.headers());
+    let t = match visible_tenant(&app, &caller, &tenant) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_with(&id),
+    };
+    let previous = app.deployments.as_ref().and_then(|d| {
+        d.desired()
+            .function(&tenant, &name)
+            .and_then(|f| f.current().map(|v| digest_label(&v.component)))
+    });
+    let result = match read_upload(name.clone(), req, app.config.max_deploy_bytes).await {
+        Ok(upload) => app.deploy(&t, upload, &caller).await.map_err(deploy_error),
+        Err(e) => Err(e),
+    };
+    let (resp, new_digest) = match result {
+        Ok(d) => {
+            let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
+            let mut body = serde_json::to_value(&d).expect("serialises");
+            body["changed"] = json!(!d.unchanged);
+            tracing::info!(function = %d.name, digest = %d.digest, changed = !d.unchanged, "deployed");
+            ((status, Json(body)).into_response(), Some(d.digest))
+        }
+        Err(e) => (e.into_response_with(&id), None),
+    };
+    app.audit(&caller, &tenant, "deploy", Some(&name), previous, new_digest, resp.status(), &id)
+        .await;
+    resp
+}
+
+/// Serves the version deployed before the current one again.
+#[utoipa::path(post, path = "/_fn/functions/{name}/rollback", tag = "wasmfn", security(("admin_token" = ["deploy"])),
+    params(("name" = String, Path, description = "The function's name")),
+    responses((status = 200, description = "The previous version serves", body = Object),
+              (status = 404, description = "Not deployed (`function_not_found`)", body = Object),
+              (status = 409, description = "No earlier version (`no_previous_version`), or its routes are taken (`deploy_conflict`)", body = Object)))]
+pub(crate) async fn rollback_function(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    rollback(app, caller, DEFAULT_TENANT.to_string(), name, req).await
+}
+
+/// Serves the version of a tenant's function deployed before the current one again.
+#[utoipa::path(post, path = "/_fn/tenants/{tenant}/functions/{name}/rollback", tag = "wasmfn", security(("admin_token" = ["deploy"])),
+    params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The function's name")),
+    responses((status = 200, description = "The previous version serves", body = Object),
+              (status = 404, description = "No such tenant, or not deployed (`tenant_not_found`, `function_not_found`)", body = Object),
+              (status = 409, description = "No earlier version (`no_previous_version`), or its routes are taken (`deploy_conflict`)", body = Object)))]
+pub(crate) async fn rollback_tenant_function(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, name)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    rollback(app, caller, tenant, name, req).await
+}
+
+async fn rollback(app: Arc<AppState>, caller: Caller, tenant: String, name: String, req: Request) -> Response {
+    let id = request_id(req.headers());
+    let t = match visible_tenant(&app, &caller, &tenant) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_with(&id),
+    };
+    let (resp, old, new) = match app.rollback(&t, &name).await {
+        Ok(d) => {
+            tracing::info!(function = %d.name, digest = %d.digest, "rolled back");
+            let old = d.previous_digest.clone();
+            let new = Some(d.digest.clone());
+            (Json(&d).into_response(), old, new)
+        }
+        Err(e) => (deploy_error(e).into_response_with(&id), None, None),
+    };
+    app.audit(&caller, &tenant, "rollback", Some(&name), old, new, resp.status(), &id)
+        .await;
+    resp
+}
+
+/// Stops serving a deployed function; its requests in flight finish.
+#[utoipa::path(delete, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
+    params(("name" = String, Path, description = "The function's name")),
+    responses((status = 204, description = "Undeployed"),
+              (status = 404, description = "Not deployed (`function_not_found`)", body = Object),
+              (status = 409, description = "A function of the functions directory (`deploy_conflict`)", body = Object)))]
+pub(crate) async fn delete_function(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    undeploy(app, caller, DEFAULT_TENANT.to_string(), name, req).await
+}
+
+/// Stops serving a tenant's deployed function; its requests in flight finish.
+#[utoipa::path(delete, path = "/_fn/tenants/{tenant}/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
+    params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The function's name")),
+    responses((status = 204, description = "Undeployed"),
+              (status = 404, description = "No such tenant, or not deployed (`tenant_not_found`, `function_not_found`)", body = Object)))]
+pub(crate) async fn delete_tenant_function(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, name)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    undeploy(app, caller, tenant, name, req).await
+}
+
+async fn undeploy(app: Arc<AppState>, caller: Caller, tenant: String, name: String, req: Request) -> Response {
+    let id = request_id(req.headers());
+    let t = match visible_tenant(&app, &caller, &tenant) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_with(&id),
+    };
+    let (resp, old) = match app.undeploy(&t, &name).await {
+        Ok(old) => {
+            tracing::info!(function = %name, "undeployed");
+            (StatusCode::NO_CONTENT.into_response(), old)
+        }
+        Err(e) => (deploy_error(e).into_response_with(&id), None),
+    };
+    app.audit(&caller, &tenant, "undeploy", Some(&name), old, None, resp.status(), &id)
+        .await;
+    resp
+}
+
