@@ -16,5 +16,6 @@ mod openapi;
 mod outbound;
 mod reload;
 mod routing;
+mod tenants;
 mod warm;
 mod whole;

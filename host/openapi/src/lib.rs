@@ -122,6 +122,10 @@ pub fn document<'a>(
         }
         if let Some((name, scheme)) = mount.auth.as_ref().and_then(security_scheme) {
             security_schemes.entry(name).or_insert(scheme);
+            // Its 401 and 403 name the host's error schema.
+            if !schemas.contains_key("wasmfn.Error") {
+                schemas.extend(host_schemas());
+            }
         }
         let item = paths
             .entry(template(&mount.pattern))

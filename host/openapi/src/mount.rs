@@ -347,13 +347,16 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 .methods
                 .iter()
                 .map(|m| {
-                    let doc = json!({
+                    let mut doc = json!({
                         "operationId": format!("{ns}.{}{alias}", m.as_str().to_ascii_lowercase()),
                         "summary": spec.description.clone().unwrap_or_else(|| format!("Function `{}`", spec.name)),
                         "tags": [ns],
                         "parameters": from_prefix,
                         "responses": {"default": {"description": format!("The response of function `{}`.", spec.name)}},
                     });
+                    if let Some(op) = doc.as_object_mut() {
+                        crate::security::state_on_operation(op, auth);
+                    }
                     (m.clone(), Arc::new(Operation { doc, validator: None }))
                 })
                 .collect();

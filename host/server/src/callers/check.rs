@@ -20,7 +20,7 @@ pub const FN_AUTH_KEY_ID: HeaderName = HeaderName::from_static("x-fn-auth-key-id
 /// One route's check.
 pub struct CallerCheck {
     settings: AuthSettings,
-    jwt: Option<JwtVerifier>,
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl std::fmt::Debug for CallerCheck {
@@ -73,21 +73,29 @@ impl CallerCheck {
     /// The check of `settings`; `None` for `type: none`. A JWT's keys from
     /// `jwks_url` are fetched by `fetch`, only from a host the function's
     /// `allowed_outbound_hosts` allow; `dir` resolves a relative `jwks_file`.
+    /// `verifiers` holds the JWT verifiers made so far for the function,
+    /// shared by its routes with the same JWT settings (and key cache).
     pub fn new(
         settings: &AuthSettings,
         dir: &std::path::Path,
         outbound: &[OutboundRule],
         fetch: Arc<dyn JwksFetch>,
+        verifiers: &mut Vec<(wasmfn_manifest::JwtSettings, Arc<JwtVerifier>)>,
     ) -> Result<Option<Self>, String> {
         let jwt = match &settings.scheme {
             AuthScheme::None => return Ok(None),
             AuthScheme::ApiKey(_) => None,
-            AuthScheme::Jwt(j) => {
-                if let Some(url) = &j.jwks_url {
-                    check_outbound(url, outbound)?;
+            AuthScheme::Jwt(j) => match verifiers.iter().find(|(s, _)| s == j) {
+                Some((_, v)) => Some(v.clone()),
+                None => {
+                    if let Some(url) = &j.jwks_url {
+                        check_outbound(url, outbound)?;
+                    }
+                    let v = Arc::new(JwtVerifier::new(j.clone(), dir, fetch).map_err(|e| format!("field `auth`: {e}"))?);
+                    verifiers.push((j.clone(), v.clone()));
+                    Some(v)
                 }
-                Some(JwtVerifier::new(j.clone(), dir, fetch).map_err(|e| format!("field `auth`: {e}"))?)
-            }
+            },
         };
         Ok(Some(Self {
             settings: settings.clone(),

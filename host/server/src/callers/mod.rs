@@ -19,6 +19,7 @@ pub fn checks_for(
     mounts: &[wasmfn_openapi::Mount],
 ) -> Result<Vec<Option<Arc<CallerCheck>>>, String> {
     let mut made: Vec<(&wasmfn_manifest::AuthSettings, Option<Arc<CallerCheck>>)> = Vec::new();
+    let mut verifiers = Vec::new();
     let mut out = Vec::with_capacity(mounts.len());
     for m in mounts {
         let Some(settings) = &m.auth else {
@@ -29,7 +30,13 @@ pub fn checks_for(
             out.push(c.clone());
             continue;
         }
-        let check = CallerCheck::new(settings, &spec.dir, &spec.policy.allowed_outbound_hosts, jwks_fetch())?
+        let check = CallerCheck::new(
+            settings,
+            &spec.dir,
+            &spec.policy.allowed_outbound_hosts,
+            jwks_fetch(),
+            &mut verifiers,
+        )?
             .map(Arc::new);
         made.push((settings, check.clone()));
         out.push(check);

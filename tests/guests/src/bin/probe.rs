@@ -1,4 +1,5 @@
-//! Answers with what the host told it: method, path, routing headers, request id.
+//! Answers with what the host told it: method, path, routing headers, request id,
+//! verified caller facts (`x-fn-auth-*`).
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
 use wasmfn_test_guests::*;
 
@@ -24,7 +25,7 @@ impl wasi::exports::http::incoming_handler::Guest for Guest {
         params.sort();
         let method = format!("{:?}", req.method());
         let body = format!(
-            "{{\"method\":{},\"path\":{},\"route\":{},\"function\":{},\"request_id\":{},\"params\":{{{}}},\"spoof\":{}}}",
+            "{{\"method\":{},\"path\":{},\"route\":{},\"function\":{},\"request_id\":{},\"params\":{{{}}},\"spoof\":{},\"auth\":{{\"subject\":{},\"scopes\":{},\"key_id\":{}}}}}",
             json_str(&method),
             json_str(&req.path_with_query().unwrap_or_default()),
             h("x-fn-route"),
@@ -32,6 +33,9 @@ impl wasi::exports::http::incoming_handler::Guest for Guest {
             h("x-request-id"),
             params.join(","),
             h("x-fn-spoof"),
+            h("x-fn-auth-subject"),
+            h("x-fn-auth-scopes"),
+            h("x-fn-auth-key-id"),
         );
         respond(out, 200, "application/json", body.as_bytes());
     }
