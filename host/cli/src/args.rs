@@ -99,6 +99,19 @@ pub struct ClientArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "WASMFN_CLIENT_KEY")]
     pub client_key: Option<PathBuf>,
+    /// The tenant whose functions to act on [default: `default`, the host's own].
+    #[arg(long, env = "WASMFN_TENANT")]
+    pub tenant: Option<String>,
+}
+
+impl ClientArgs {
+    /// `/_fn/functions` of the tenant acted on.
+    pub fn functions_path(&self) -> String {
+        match self.tenant.as_deref() {
+            None | Some("default") => "/_fn/functions".into(),
+            Some(t) => format!("/_fn/tenants/{t}/functions"),
+        }
+    }
 }
 
 /// The arguments of `wasmfn deploy`.

@@ -178,7 +178,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let (status, body) = block_on(
         admin.send(
             admin
-                .request(reqwest::Method::PUT, &format!("/_fn/functions/{name}"))
+                .request(reqwest::Method::PUT, &format!("{}/{name}", args.client.functions_path()))
                 .multipart(form),
         ),
     )?;
@@ -215,7 +215,7 @@ fn folder_name(dir: &Path) -> anyhow::Result<String> {
 /// `wasmfn rollback NAME`.
 pub(crate) fn rollback(args: &NameArgs) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(&args.client)?;
-    let path = format!("/_fn/functions/{}/rollback", args.name);
+    let path = format!("{}/{}/rollback", args.client.functions_path(), args.name);
     let (_, body) = block_on(admin.send(admin.request(reqwest::Method::POST, &path)))?;
     println!(
         "{}: rolled back; {} serves",
@@ -228,7 +228,7 @@ pub(crate) fn rollback(args: &NameArgs) -> anyhow::Result<ExitCode> {
 /// `wasmfn undeploy NAME`.
 pub(crate) fn undeploy(args: &NameArgs) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(&args.client)?;
-    let path = format!("/_fn/functions/{}", args.name);
+    let path = format!("{}/{}", args.client.functions_path(), args.name);
     block_on(admin.send(admin.request(reqwest::Method::DELETE, &path)))?;
     println!("{}: undeployed", args.name);
     Ok(ExitCode::SUCCESS)
@@ -237,7 +237,7 @@ pub(crate) fn undeploy(args: &NameArgs) -> anyhow::Result<ExitCode> {
 /// `wasmfn functions`: a table of every function the host serves.
 pub(crate) fn functions(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(args)?;
-    let (_, body) = block_on(admin.send(admin.request(reqwest::Method::GET, "/_fn/functions")))?;
+    let (_, body) = block_on(admin.send(admin.request(reqwest::Method::GET, &args.functions_path())))?;
     let mut rows = vec![[
         "NAME".to_string(),
         "ORIGIN".into(),
