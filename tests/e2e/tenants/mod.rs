@@ -7,6 +7,7 @@ mod auth;
 mod isolation;
 mod many;
 mod quotas;
+mod swagger;
 
 use std::collections::HashMap;
 use std::path::Path;
