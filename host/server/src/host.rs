@@ -168,6 +168,7 @@ impl Host {
         let s = self.snapshot();
         tracing::info!(
             %addr,
+            tenants = self.app.registry.tenants().len(),
             functions = s.functions.len(),
             deployed = s.deployed.len(),
             failed = s.failed.len(),

@@ -95,6 +95,11 @@ pub(crate) async fn status(State(app): State<Arc<AppState>>) -> Json<Value> {
             "loopback_writes": app.access.load().loopback_writes,
         },
         "deployed": s.deployed.len(),
+        // Tenants besides `default`, and their functions.
+        "tenants": {
+            "count": app.registry.tenants().len() - 1,
+            "functions": app.registry.tenants().iter().filter(|t| !t.is_default()).map(|t| t.snapshot().functions.len()).sum::<usize>(),
+        },
         "uptime_seconds": app.started.elapsed().as_secs(),
         "functions": { "loaded": s.functions.len(), "failed": failed },
         "conflicts": s.table.conflicts().len(),
