@@ -246,11 +246,14 @@ impl AppState {
                 .unwrap_or_default();
             let next = loader::reload(
                 Some(&c.functions_dir),
-                &c.defaults,
-                &app.runtime,
-                &tenant.stats,
-                Some(&tenant.settings),
-                extra,
+                loader::Loading {
+                    defaults: &c.defaults,
+                    runtime: &app.runtime,
+                    stats: &tenant.stats,
+                    quotas: Some(&tenant.settings),
+                    extra_doc: extra,
+                    memo: &loader::Memo::default(),
+                },
                 Some(&previous),
                 deployed,
             )?;

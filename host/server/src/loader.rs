@@ -106,16 +106,36 @@ pub fn load(
     registry: &Registry,
     extra_doc: Option<Value>,
 ) -> anyhow::Result<Snapshot> {
+    let tenant = registry.tenants().default_tenant().clone();
     reload(
         Some(dir),
-        defaults,
-        runtime,
-        &registry.tenants().default_tenant().stats,
-        None,
-        extra_doc,
+        Loading {
+            defaults,
+            runtime,
+            stats: &tenant.stats,
+            quotas: None,
+            extra_doc,
+            memo: &Memo::default(),
+        },
         None,
         DeployedSet::default(),
     )
+}
+
+/// What a load of one tenant works with.
+pub struct Loading<'a> {
+    /// Limits for functions that do not set their own.
+    pub defaults: &'a Policy,
+    /// The sandbox the functions are compiled for.
+    pub runtime: &'a Runtime,
+    /// The tenant's counters.
+    pub stats: &'a StatsBook,
+    /// The tenant's settings: a function beyond its quotas fails.
+    pub quotas: Option<&'a CheckedSettings>,
+    /// Merged into the document (the host's own endpoints, when asked for).
+    pub extra_doc: Option<Value>,
+    /// Shared with the loads of other tenants at start.
+    pub memo: &'a Memo,
 }
 
 /// The functions deployed through the admin API, as a load takes them.
@@ -136,17 +156,20 @@ pub struct DeployedSet {
 /// [`Snapshot::kept`]). A folder named as a deployed function fails.
 /// `dir` is the functions directory (the tenant `default` only); a
 /// function beyond its tenant's `quotas` fails.
-#[expect(clippy::too_many_arguments, reason = "what one load reads")]
 pub fn reload(
     dir: Option<&Path>,
-    defaults: &Policy,
-    runtime: &Runtime,
-    stats: &StatsBook,
-    quotas: Option<&CheckedSettings>,
-    extra_doc: Option<Value>,
+    with: Loading<'_>,
     previous: Option<&Snapshot>,
     deployed: DeployedSet,
 ) -> anyhow::Result<Snapshot> {
+    let Loading {
+        defaults,
+        runtime,
+        stats,
+        quotas,
+        extra_doc,
+        memo,
+    } = with;
     let DeployedSet {
         specs: deployed,
         digests,
@@ -204,7 +227,7 @@ pub fn reload(
         });
     }
     let old = |name: &str| previous.and_then(|p| p.functions.iter().find(|f| f.spec.name == name));
-    let prepared = prepare_all(&specs, runtime, &|spec| old(&spec.name).cloned());
+    let prepared = prepare_all(&specs, runtime, &|spec| old(&spec.name).cloned(), memo);
     let mut functions: Vec<Arc<LoadedFunction>> = Vec::new();
     let mut kept = std::collections::BTreeMap::new();
     // `wasmfn` names the host's own schemas.
@@ -517,8 +540,11 @@ enum Prepared {
 type Built = Result<(CompiledComponent, Option<String>), LoadError>;
 type BuiltKey = (u64, u64, u64);
 
+/// Components compiled and described during one load, by content and
+/// limits: functions with the same bytes under the same limits (in one
+/// tenant or several, at start) share one compiled component.
 #[derive(Default)]
-struct Memo(std::sync::Mutex<std::collections::HashMap<BuiltKey, Arc<std::sync::OnceLock<Built>>>>);
+pub struct Memo(std::sync::Mutex<std::collections::HashMap<BuiltKey, Arc<std::sync::OnceLock<Built>>>>);
 
 impl Memo {
     fn cell(&self, key: BuiltKey) -> Arc<std::sync::OnceLock<Built>> {
@@ -599,6 +625,7 @@ fn prepare_all(
     specs: &[FunctionSpec],
     runtime: &Runtime,
     previous: &(dyn Fn(&FunctionSpec) -> Option<Arc<LoadedFunction>> + Sync),
+    memo: &Memo,
 ) -> Vec<Result<Prepared, LoadError>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -606,14 +633,13 @@ fn prepare_all(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<Result<Prepared, LoadError>>> = (0..specs.len()).map(|_| None).collect();
     let slots: Vec<std::sync::Mutex<&mut Option<_>>> = results.iter_mut().map(std::sync::Mutex::new).collect();
-    let memo = Memo::default();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(spec) = specs.get(i) else { break };
-                    let r = prepare_one(spec, runtime, previous(spec), &memo);
+                    let r = prepare_one(spec, runtime, previous(spec), memo);
                     **slots[i].lock().expect("no panics while held") = Some(r);
                 }
             });

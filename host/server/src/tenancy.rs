@@ -41,6 +41,8 @@ pub(crate) fn load_tenants(
     ids.sort_by_key(|id| !fixed.contains_key(*id));
     let mut default = None;
     let mut others: Vec<Arc<Tenant>> = Vec::new();
+    // Tenants deploying the same component under the same limits share it.
+    let memo = crate::loader::Memo::default();
     for id in ids {
         let stored = desired.tenants.get(id);
         let settings = match fixed.get(id) {
@@ -75,11 +77,14 @@ pub(crate) fn load_tenants(
         let extra = (config.openapi_admin && tenant.is_default()).then(crate::admin::admin_document);
         let snapshot = crate::loader::reload(
             dir,
-            &config.defaults,
-            runtime,
-            &tenant.stats,
-            Some(&tenant.settings),
-            extra,
+            crate::loader::Loading {
+                defaults: &config.defaults,
+                runtime,
+                stats: &tenant.stats,
+                quotas: Some(&tenant.settings),
+                extra_doc: extra,
+                memo: &memo,
+            },
             None,
             deployed,
         )?;

@@ -24,7 +24,8 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -480,6 +481,21 @@ pub struct JwtVerifier {
     allowed: Vec<Algorithm>,
     leeway: f64,
     keys: KeySource,
+    /// Tokens verified lately, by their exact text.
+    verified: Mutex<HashMap<Box<str>, Remembered>>,
+}
+
+/// How many verified tokens a verifier remembers; when full, it forgets them all.
+pub const REMEMBERED_TOKENS: usize = 4096;
+
+/// A token that passed, and what it may be taken for without verifying
+/// its signature again: until its `exp` (and from its `nbf`), while the
+/// key set that verified it is the current one.
+struct Remembered {
+    jwt: VerifiedJwt,
+    exp: f64,
+    nbf: Option<f64>,
+    generation: u64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -531,6 +547,7 @@ impl JwtVerifier {
             allowed,
             leeway: settings.leeway_s as f64,
             keys,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -551,14 +568,33 @@ impl JwtVerifier {
     }
 
     /// Verifies a compact JWS (the bearer token, without the `Bearer ` prefix). Never panics.
-    pub async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
-        let token = Token::parse(token, &self.allowed)?;
+    ///
+    /// A token verified before is taken again without checking its
+    /// signature (the costly part) while its `exp`/`nbf` allow and the key
+    /// set is the one that verified it; the claims were checked then and do
+    /// not change with time but for those two.
+    pub async fn verify(&self, text: &str) -> Result<VerifiedJwt, JwtError> {
         let remote = match &self.keys {
-            KeySource::Fixed(keys) => return self.verify_with(&token, keys),
+            KeySource::Fixed(keys) => {
+                if let Some(v) = self.remembered(text, 0) {
+                    return Ok(v);
+                }
+                let token = Token::parse(text, &self.allowed)?;
+                let v = self.verify_with(&token, keys)?;
+                self.remember(text, &v, 0);
+                return Ok(v);
+            }
             KeySource::Remote(remote) => remote,
         };
         let snap = remote.keys().await?;
+        if let Some(v) = self.remembered(text, snap.generation) {
+            return Ok(v);
+        }
+        let token = Token::parse(text, &self.allowed)?;
         let first = self.verify_with(&token, &snap.keys);
+        if let Ok(v) = &first {
+            self.remember(text, v, snap.generation);
+        }
         // A rotation shows as an unknown kid, or, for tokens without kid, as a bad signature.
         let retry = match &first {
             Err(JwtError::UnknownKey(_)) => true,
@@ -572,7 +608,38 @@ impl JwtVerifier {
         if newer.generation == snap.generation {
             return first;
         }
-        self.verify_with(&token, &newer.keys)
+        let v = self.verify_with(&token, &newer.keys)?;
+        self.remember(text, &v, newer.generation);
+        Ok(v)
+    }
+
+    /// A token verified by key set `generation`, if it is still in time.
+    fn remembered(&self, text: &str, generation: u64) -> Option<VerifiedJwt> {
+        let map = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = map.get(text)?;
+        let now = now_secs();
+        let in_time =
+            now < r.exp + self.leeway && r.nbf.is_none_or(|nbf| now + self.leeway >= nbf) && r.generation == generation;
+        in_time.then(|| r.jwt.clone())
+    }
+
+    fn remember(&self, text: &str, v: &VerifiedJwt, generation: u64) {
+        let (Ok(Some(exp)), Ok(nbf)) = (numeric(&v.claims, "exp"), numeric(&v.claims, "nbf")) else {
+            return;
+        };
+        let mut map = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= REMEMBERED_TOKENS {
+            map.clear();
+        }
+        map.insert(
+            text.into(),
+            Remembered {
+                jwt: v.clone(),
+                exp,
+                nbf,
+                generation,
+            },
+        );
     }
 
     fn verify_with(&self, token: &Token<'_>, keys: &[Key]) -> Result<VerifiedJwt, JwtError> {
@@ -609,10 +676,7 @@ impl JwtVerifier {
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), JwtError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let now = now_secs();
         let exp = numeric(claims, "exp")?.ok_or(JwtError::MissingClaim("exp"))?;
         if now >= exp + self.leeway {
             return Err(JwtError::Expired);
@@ -633,6 +697,13 @@ impl JwtVerifier {
             Some(_) => Err(JwtError::WrongAudience),
         }
     }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// A NumericDate claim as seconds; `name` must be a static claim name.

@@ -706,3 +706,36 @@ fn throughput_with_cached_key() {
         }
     });
 }
+
+#[test]
+fn a_remembered_token_is_taken_again_only_while_in_time() {
+    let v = verifier(JwtSettings {
+        leeway_s: 0,
+        ..settings()
+    });
+    let token = sign(Algorithm::ES256, &ec_key(), &with(claims(), "exp", json!(now() + 2)), Some("ec-1"));
+    let first = block(v.verify(&token)).unwrap();
+    assert_eq!(block(v.verify(&token)).unwrap(), first);
+    assert_eq!(v.verified.lock().unwrap().len(), 1);
+    // A token that differs in one byte of its signature is not the remembered one.
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(block(v.verify(&forged)).is_err());
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(block(v.verify(&token)), Err(JwtError::Expired));
+}
+
+#[tokio::test]
+async fn remembered_tokens_are_checked_again_when_the_key_set_changes() {
+    let fake = FakeFetch::new(&["rsa.jwk.json"], 0);
+    let v = remote(&fake).with_refetch_interval(Duration::ZERO);
+    let old = rs("rsa-1");
+    assert!(v.verify(&old).await.is_ok());
+    // The key leaves the set; a token of the new key fetches the set again.
+    fake.serve(&["rsa2.jwk.json"]);
+    assert!(v.verify(&rs("rsa-2")).await.is_ok());
+    assert_eq!(fake.calls(), 2);
+    // The remembered token of the old key is verified again, and refused.
+    assert!(v.verify(&old).await.is_err());
+}
