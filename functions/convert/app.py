@@ -39,6 +39,14 @@ class Temperature:
 
 
 @dataclass
+class Converted:
+    """A temperature in the unit asked for, unbounded above (10⁹ °C is 1.8·10⁹ °F)."""
+
+    value: Annotated[float, Field(ge=-459.67, description="Not below absolute zero in `unit`.")]
+    unit: Unit
+
+
+@dataclass
 class UnitInfo:
     name: Unit
     absolute_zero: float
@@ -51,9 +59,9 @@ def units(req) -> list[UnitInfo]:
 
 
 @app.post("/{to}", params={"to": Unit}, body=Temperature, tags=["convert"])
-def convert(req) -> Temperature:
+def convert(req) -> Converted:
     """Converts a temperature to the unit `to`."""
     t = req.data
     kelvin = to_kelvin(t.value, t.unit.value)
     to = req.params["to"]
-    return Temperature(value=round(from_kelvin(kelvin, to.value), 2), unit=to)
+    return Converted(value=round(from_kelvin(kelvin, to.value), 2), unit=to)

@@ -76,6 +76,36 @@ async fn the_document_covers_every_served_route_and_only_those() {
     let export = &doc["paths"]["/items/export"]["get"]["responses"]["200"]["content"]["application/jsonl"];
     assert_eq!(export["x-itemSchema"]["$ref"], "#/components/schemas/items.Item");
 
+    // Every operation states what the host itself can answer for it: a
+    // body over `max_body_bytes` whether or not it takes one, and the
+    // answers around running it; functions without a fragment too.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["400", "413", "429", "500", "503", "504"] {
+                assert!(op["responses"][status].is_object(), "{method} {path}: no {status}");
+            }
+            let restricted = path == "/internal";
+            assert_eq!(op["responses"]["421"].is_object(), restricted, "{method} {path}");
+            assert_eq!(op["servers"].is_array(), restricted, "{method} {path}");
+        }
+    }
+    assert!(
+        doc["paths"]["/echo"]["post"]["responses"]["413"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("(67108864 bytes)")
+    );
+    assert!(doc["paths"]["/echo"]["post"]["responses"]["default"].is_object());
+    // A route restricted to hosts names them as its servers.
+    assert_eq!(
+        doc["paths"]["/internal"]["get"]["servers"][0]["url"],
+        "{scheme}://admin.localhost"
+    );
+    assert_eq!(
+        doc["paths"]["/internal"]["get"]["servers"][0]["variables"]["scheme"]["enum"],
+        json!(["https", "http"])
+    );
+
     // `wasmfn openapi` prints the same document without serving.
     let out = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
         .args(["openapi", examples().to_str().unwrap()])
@@ -291,36 +321,94 @@ async fn admin_endpoints_appear_only_when_asked() {
     );
 }
 
-#[tokio::test]
-async fn schemathesis_finds_nothing_against_the_examples() {
-    let t = TestHost::examples().await;
+/// Every check, in every phase, and every warning fails the run. Only what
+/// needs storage is left out: `items` keeps nothing between requests (each
+/// runs in a fresh instance; key-value storage comes later), so an item it
+/// created is not found after (`ensure_resource_availability`) and one it
+/// deleted is still there (`use_after_free`). `413` is a rejection of a
+/// body as much as `422` is (a `tally` text over its `maxLength` may be
+/// over its `max_body_bytes` too). `/internal` is asked of the host its
+/// `servers` name.
+const SCHEMATHESIS_EVERYTHING: &str = r#"
+[checks]
+enabled = true
+negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
+[warnings]
+display = ["missing_auth", "missing_test_data", "base_url_mismatch", "validation_mismatch", "missing_deserializer",
+           "unused_openapi_auth", "unsupported_regex", "method_not_allowed", "constants_extraction", "unmatched_filter",
+           "unresolvable_reference", "low_valid_rate", "rate_limited", "dictionary_mismatch", "timeout_units"]
+fail-on = true
+
+[[operations]]
+include-path = "/internal"
+headers = { Host = "admin.localhost" }
+
+[[operations]]
+include-path-regex = "^/items"
+checks.use_after_free.enabled = false
+checks.ensure_resource_availability.enabled = false
+"#;
+
+/// `/internal` asked of a host its `servers` do not name: `421`, as
+/// documented, and `405` for a method it does not serve, whatever the
+/// host. Every request is for another server, so valid data is refused by
+/// design: `positive_data_acceptance` (which the first run makes) is off,
+/// and so are the warnings that say most data was refused.
+const SCHEMATHESIS_OTHER_HOST: &str = r#"
+[checks]
+enabled = true
+positive_data_acceptance.enabled = false
+
+[warnings]
+display = ["missing_auth", "missing_test_data", "base_url_mismatch", "missing_deserializer", "unused_openapi_auth",
+           "unsupported_regex", "method_not_allowed", "constants_extraction", "unmatched_filter",
+           "unresolvable_reference", "rate_limited", "dictionary_mismatch", "timeout_units"]
+fail-on = true
+"#;
+
+/// Runs the pinned schemathesis, every phase, against the host's document
+/// with `config` (a `schemathesis.toml`); what it said, once it passed.
+async fn schemathesis(t: &TestHost, config: &str, args: &[&str]) -> String {
     let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("schemathesis.toml");
+    std::fs::write(&config_file, config).unwrap();
     let out = tokio::process::Command::new(bin.join("schemathesis"))
-        .args(["run", &t.url("/_fn/openapi.json")])
-        .args([
-            "--checks",
-            "all",
-            "--max-examples",
-            "30",
-            "--workers",
-            "1",
-            "--seed",
-            "7",
-        ])
-        .args([
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--header",
-            "Host: admin.localhost",
-        ])
+        .arg("--config-file")
+        .arg(&config_file)
+        .args(["run", &t.url("/_fn/openapi.json"), "--url", &t.base])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        .args(["--max-examples", "30", "--workers", "1", "--seed", "7"])
+        .args(args)
         .env("SCHEMATHESIS_HOOKS", "")
-        .current_dir(tempfile::tempdir().unwrap().path())
+        .current_dir(dir.path())
         .output()
         .await
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{said}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("passed"), "{said}");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && said.contains("No issues found"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}
+
+#[tokio::test]
+async fn schemathesis_finds_nothing_against_the_examples() {
+    let t = TestHost::examples().await;
+    let said = schemathesis(&t, SCHEMATHESIS_EVERYTHING, &[]).await;
+    // Every phase ran something (the examples phase, `items`' examples).
+    for phase in ["Examples", "Coverage", "Fuzzing", "Stateful"] {
+        assert!(said.contains(&format!("✅ {phase}")), "{phase}: {said}");
+    }
+    assert!(said.contains("API Links:"), "the stateful phase found no links: {said}");
+
+    let said = schemathesis(&t, SCHEMATHESIS_OTHER_HOST, &["--include-path", "/internal"]).await;
+    for phase in ["Coverage", "Fuzzing"] {
+        assert!(said.contains(&format!("✅ {phase}")), "{phase}: {said}");
+    }
 }
 
 #[tokio::test]

@@ -35,6 +35,19 @@ async fn examples_serve_their_routes() {
     assert_eq!(r.text().await.unwrap(), r#"{"area":"internal","ok":true}"#);
     let (code, _) = error_code(t.get("/internal").await, 421).await;
     assert_eq!(code, "misdirected_request");
+    // The method is checked before the host: one no claim serves is 405, whatever the host.
+    for host in ["admin.localhost", "localhost"] {
+        let r = t
+            .client
+            .request(reqwest::Method::TRACE, t.url("/internal"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["allow"], "GET, HEAD", "{host}");
+        let (code, _) = error_code(r, 405).await;
+        assert_eq!(code, "method_not_allowed");
+    }
 
     let (code, _) = error_code(t.get("/nope").await, 404).await;
     assert_eq!(code, "not_found");

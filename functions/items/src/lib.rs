@@ -30,30 +30,36 @@ struct Item {
 #[serde(deny_unknown_fields)]
 struct NewItem {
     /// Display name, 1 to 64 characters.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), example = &"Pen")]
     name: String,
     /// Price in cents, not negative.
-    #[schemars(range(min = 0, max = 10_000_000))]
+    #[schemars(range(min = 0, max = 10_000_000), example = 120)]
     price_cents: u32,
     /// At most 5 labels.
     #[serde(default)]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = 5), example = example_tags())]
     tags: Vec<String>,
+}
+
+/// The example of `tags`: schemars takes a call, not an array literal.
+fn example_tags() -> [&'static str; 1] {
+    ["office"]
 }
 
 #[derive(Deserialize, JsonSchema)]
 struct ListQuery {
     /// How many items to return, 1 to 100.
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = 100), example = 10)]
     limit: Option<u32>,
     /// Only items with this tag.
+    #[schemars(example = &"kitchen")]
     tag: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
 struct ItemPath {
     /// The item's id.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), example = 1)]
     id: u32,
 }
 

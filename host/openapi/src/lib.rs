@@ -14,12 +14,15 @@
 //!
 //! - `fragment`: [`Fragment`], what one function declares, checked.
 //! - `mount`: [`build_mounts`], a function's operations under each of its
-//!   routes ([`Mount`], [`Operation`]), with the host's own answers added.
+//!   routes ([`Mount`], [`Operation`]).
+//! - `answers`: what the host itself can answer for each operation (its
+//!   errors, the `servers` of a route restricted to hosts), stated on it.
 //! - `validate`: [`OperationValidator`], parameters and bodies checked
 //!   before the guest runs, each failure an [`Issue`].
 //! - `docs`: the Swagger UI page and its assets.
 //! - this module: [`document`], the merged document.
 
+mod answers;
 mod docs;
 mod fragment;
 mod mount;
@@ -89,9 +92,6 @@ pub fn document<'a>(
             tags.extend(t.iter().cloned());
         }
     }
-    if functions.iter().any(|f| f.fragment.is_some()) {
-        schemas.extend(host_schemas());
-    }
     for f in functions {
         schemas.extend(namespaced_schemas(f.fragment, f.namespace));
         let info = f.fragment.and_then(|fr| fr.info.as_ref());
@@ -116,16 +116,14 @@ pub fn document<'a>(
             }
         }
     }
+    // Every operation states the host's answers, which name its error schemas.
+    let mut host_answers = false;
     for (mount, methods) in routes {
         if !mount.in_schema {
             continue;
         }
         if let Some((name, scheme)) = mount.auth.as_ref().and_then(security_scheme) {
             security_schemes.entry(name).or_insert(scheme);
-            // Its 401 and 403 name the host's error schema.
-            if !schemas.contains_key("wasmfn.Error") {
-                schemas.extend(host_schemas());
-            }
         }
         let item = paths
             .entry(template(&mount.pattern))
@@ -137,6 +135,7 @@ pub fn document<'a>(
             let key = m.as_str().to_ascii_lowercase();
             if item.get(&key).is_none() {
                 item[key] = op.doc.clone();
+                host_answers = true;
             }
         }
         if item.as_object().is_some_and(Map::is_empty) {
@@ -144,6 +143,11 @@ pub fn document<'a>(
         }
     }
     doc["paths"] = Value::Object(paths);
+    if host_answers {
+        let mut all = host_schemas();
+        all.extend(schemas);
+        schemas = all;
+    }
     if !schemas.is_empty() {
         doc["components"] = json!({ "schemas": schemas });
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method};
 use serde_json::{Map, Value, json};
 
+use super::answers::state_host_answers;
 use super::fragment::{Fragment, SCHEMA_REF_PREFIX, template};
 use super::validate::{OperationValidator, SchemaError};
 use wasmfn_manifest::AuthSettings;
@@ -48,50 +49,6 @@ pub fn host_schemas() -> Map<String, Value> {
     m.insert("wasmfn.Error".into(), error);
     m.insert("wasmfn.ValidationError".into(), validation);
     m
-}
-
-/// Declares on an operation the answers the host gives around running the
-/// function (docs/errors.md), where the function does not declare its own:
-/// 413 for a body, 429 or 503 when its slots and queue are full (its
-/// `overflow_status`; 503 also for the host's own limits and a drain), 500
-/// for a failed function, 504 for its `timeout_ms`.
-fn host_run_answers(op: &mut Map<String, Value>, spec: &FunctionSpec, auth: Option<&AuthSettings>) {
-    crate::security::state_on_operation(op, auth);
-    let has_body = op.contains_key("requestBody");
-    let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let host_error = |description: String| json!({"description": description, "content": {"application/json": {"schema": {"$ref": HOST_ERROR}}}});
-    let p = &spec.policy;
-    if has_body {
-        responses.entry("413").or_insert_with(|| {
-            host_error(format!(
-                "The body is over the function's `max_body_bytes` ({} bytes): `payload_too_large`.",
-                p.max_body_bytes
-            ))
-        });
-    }
-    if p.overflow_status == 429 {
-        responses.entry("429").or_insert_with(|| {
-            host_error("The function's slots and queue are full, or the wait ran out: `too_many_requests`, with `Retry-After`.".into())
-        });
-    }
-    responses.entry("500").or_insert_with(|| {
-        host_error(
-            "The function failed (`function_error`), ran out of memory (`out_of_memory`) or answered over `max_response_bytes` (`response_too_large`).".into(),
-        )
-    });
-    responses.entry("503").or_insert_with(|| {
-        host_error(
-            "The host or the function is at its limits (`service_unavailable`), or the host is shutting down (`shutting_down`); with `Retry-After`.".into(),
-        )
-    });
-    responses.entry("504").or_insert_with(|| {
-        host_error(format!(
-            "The function sent no response within its `timeout_ms` ({} ms): `gateway_timeout`.",
-            p.timeout_ms
-        ))
-    });
 }
 
 /// One operation as it appears in the document, with its request checks.
@@ -354,8 +311,9 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                         "parameters": from_prefix,
                         "responses": {"default": {"description": format!("The response of function `{}`.", spec.name)}},
                     });
+                    // Its own answers are the `default`; the host's are stated as for any other.
                     if let Some(op) = doc.as_object_mut() {
-                        crate::security::state_on_operation(op, auth);
+                        state_host_answers(op, prefix, spec, auth);
                     }
                     (m.clone(), Arc::new(Operation { doc, validator: None }))
                 })
@@ -424,18 +382,6 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                     json!({"description": "The request does not match this operation (checked by the host).",
                            "content": {"application/json": {"schema": {"$ref": HOST_VALIDATION_ERROR}}}})
                 });
-                let host_error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": HOST_ERROR}}}});
-                let responses = d["responses"].as_object_mut().expect("checked when parsed");
-                if pattern.param_names().next().is_some() {
-                    responses.entry("400").or_insert_with(|| {
-                        host_error("A path segment is `.`/`..`, not UTF-8, or has a control character.")
-                    });
-                }
-                if !spec.hosts.is_empty() {
-                    responses
-                        .entry("421")
-                        .or_insert_with(|| host_error("This route is not served for the request's host."));
-                }
                 if d.contains_key("requestBody") {
                     let responses = d["responses"].as_object_mut().expect("checked when parsed");
                     responses.entry("415").or_insert_with(|| {
@@ -452,7 +398,7 @@ pub fn build_mounts(spec: &FunctionSpec, ns: &str, fragment: Option<&Fragment>) 
                 // function; added after the validator is made, so that a
                 // function's own undeclared 500 is never checked against the
                 // host's error schema.
-                host_run_answers(d, spec, auth);
+                state_host_answers(d, &pattern, spec, auth);
                 operations.push((
                     method.clone(),
                     Arc::new(Operation {

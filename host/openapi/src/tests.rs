@@ -211,7 +211,79 @@ fn functions_without_a_fragment_still_appear() {
     let item = doc["paths"]["/users/{id}"].as_object().unwrap();
     assert_eq!(item.keys().collect::<Vec<_>>(), ["get"]);
     assert_eq!(item["get"]["parameters"][0]["name"], "id");
-    assert!(doc.get("components").is_none());
+    // Its own answers are the `default`; the host's are stated beside them
+    // (no 415 or 422: nothing is declared to check a request against).
+    let responses = item["get"]["responses"].as_object().unwrap();
+    assert_eq!(
+        responses.keys().collect::<Vec<_>>(),
+        ["default", "400", "413", "429", "500", "503", "504"]
+    );
+    assert!(
+        responses["400"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_path")
+    );
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert_eq!(
+        schemas.keys().collect::<Vec<_>>(),
+        ["wasmfn.Error", "wasmfn.ValidationError"]
+    );
+}
+
+#[test]
+fn every_operation_states_413_body_or_not() {
+    let frag = items_fragment();
+    let mut s = spec("items", &["/items"], &[]);
+    s.policy.max_body_bytes = 1024;
+    s.policy.overflow_status = 503;
+    for fragment in [Some(&frag), None] {
+        for mount in build_mounts(&s, "items", fragment).unwrap() {
+            for (method, op) in &mount.operations {
+                let r = &op.doc["responses"];
+                assert!(op.doc.get("requestBody").is_none());
+                assert_eq!(
+                    r["413"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/wasmfn.Error",
+                    "{method} {}",
+                    mount.pattern
+                );
+                assert!(r["413"]["description"].as_str().unwrap().contains("(1024 bytes)"));
+                // With `overflow_status: 503`, a 429 is the tenant's rate limit only.
+                let too_many = r["429"]["description"].as_str().unwrap();
+                assert!(too_many.contains("rate_limited") && !too_many.contains("too_many_requests"), "{too_many}");
+                assert!(r["503"].is_object());
+                assert!(op.doc.get("servers").is_none() && r.get("421").is_none(), "any host");
+            }
+        }
+    }
+}
+
+#[test]
+fn routes_restricted_to_hosts_state_their_servers_and_421() {
+    let frag = items_fragment();
+    let mut s = spec("internal", &["/internal"], &[]);
+    s.hosts = ["admin.localhost", "*.example.org:8443"]
+        .iter()
+        .map(|h| wasmfn_routing::HostRule::parse(h).unwrap())
+        .collect();
+    let scheme = json!({"enum": ["https", "http"], "default": "https",
+        "description": "`http` as wasmfn serves it; `https` through a proxy that terminates TLS in front of it."});
+    for fragment in [Some(&frag), None] {
+        for mount in build_mounts(&s, "internal", fragment).unwrap() {
+            for (_, op) in &mount.operations {
+                let servers = op.doc["servers"].as_array().unwrap();
+                assert_eq!(servers[0]["url"], "{scheme}://admin.localhost");
+                assert_eq!(servers[0]["variables"], json!({"scheme": scheme}));
+                assert!(servers[0]["description"].as_str().unwrap().contains("on any port"));
+                assert_eq!(servers[1]["url"], "{scheme}://{subdomain}.example.org:8443");
+                assert_eq!(servers[1]["variables"]["subdomain"]["default"], "www");
+                assert_eq!(
+                    op.doc["responses"]["421"]["description"],
+                    "The request's `Host` is none of this operation's `servers`: `misdirected_request`."
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -89,6 +89,24 @@ impl HostRule {
         Ok(Self { kind, port })
     }
 
+    /// The name the rule is for: the host, or the domain of `*.domain`.
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            HostKind::Exact(h) => h,
+            HostKind::Subdomains(s) => &s[1..],
+        }
+    }
+
+    /// Whether the rule is `*.domain`: any subdomain of [`name`](Self::name), not the domain itself.
+    pub fn is_subdomains(&self) -> bool {
+        matches!(self.kind, HostKind::Subdomains(_))
+    }
+
+    /// The port the rule requires; `None` for any port.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// Whether a request for `host` (lowercase, no port) on `port` is allowed.
     pub fn matches(&self, host: &str, port: Option<u16>) -> bool {
         if let Some(want) = self.port
@@ -168,6 +186,22 @@ mod tests {
         for (r, host, port, want) in cases {
             assert_eq!(rule(r).matches(host, port), want, "{r} vs {host}:{port:?}");
         }
+    }
+
+    #[test]
+    fn parts() {
+        let r = rule("*.Example.org:8443");
+        assert_eq!(
+            (r.name(), r.is_subdomains(), r.port()),
+            ("example.org", true, Some(8443))
+        );
+        let r = rule("api.example.com");
+        assert_eq!(
+            (r.name(), r.is_subdomains(), r.port()),
+            ("api.example.com", false, None)
+        );
+        let r = rule("[::1]:3000");
+        assert_eq!((r.name(), r.is_subdomains(), r.port()), ("[::1]", false, Some(3000)));
     }
 
     #[test]

@@ -35,7 +35,9 @@
 //! catch-alls, then lexical order of the pattern text. The first pattern
 //! that has the path for the request's host decides: it serves the method,
 //! or answers `405` with its own methods. Patterns for other hosts give way
-//! to the next; `421` when the path exists only for other hosts, else `404`.
+//! to the next. When the path exists only for other hosts, the method is
+//! checked before the host: `405` (with the methods of every host) when no
+//! claim on the path serves it, else `421`; `404` when no route has the path.
 
 mod host;
 mod pattern;

@@ -86,6 +86,15 @@ proptest! {
         {
             prop_assert!(patterns.contains(&m.claim.pattern));
         }
+        // Every claim serves GET only: any other method is refused as a
+        // method, never as a host, and `Allow` names what is served.
+        if let Ok(segments) = split_path(&path) {
+            match t.route(&Method::TRACE, &host, None, &segments) {
+                RouteOutcome::NotFound => {}
+                RouteOutcome::MethodNotAllowed { allow } => prop_assert_eq!(allow, [Method::GET, Method::HEAD]),
+                other => prop_assert!(false, "TRACE `{}` on `{}` answered {:?}", path, host, other),
+            }
+        }
         // A static pattern served on every host finds itself (or its
         // conflict, when two functions claim it).
         for (i, p) in patterns.iter().enumerate() {

@@ -150,12 +150,15 @@ pub enum RouteOutcome<'t> {
     Matched(RouteMatch<'t>),
     /// No route has this path.
     NotFound,
-    /// Routes have this path, for other methods.
+    /// Routes have this path, for other methods: for this host, or, when
+    /// no route has it for this host, for any host.
     MethodNotAllowed {
-        /// The methods the route answers for this host, sorted: the `Allow` header.
+        /// The methods the route answers, sorted: the `Allow` header. Those
+        /// for this host; when the path is served only for other hosts, those
+        /// of every host (each then answers `421` here).
         allow: Vec<Method>,
     },
-    /// The route exists but not for this host.
+    /// The route exists and serves this method, but not for this host.
     MisdirectedHost,
     /// The route and method are claimed by several functions.
     Conflict {
@@ -276,6 +279,9 @@ impl RouteTable {
         // The most specific pattern that has this path for this host decides:
         // it serves the method, or answers 405 with its own methods.
         let mut misdirected = false;
+        // What the claims for other hosts serve: a method none of them
+        // serves is refused as a method (405), whatever the host.
+        let mut elsewhere: Vec<Method> = Vec::new();
         for id in candidates {
             let entry = &self.patterns[id as usize];
             let mut allow: Vec<Method> = Vec::new();
@@ -283,6 +289,11 @@ impl RouteTable {
             for rc in &entry.claims {
                 let c = &rc.claim;
                 if !c.hosts.is_empty() && !c.hosts.iter().any(|h| h.matches(host, port)) {
+                    for (m, state) in &rc.methods {
+                        if *state != ClaimState::Overridden && !elsewhere.contains(m) {
+                            elsewhere.push(m.clone());
+                        }
+                    }
                     continue;
                 }
                 any_host = true;
@@ -322,10 +333,13 @@ impl RouteTable {
             }
             misdirected = true;
         }
-        if misdirected {
+        if !misdirected {
+            RouteOutcome::NotFound
+        } else if elsewhere.contains(method) {
             RouteOutcome::MisdirectedHost
         } else {
-            RouteOutcome::NotFound
+            elsewhere.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            RouteOutcome::MethodNotAllowed { allow: elsewhere }
         }
     }
 }

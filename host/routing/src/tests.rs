@@ -134,8 +134,11 @@ fn hosts() {
     assert_eq!(get(&t, "GET", "a.example.org", "/only-api"), "f8 /only-api");
     assert_eq!(get(&t, "GET", "example.org", "/only-api"), "421");
     assert_eq!(get(&t, "GET", "localhost", "/only-api"), "421");
-    assert_eq!(get(&t, "POST", "localhost", "/only-api"), "421");
+    assert_eq!(get(&t, "HEAD", "localhost", "/only-api"), "421");
     assert_eq!(get(&t, "POST", "api.example.com", "/only-api"), "405 GET,HEAD");
+    // The method is checked before the host: one no claim serves is 405, whatever the host.
+    assert_eq!(get(&t, "POST", "localhost", "/only-api"), "405 GET,HEAD");
+    assert_eq!(get(&t, "TRACE", "example.org", "/only-api"), "405 GET,HEAD");
 }
 
 #[test]
@@ -148,6 +151,42 @@ fn same_route_on_disjoint_hosts_is_no_conflict() {
     assert_eq!(get(&t, "GET", "a.com", "/x"), "f0 /x");
     assert_eq!(get(&t, "GET", "b.com", "/x"), "f1 /x");
     assert_eq!(get(&t, "GET", "c.com", "/x"), "421");
+    assert_eq!(get(&t, "POST", "c.com", "/x"), "405 GET,HEAD");
+}
+
+#[test]
+fn methods_are_checked_before_hosts() {
+    let t = RouteTable::build(vec![
+        claim(0, "/y", &["GET"], &["a.com"], false),
+        claim(1, "/y", &["POST"], &["b.com"], false),
+        claim(2, "/z/{id}", &["DELETE"], &["a.com"], false),
+        claim(3, "/z/special", &["PUT"], &["b.com"], false),
+    ]);
+    let cases = [
+        // A host a claim serves decides with its own methods.
+        ("POST", "a.com", "/y", "405 GET,HEAD"),
+        ("GET", "b.com", "/y", "405 POST"),
+        // Other hosts: 421 for a method some claim serves, else 405 with every host's.
+        ("POST", "c.com", "/y", "421"),
+        ("GET", "c.com", "/y", "421"),
+        ("TRACE", "c.com", "/y", "405 GET,HEAD,POST"),
+        // Every pattern that has the path counts, in precedence order.
+        ("DELETE", "c.com", "/z/special", "421"),
+        ("PUT", "c.com", "/z/special", "421"),
+        ("GET", "c.com", "/z/special", "405 DELETE,PUT"),
+        ("PUT", "a.com", "/z/special", "405 DELETE"),
+        ("GET", "c.com", "/nope", "404"),
+    ];
+    for (method, host, path, want) in cases {
+        assert_eq!(get(&t, method, host, path), want, "{method} {host} {path}");
+    }
+    // A method another claim took with `force_url` is not served by the claim it was taken from.
+    let t = RouteTable::build(vec![
+        claim(0, "/w", &["GET", "POST"], &["a.com"], false),
+        claim(1, "/w", &["POST"], &["*.com"], true),
+    ]);
+    assert_eq!(get(&t, "POST", "b.org", "/w"), "421");
+    assert_eq!(get(&t, "PUT", "b.org", "/w"), "405 GET,HEAD,POST");
 }
 
 #[test]
