@@ -60,8 +60,14 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
     );
 
     signal(&child, "TERM");
-    // Not ready at once, while the listener still accepts (the delay).
-    let (code, _) = error_code(client.get(format!("{base}/_fn/ready")).send().await.unwrap(), 503).await;
+    // Not ready as soon as the signal is handled, while the listener still
+    // accepts (the delay of 1.5 s).
+    let ready = eventually(Duration::from_secs(1), "not ready", || async {
+        let r = client.get(format!("{base}/_fn/ready")).send().await.unwrap();
+        (r.status() == 503).then_some(r)
+    })
+    .await;
+    let (code, _) = error_code(ready, 503).await;
     assert_eq!(code, "shutting_down");
     // After the delay, new connections are refused.
     let addr = base.trim_start_matches("http://").to_string();
