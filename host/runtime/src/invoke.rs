@@ -22,6 +22,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::fair;
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
 use super::whole;
@@ -144,8 +145,9 @@ impl Runtime {
                 (store, None)
             }
         };
+        let (active, ticket) = self.arm_deadline(&mut store, &tags, deadline, retire.clone());
+        let marker = ticket.marker();
         store.data().tags.set_request(tags.request_id);
-        let active = self.arm_deadline(&mut store, &tags.function, deadline, retire.clone());
         // The response head: sent by the guest through `wasi:http`'s
         // response-outparam, or by the host for a response made whole.
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
@@ -168,16 +170,19 @@ impl Runtime {
             }
         };
         let interrupt = self.interrupt.clone();
-        let guest = Box::pin(
+        let guest: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(
             std::panic::AssertUnwindSafe(async move {
-                let run = run_guest(
+                // Each poll of the guest through the fair scheduler; a guest
+                // waiting for its turn is stopped by the deadline, the
+                // interrupt and its retirement as one waiting for I/O is.
+                let run = ticket.run(run_guest(
                     &mut store,
                     &component,
                     warm_instance,
                     warm_slot.as_deref(),
                     incoming,
                     head_tx,
-                );
+                ));
                 let outcome = tokio::select! {
                     biased;
                     ran = tokio::time::timeout_at(deadline.into(), run) => match ran {
@@ -194,31 +199,50 @@ impl Runtime {
             })
             .catch_unwind(),
         );
-        answer(guest, head_rx).await
+        answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx).await
     }
 
     /// Sets the store's deadline: each epoch tick a running guest yields to
-    /// other tasks (paused when it is heavy beside lighter functions); past
-    /// `deadline` it is interrupted, even in a loop that never calls out.
+    /// other tasks (paused when it is heavy beside lighter functions of
+    /// its tenant); past `deadline` it is interrupted, even in a loop that
+    /// never calls out. The ticket is the invocation's place at the fair
+    /// scheduler, whose kicks (an epoch advanced between ticks) make the
+    /// guest yield without counting as a tick of its computation.
     fn arm_deadline(
         &self,
         store: &mut Store<InstanceState>,
-        function: &Arc<str>,
+        tags: &InvokeTags,
         deadline: Instant,
         retire: Option<Arc<Interrupt>>,
-    ) -> ActiveInvocation {
+    ) -> (ActiveInvocation, fair::Ticket) {
         store.set_epoch_deadline(1);
         let interrupt = self.interrupt.clone();
-        let function_load = self.function_load(function);
-        let active = ActiveInvocation::start(self.load.clone(), function_load.clone());
-        let mut share = CpuShare::new(self.load.clone(), function_load);
+        let (tenant, function) = self.shares(&tags.tenant, &tags.function);
+        let ticket = self.fair.ticket(&tenant.fair, function.id);
+        let marker = ticket.marker();
+        let active = ActiveInvocation::start(tenant.load.clone(), function.load.clone());
+        let mut share = CpuShare::new(tenant.load.clone(), function.load.clone());
+        let ticks = self.epoch_ticks.clone();
+        let mut seen = ticks.load(Ordering::Acquire);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline || interrupt.is_set() || retire.as_ref().is_some_and(|r| r.is_set()) {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(share.next_tick())
+            let now = ticks.load(Ordering::Acquire);
+            let next = if now == seen {
+                // A kick: the scheduler takes the CPU back for a guest
+                // with a better claim.
+                UpdateDeadline::Yield(1)
+            } else {
+                seen = now;
+                share.next_tick()
+            };
+            if let UpdateDeadline::Yield(_) = next {
+                marker.mark();
+            }
+            Ok(next)
         });
-        active
+        (active, ticket)
     }
 }
 
@@ -323,12 +347,12 @@ where
 /// Waits for whichever comes first, the response head or the guest's end,
 /// and answers: a head while the guest runs leaves it running in a task of
 /// its own (its body streams); a guest that ended says why there is no head.
-async fn answer<G>(mut guest: Pin<Box<G>>, mut head: HeadReceiver) -> Result<http::Response<GuestBody>, InvokeError>
-where
-    G: Future<Output = std::thread::Result<(Result<(), InvokeError>, Retire)>> + Send + 'static,
-{
+async fn answer(
+    mut guest: fair::Placed<(Result<(), InvokeError>, Retire)>,
+    mut head: HeadReceiver,
+) -> Result<http::Response<GuestBody>, InvokeError> {
     let first = std::future::poll_fn(|cx| {
-        if let Poll::Ready(done) = guest.as_mut().poll(cx) {
+        if let Poll::Ready(done) = Pin::new(&mut guest).poll(cx) {
             return Poll::Ready(First::Finished(done));
         }
         match Pin::new(&mut head).poll(cx) {
@@ -436,8 +460,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     format!("the host panicked running the function: {detail}")
 }
 
-/// How many invocations are running, and how many of them have computed
-/// without pause for longer than `HEAVY_AFTER_TICKS` epoch ticks.
+/// How many invocations are running (of a tenant, or of one of its
+/// functions), and how many of them have computed without pause for
+/// longer than `HEAVY_AFTER_TICKS` epoch ticks.
 #[derive(Debug, Default)]
 pub struct Load {
     active: AtomicUsize,
@@ -478,11 +503,13 @@ impl Drop for ActiveInvocation {
     }
 }
 
-/// Fair sharing of the CPU between functions: every tick a running guest
-/// yields; once it has computed for [`HEAVY_AFTER_TICKS`] ticks it is heavy,
-/// and while lighter invocations of other functions exist it pauses
-/// [`HEAVY_PAUSE`] per tick, so a guest spinning towards its timeout cannot
-/// starve its neighbours. Invocations of one function are never paused for
+/// Fair sharing of the CPU between a tenant's functions (between tenants,
+/// the fair scheduler shares it, `fair.rs`): every tick a running guest
+/// yields; once it has computed for [`HEAVY_AFTER_TICKS`] ticks it is
+/// heavy, and while lighter invocations of other functions of its tenant
+/// exist it pauses [`HEAVY_PAUSE`] per tick (holding no run slot), so a
+/// guest spinning towards its timeout cannot starve its neighbours.
+/// Invocations of one function are never paused for
 /// each other: that would only reorder its own requests, the oldest last
 /// (an interpreter's requests of a few milliseconds each got tails of
 /// 100 ms and more under load). A heavy guest alone runs at full speed.

@@ -19,6 +19,10 @@
 //! - `invoke`: [`Runtime::invoke`], one request through one instance:
 //!   deadline, CPU share, memory limiter, [`InvokeError`] by the type of
 //!   what failed, never by its text.
+//! - `fair`: the run slots every running guest's polls pass while two
+//!   tenants or more are active, shared fairly between tenants, then
+//!   between a tenant's functions; the threads busy tenants' guests are
+//!   polled on meanwhile, off tokio's workers.
 //! - `whole`: the `wasmfn:function/handler` export, requests taken whole.
 //! - `warm`: [`WarmSlot`], an instance made ahead for a function's next request.
 //! - `describe`: the `wasmfn:function/metadata` export ([`DescribeError`]).
@@ -26,6 +30,7 @@
 //! - `state`, `stdio`: what each store holds; guest output as log lines.
 
 mod describe;
+mod fair;
 mod interrupt;
 mod invoke;
 mod outbound;
@@ -35,7 +40,7 @@ mod warm;
 mod whole;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -207,13 +212,32 @@ pub struct Runtime {
     /// The engines the ticker advances.
     ticking: Arc<Mutex<Vec<EngineWeak>>>,
     ticker_stop: Arc<AtomicBool>,
-    load: Arc<Load>,
+    /// Ticks of the ticker so far: an epoch that advanced without one was
+    /// a kick of the fair scheduler.
+    epoch_ticks: Arc<AtomicU64>,
     /// Set when a draining host stops everything still running.
     interrupt: Arc<Interrupt>,
-    /// Each function's share of `load`, by name (kept for the process's
-    /// life: one small entry per function name ever invoked).
-    function_loads: dashmap::DashMap<Arc<str>, Arc<Load>>,
+    /// The run slots every running guest's polls pass.
+    fair: Arc<fair::Scheduler>,
+    /// Each tenant's place at `fair` and its functions' loads, by name
+    /// (kept for the process's life: one small entry per tenant and
+    /// function name ever invoked).
+    tenants: dashmap::DashMap<Arc<str>, Arc<TenantShare>>,
     warm: Arc<WarmBudget>,
+}
+
+/// One tenant's part of the CPU: its place at the fair scheduler, and how
+/// many of its invocations run (and are heavy), in all and by function.
+struct TenantShare {
+    fair: Arc<fair::Tenant>,
+    load: Arc<Load>,
+    functions: dashmap::DashMap<Arc<str>, Arc<FunctionShare>>,
+}
+
+/// One function of a tenant: its turn among the tenant's functions, its load.
+struct FunctionShare {
+    id: u64,
+    load: Arc<Load>,
 }
 
 /// An engine and its linker, for one way of initialising linear memory.
@@ -381,15 +405,40 @@ impl Runtime {
         let first = Tier::new(&config, config.memory_cow, cache.as_ref())?;
         let ticking = Arc::new(Mutex::new(vec![first.engine.weak()]));
         let ticker_stop = Arc::new(AtomicBool::new(false));
+        let epoch_ticks = Arc::new(AtomicU64::new(0));
+        let fair = fair::Scheduler::new(
+            {
+                let ticking = ticking.clone();
+                move || {
+                    for engine in ticking
+                        .lock()
+                        .expect("epoch engines")
+                        .iter()
+                        .filter_map(EngineWeak::upgrade)
+                    {
+                        engine.increment_epoch();
+                    }
+                }
+            },
+            epoch_ticks.clone(),
+        );
         {
             let ticking = ticking.clone();
             let stop = ticker_stop.clone();
+            let ticks = epoch_ticks.clone();
+            let fair = Arc::downgrade(&fair);
             std::thread::Builder::new().name("wasmfn-epoch".into()).spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
+                    // Counted first: a guest that sees the new epoch sees the tick.
+                    ticks.fetch_add(1, Ordering::Release);
                     let engines = ticking.lock().expect("epoch engines");
                     for engine in engines.iter().filter_map(EngineWeak::upgrade) {
                         engine.increment_epoch();
+                    }
+                    drop(engines);
+                    if let Some(fair) = fair.upgrade() {
+                        fair.on_tick();
                     }
                 }
             })?;
@@ -401,9 +450,10 @@ impl Runtime {
             cache,
             ticking,
             ticker_stop,
-            load: Arc::default(),
+            epoch_ticks,
             interrupt: Arc::default(),
-            function_loads: dashmap::DashMap::new(),
+            fair,
+            tenants: dashmap::DashMap::new(),
             warm: WarmBudget::new(config.warm_instances as usize),
             config,
         })
@@ -455,12 +505,36 @@ impl Runtime {
         Ok(tier)
     }
 
-    /// What `function`'s invocations count in.
-    fn function_load(&self, function: &Arc<str>) -> Arc<Load> {
-        if let Some(load) = self.function_loads.get(function) {
-            return load.clone();
-        }
-        self.function_loads.entry(function.clone()).or_default().clone()
+    /// What an invocation of `function` of `tenant` counts in.
+    fn shares(&self, tenant: &Arc<str>, function: &Arc<str>) -> (Arc<TenantShare>, Arc<FunctionShare>) {
+        let tenant = match self.tenants.get(tenant) {
+            Some(t) => t.clone(),
+            None => self
+                .tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| {
+                    Arc::new(TenantShare {
+                        fair: self.fair.tenant(),
+                        load: Arc::default(),
+                        functions: dashmap::DashMap::new(),
+                    })
+                })
+                .clone(),
+        };
+        let function = match tenant.functions.get(function) {
+            Some(f) => f.clone(),
+            None => tenant
+                .functions
+                .entry(function.clone())
+                .or_insert_with(|| {
+                    Arc::new(FunctionShare {
+                        id: self.fair.id(),
+                        load: Arc::default(),
+                    })
+                })
+                .clone(),
+        };
+        (tenant, function)
     }
 
     /// Compile cache hits and misses since start, when the cache is on.

@@ -37,8 +37,6 @@ impl InstanceState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        #[cfg(test)]
-        DEBUG_LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             wasi,
             http: WasiHttpCtx::new(),
@@ -50,16 +48,6 @@ impl InstanceState {
             },
             tags,
         }
-    }
-}
-
-#[cfg(test)]
-pub(crate) static DEBUG_LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-#[cfg(test)]
-impl Drop for InstanceState {
-    fn drop(&mut self) {
-        DEBUG_LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

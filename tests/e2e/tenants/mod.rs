@@ -4,6 +4,7 @@
 //! tests share.
 
 mod auth;
+mod fairness;
 mod isolation;
 mod many;
 mod quotas;
