@@ -178,7 +178,10 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let (status, body) = block_on(
         admin.send(
             admin
-                .request(reqwest::Method::PUT, &format!("{}/{name}", args.client.functions_path()))
+                .request(
+                    reqwest::Method::PUT,
+                    &format!("{}/{name}", args.client.functions_path()),
+                )
                 .multipart(form),
         ),
     )?;

@@ -77,7 +77,10 @@ impl<'de> Deserialize<'de> for AuthSettings {
             Some(s) => serde_json::from_value(s)
                 .map_err(|e| D::Error::custom(format!("`required_scopes`: {e} (a list of scope names)")))?,
         };
-        if let Some(s) = required_scopes.iter().find(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        if let Some(s) = required_scopes
+            .iter()
+            .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
             return Err(D::Error::custom(format!(
                 "`required_scopes`: `{s}` is not a scope (non-empty, no spaces)"
             )));
@@ -94,20 +97,34 @@ impl<'de> Deserialize<'de> for AuthSettings {
                 AuthScheme::None
             }
             "api_key" => {
-                let s: ApiKeySettings = serde_json::from_value(rest).map_err(|e| D::Error::custom(format!("{e} ({EXAMPLE})")))?;
-                if s.name.trim().is_empty() || (s.location == KeyLocation::Header && http::HeaderName::from_bytes(s.name.as_bytes()).is_err()) {
-                    return Err(D::Error::custom(format!("`name`: `{}` is not a header or parameter name", s.name)));
+                let s: ApiKeySettings =
+                    serde_json::from_value(rest).map_err(|e| D::Error::custom(format!("{e} ({EXAMPLE})")))?;
+                if s.name.trim().is_empty()
+                    || (s.location == KeyLocation::Header && http::HeaderName::from_bytes(s.name.as_bytes()).is_err())
+                {
+                    return Err(D::Error::custom(format!(
+                        "`name`: `{}` is not a header or parameter name",
+                        s.name
+                    )));
                 }
                 AuthScheme::ApiKey(s)
             }
             "jwt" => {
-                let s: JwtSettings = serde_json::from_value(rest).map_err(|e| D::Error::custom(format!("{e} ({EXAMPLE})")))?;
+                let s: JwtSettings =
+                    serde_json::from_value(rest).map_err(|e| D::Error::custom(format!("{e} ({EXAMPLE})")))?;
                 s.check().map_err(D::Error::custom)?;
                 AuthScheme::Jwt(s)
             }
-            other => return Err(D::Error::custom(format!("`type`: `{other}` is not an auth type: {EXAMPLE}"))),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "`type`: `{other}` is not an auth type: {EXAMPLE}"
+                )));
+            }
         };
-        Ok(AuthSettings { scheme, required_scopes })
+        Ok(AuthSettings {
+            scheme,
+            required_scopes,
+        })
     }
 }
 
@@ -228,7 +245,6 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,8 +255,13 @@ mod tests {
 
     #[test]
     fn each_type_parses_and_mistakes_are_named() {
-        let a = parse(serde_json::json!({"type": "api_key", "in": "header", "name": "x-api-key", "required_scopes": ["read"]})).unwrap();
-        assert!(matches!(&a.scheme, AuthScheme::ApiKey(k) if k.location == KeyLocation::Header && k.name == "x-api-key"));
+        let a = parse(
+            serde_json::json!({"type": "api_key", "in": "header", "name": "x-api-key", "required_scopes": ["read"]}),
+        )
+        .unwrap();
+        assert!(
+            matches!(&a.scheme, AuthScheme::ApiKey(k) if k.location == KeyLocation::Header && k.name == "x-api-key")
+        );
         assert_eq!(a.required_scopes, ["read"]);
         let j = parse(serde_json::json!({"type": "jwt", "issuer": "https://i.example", "audiences": ["api"], "jwks_url": "https://i.example/jwks"})).unwrap();
         assert!(matches!(&j.scheme, AuthScheme::Jwt(s) if s.leeway_s == 60));
@@ -248,13 +269,34 @@ mod tests {
         for (bad, says) in [
             (serde_json::json!({"in": "header", "name": "k"}), "`type` is missing"),
             (serde_json::json!({"type": "basic"}), "`basic` is not an auth type"),
-            (serde_json::json!({"type": "api_key", "in": "cookie", "name": "k"}), "cookie"),
-            (serde_json::json!({"type": "api_key", "in": "header", "name": "bad name"}), "not a header"),
-            (serde_json::json!({"type": "jwt", "issuer": "i", "audiences": ["a"]}), "set exactly one"),
-            (serde_json::json!({"type": "jwt", "issuer": "i", "audiences": ["a"], "jwks_url": "https://x/j", "algorithms": ["none"]}), "`none` is not allowed"),
-            (serde_json::json!({"type": "jwt", "issuer": "i", "audiences": ["a"], "jwks_url": "http://x.example/j"}), "plain http"),
-            (serde_json::json!({"type": "none", "required_scopes": ["a"]}), "cannot require"),
-            (serde_json::json!({"type": "api_key", "in": "header", "name": "k", "extra": 1}), "unknown field"),
+            (
+                serde_json::json!({"type": "api_key", "in": "cookie", "name": "k"}),
+                "cookie",
+            ),
+            (
+                serde_json::json!({"type": "api_key", "in": "header", "name": "bad name"}),
+                "not a header",
+            ),
+            (
+                serde_json::json!({"type": "jwt", "issuer": "i", "audiences": ["a"]}),
+                "set exactly one",
+            ),
+            (
+                serde_json::json!({"type": "jwt", "issuer": "i", "audiences": ["a"], "jwks_url": "https://x/j", "algorithms": ["none"]}),
+                "`none` is not allowed",
+            ),
+            (
+                serde_json::json!({"type": "jwt", "issuer": "i", "audiences": ["a"], "jwks_url": "http://x.example/j"}),
+                "plain http",
+            ),
+            (
+                serde_json::json!({"type": "none", "required_scopes": ["a"]}),
+                "cannot require",
+            ),
+            (
+                serde_json::json!({"type": "api_key", "in": "header", "name": "k", "extra": 1}),
+                "unknown field",
+            ),
         ] {
             let e = parse(bad.clone()).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

@@ -48,7 +48,13 @@ pub fn security_scheme(auth: &AuthSettings) -> Option<(String, Value)> {
 fn sanitize(s: &str) -> String {
     let s = s.trim_start_matches("https://").trim_start_matches("http://");
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -69,8 +75,8 @@ pub(crate) fn state_on_operation(op: &mut Map<String, Value>, auth: Option<&Auth
         error("No credentials, or credentials the host does not accept (`unauthorized`, with `WWW-Authenticate`).")
     });
     if !auth.required_scopes.is_empty() {
-        responses.entry("403").or_insert_with(|| {
-            error("The credentials lack a required scope (`forbidden`, with `WWW-Authenticate`).")
-        });
+        responses
+            .entry("403")
+            .or_insert_with(|| error("The credentials lack a required scope (`forbidden`, with `WWW-Authenticate`)."));
     }
 }

@@ -250,7 +250,10 @@ fn every_operation_states_413_body_or_not() {
                 assert!(r["413"]["description"].as_str().unwrap().contains("(1024 bytes)"));
                 // With `overflow_status: 503`, a 429 is the tenant's rate limit only.
                 let too_many = r["429"]["description"].as_str().unwrap();
-                assert!(too_many.contains("rate_limited") && !too_many.contains("too_many_requests"), "{too_many}");
+                assert!(
+                    too_many.contains("rate_limited") && !too_many.contains("too_many_requests"),
+                    "{too_many}"
+                );
                 assert!(r["503"].is_object());
                 assert!(op.doc.get("servers").is_none() && r.get("421").is_none(), "any host");
             }

@@ -168,7 +168,14 @@ impl Deployments {
 
     /// The spec of `version` of `name`, reading its manifest (and, with
     /// `verify`, checking every part against its digest).
-    fn spec(&self, tenant: &str, name: &str, v: &Version, defaults: &Policy, verify: bool) -> Result<FunctionSpec, String> {
+    fn spec(
+        &self,
+        tenant: &str,
+        name: &str,
+        v: &Version,
+        defaults: &Policy,
+        verify: bool,
+    ) -> Result<FunctionSpec, String> {
         spec_of(&self.dir, tenant, name, v, defaults, verify)
     }
 }
@@ -439,7 +446,11 @@ impl AppState {
         next: &DesiredState,
     ) -> Result<Snapshot, DeployError> {
         let tid = tenant.id.to_string();
-        let v = next.function(&tid, name).and_then(|d| d.current()).expect("never empty").clone();
+        let v = next
+            .function(&tid, name)
+            .and_then(|d| d.current())
+            .expect("never empty")
+            .clone();
         let app = self.clone();
         let prev = previous.clone();
         let fname = name.to_string();
@@ -632,7 +643,10 @@ mod tests {
         assert_eq!(kept, &versions[1..]);
         drop(deps);
         let deps = Deployments::open(dir.path(), 2).unwrap();
-        assert_eq!(&deps.desired().function(DEFAULT_TENANT, "f").unwrap().versions, &versions[1..]);
+        assert_eq!(
+            &deps.desired().function(DEFAULT_TENANT, "f").unwrap().versions,
+            &versions[1..]
+        );
         assert!(!deps.dir.blob_path(&versions[0].component).exists());
         assert!(deps.dir.blob_path(&versions[2].component).exists());
         assert!(deps.dir.blob_path(&manifest).exists());

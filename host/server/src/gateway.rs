@@ -18,8 +18,8 @@ use super::error::ApiError;
 use crate::admission::{GateError, LimitedBody, LimitedResponse};
 use crate::callers::{CallerCheck, Denied, Verified};
 use crate::registry::{FunctionStats, LoadedFunction, Tenant};
-use wasmfn_manifest::CorsPolicy;
 use crate::request_id::REQUEST_ID;
+use wasmfn_manifest::CorsPolicy;
 use wasmfn_openapi::{OperationValidator, Rejection};
 use wasmfn_routing::{RouteOutcome, split_host_port, split_path};
 use wasmfn_runtime::{GuestBody, InvokeError, InvokeRequest, InvokeTags};
@@ -192,14 +192,21 @@ fn preflight(
     port: Option<u16>,
     segs: &[Cow<'_, str>],
 ) -> Option<Response> {
-    let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?.to_str().ok()?;
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
+        .to_str()
+        .ok()?;
     let asked = Method::from_bytes(asked.as_bytes()).ok()?;
     let RouteOutcome::Matched(m) = snapshot.table.route(&asked, host, port, segs) else {
         return None;
     };
     let (f, mount) = snapshot.mount(m.claim.tag);
     let cors = f.cors.as_ref()?;
-    Some(cors.preflight(req.headers(), &mount.methods).into_response(Body::empty()))
+    Some(
+        cors.preflight(req.headers(), &mount.methods)
+            .into_response(Body::empty()),
+    )
 }
 
 /// What routing decided, for the guest's headers.

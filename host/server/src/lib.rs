@@ -48,8 +48,8 @@ pub mod registry;
 mod report;
 mod request_id;
 pub mod state;
-pub mod tenant;
 mod tenancy;
+pub mod tenant;
 mod watch;
 
 use std::path::PathBuf;

@@ -371,10 +371,11 @@ fn mount(
                 LoadError::Invalid(format!("function `{}`: {e}", spec.name))
             })?;
             let cors = match &spec.policy.cors {
-                Some(c) => Some(Arc::new(
-                    wasmfn_manifest::CorsPolicy::new(c)
-                        .map_err(|e| LoadError::Invalid(format!("function `{}`: {e}", spec.name)))?,
-                )),
+                Some(c) => {
+                    Some(Arc::new(wasmfn_manifest::CorsPolicy::new(c).map_err(|e| {
+                        LoadError::Invalid(format!("function `{}`: {e}", spec.name))
+                    })?))
+                }
                 None => None,
             };
             let api = FunctionApi {

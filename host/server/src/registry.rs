@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::admission::{ConcurrencyGate, RateLimit};
 use crate::callers::{ApiKeys, CallerCheck};
-use wasmfn_manifest::CorsPolicy;
 use crate::tenant::{CheckedSettings, DEFAULT_TENANT, HostIndex, TenantSettings};
+use wasmfn_manifest::CorsPolicy;
 use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
@@ -281,9 +281,7 @@ impl Tenant {
         let gate = q
             .max_concurrency
             .map(|n| ConcurrencyGate::new(n, 0, Duration::from_millis(1)));
-        let rate = q
-            .requests_per_second
-            .map(|r| RateLimit::new(r, q.burst.unwrap_or(r)));
+        let rate = q.requests_per_second.map(|r| RateLimit::new(r, q.burst.unwrap_or(r)));
         Self {
             id: id.into(),
             settings,
@@ -298,7 +296,13 @@ impl Tenant {
 
     /// The same tenant under new settings: its snapshot, counters and keys carried over.
     pub fn with_settings(&self, settings: CheckedSettings, from_file: bool) -> Self {
-        let mut t = Self::new(&self.id, settings, from_file, self.snapshot(), (**self.keys.load()).clone());
+        let mut t = Self::new(
+            &self.id,
+            settings,
+            from_file,
+            self.snapshot(),
+            (**self.keys.load()).clone(),
+        );
         t.stats = StatsBook(self.stats.0.clone());
         t
     }
@@ -329,11 +333,7 @@ pub struct TenantSet {
 impl TenantSet {
     /// `default` and the others; a host claimed by two tenants is an error.
     pub fn new(default: Arc<Tenant>, others: Vec<Arc<Tenant>>) -> Result<Self, String> {
-        let hosts = HostIndex::build(
-            others
-                .iter()
-                .map(|t| (&*t.id, t.settings.hosts.as_slice(), t.clone())),
-        )?;
+        let hosts = HostIndex::build(others.iter().map(|t| (&*t.id, t.settings.hosts.as_slice(), t.clone())))?;
         let mut by_id: BTreeMap<String, Arc<Tenant>> = others.into_iter().map(|t| (t.id.to_string(), t)).collect();
         by_id.insert(DEFAULT_TENANT.to_string(), default.clone());
         Ok(Self { default, by_id, hosts })
@@ -406,7 +406,9 @@ impl Default for Registry {
     fn default() -> Self {
         let default = Arc::new(Tenant::new(
             DEFAULT_TENANT,
-            TenantSettings::default().check(DEFAULT_TENANT).expect("the default settings are valid"),
+            TenantSettings::default()
+                .check(DEFAULT_TENANT)
+                .expect("the default settings are valid"),
             false,
             Arc::new(Snapshot::empty()),
             ApiKeys::default(),

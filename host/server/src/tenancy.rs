@@ -130,7 +130,9 @@ impl From<crate::state::StateError> for TenantError {
 
 impl AppState {
     fn state_dir(&self) -> Result<&Deployments, TenantError> {
-        self.deployments.as_ref().ok_or(TenantError::Deploy(DeployError::Disabled))
+        self.deployments
+            .as_ref()
+            .ok_or(TenantError::Deploy(DeployError::Disabled))
     }
 
     /// Defines tenant `id` or changes its settings; gives whether it is new.
@@ -151,7 +153,13 @@ impl AppState {
         }
         let next_tenant = match &current {
             Some(t) => t.with_settings(checked.clone(), false),
-            None => Tenant::new(id, checked.clone(), false, Arc::new(Snapshot::empty()), ApiKeys::default()),
+            None => Tenant::new(
+                id,
+                checked.clone(),
+                false,
+                Arc::new(Snapshot::empty()),
+                ApiKeys::default(),
+            ),
         };
         let next_set = self
             .registry
@@ -204,13 +212,19 @@ impl AppState {
                 "field `id`: `{key_id}` is not a key id: use 1 to 63 lowercase letters, digits and `-`"
             )));
         }
-        if let Some(s) = scopes.iter().find(|s| s.is_empty() || s.chars().any(char::is_whitespace)) {
+        if let Some(s) = scopes
+            .iter()
+            .find(|s| s.is_empty() || s.chars().any(char::is_whitespace))
+        {
             return Err(TenantError::Invalid(format!(
                 "field `scopes`: `{s}` is not a scope: scopes are non-empty words without spaces"
             )));
         }
         let _one_at_a_time = self.reloading.lock().await;
-        let tenant = self.registry.tenant(id).ok_or_else(|| TenantError::NotFound(id.to_string()))?;
+        let tenant = self
+            .registry
+            .tenant(id)
+            .ok_or_else(|| TenantError::NotFound(id.to_string()))?;
         let mut desired = deps.desired();
         let entry_list = &mut desired.tenants.entry(id.to_string()).or_default().api_keys;
         if entry_list.iter().any(|k| k.id == key_id) {
@@ -230,7 +244,10 @@ impl AppState {
     pub async fn delete_api_key(self: &Arc<Self>, id: &str, key_id: &str) -> Result<(), TenantError> {
         let deps = self.state_dir()?;
         let _one_at_a_time = self.reloading.lock().await;
-        let tenant = self.registry.tenant(id).ok_or_else(|| TenantError::NotFound(id.to_string()))?;
+        let tenant = self
+            .registry
+            .tenant(id)
+            .ok_or_else(|| TenantError::NotFound(id.to_string()))?;
         let mut desired = deps.desired();
         let Some(t) = desired.tenants.get_mut(id) else {
             return Err(TenantError::NotFound(format!("{id}/api-keys/{key_id}")));

@@ -112,9 +112,8 @@ impl HostClaim {
     fn overlaps(&self, other: &HostClaim) -> bool {
         match (self, other) {
             (HostClaim::Exact(a), HostClaim::Exact(b)) => a == b,
-            (HostClaim::Exact(h), s @ HostClaim::Subdomains(_)) | (s @ HostClaim::Subdomains(_), HostClaim::Exact(h)) => {
-                s.matches(h)
-            }
+            (HostClaim::Exact(h), s @ HostClaim::Subdomains(_))
+            | (s @ HostClaim::Subdomains(_), HostClaim::Exact(h)) => s.matches(h),
             (HostClaim::Subdomains(a), HostClaim::Subdomains(b)) => a.ends_with(b.as_str()) || b.ends_with(a.as_str()),
         }
     }
@@ -156,7 +155,9 @@ impl TenantSettings {
         for (i, h) in self.hosts.iter().enumerate() {
             let claim = HostClaim::parse(h).map_err(|e| format!("field `hosts[{i}]`: {e}"))?;
             if let Some(other) = hosts.iter().find(|c: &&HostClaim| c.overlaps(&claim)) {
-                return Err(format!("field `hosts[{i}]`: `{claim}` overlaps `{other}`, listed before it"));
+                return Err(format!(
+                    "field `hosts[{i}]`: `{claim}` overlaps `{other}`, listed before it"
+                ));
             }
             hosts.push(claim);
         }
@@ -182,7 +183,8 @@ impl TenantSettings {
                 list.iter()
                     .enumerate()
                     .map(|(i, e)| {
-                        OutboundRule::parse(e).map_err(|err| format!("field `quotas.allowed_outbound_hosts[{i}]`: {err}"))
+                        OutboundRule::parse(e)
+                            .map_err(|err| format!("field `quotas.allowed_outbound_hosts[{i}]`: {err}"))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
@@ -267,7 +269,7 @@ impl<T: Clone> HostIndex<T> {
             }
         }
         // Longest suffix first (the more specific wildcard wins; overlaps are refused anyway).
-        index.wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        index.wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         Ok(index)
     }
 
@@ -307,8 +309,7 @@ pub fn parse_tenants_file(path: &Path, text: &str) -> anyhow::Result<BTreeMap<St
         let checked = settings.check(&id).map_err(|e| bad(format!("tenant `{id}`: {e}")))?;
         out.insert(id, checked);
     }
-    HostIndex::build(out.iter().map(|(id, c)| (id.as_str(), c.hosts.as_slice(), ())))
-        .map_err(|e| bad(e))?;
+    HostIndex::build(out.iter().map(|(id, c)| (id.as_str(), c.hosts.as_slice(), ()))).map_err(bad)?;
     Ok(out)
 }
 
@@ -340,7 +341,15 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("`shop.acme.test` is already served by tenant `acme`"), "{e}");
 
-        for bad in ["https://x.example", "x.example:80", "a..b", "*", "*.", "x/y", "-a.example"] {
+        for bad in [
+            "https://x.example",
+            "x.example:80",
+            "a..b",
+            "*",
+            "*.",
+            "x/y",
+            "-a.example",
+        ] {
             let e = settings(&[bad]).check("t").unwrap_err();
             assert!(e.contains("field `hosts[0]`"), "{bad}: {e}");
         }
@@ -368,7 +377,12 @@ mod tests {
         assert!(refused.contains("`max_memory_bytes`"), "{refused}");
         policy.max_memory_bytes = 32 << 20;
         policy.allowed_outbound_hosts = vec![OutboundRule::parse("https://api.acme.example").unwrap()];
-        assert_eq!(c.settings.quotas.refuse_policy("f", &policy, c.outbound_ceiling.as_deref()), None);
+        assert_eq!(
+            c.settings
+                .quotas
+                .refuse_policy("f", &policy, c.outbound_ceiling.as_deref()),
+            None
+        );
         policy.allowed_outbound_hosts = vec![OutboundRule::parse("https://evil.example").unwrap()];
         let refused = c
             .settings
@@ -384,7 +398,10 @@ mod tests {
         let e = parse_tenants_file(p, r#"{"acme": {"hosts": ["a.example"], "quota": {}}}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`tenants.json`") && e.contains("tenant `acme`") && e.contains("quota"), "{e}");
+        assert!(
+            e.contains("`tenants.json`") && e.contains("tenant `acme`") && e.contains("quota"),
+            "{e}"
+        );
         let e = parse_tenants_file(p, r#"{"a": {"hosts": ["x.example"]}, "b": {"hosts": ["x.example"]}}"#)
             .unwrap_err()
             .to_string();

@@ -5,8 +5,8 @@
 //! with the RSA public key, an unknown `kid` before and after the set
 //! rotates), what reaches the guest, CORS, and what the document says.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -59,7 +59,9 @@ impl Jwks {
         let (b, n) = (body.clone(), hits.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (b, n) = (b.clone(), n.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |_req| {
@@ -117,12 +119,24 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
     let r = deploy(&h, root, "acme", "me2", outside, "probe").await;
     let (code, body) = error_code(r, 422).await;
     assert_eq!(code, "invalid_function");
-    assert!(body["error"]["message"].as_str().unwrap().contains("allowed_outbound_hosts"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_outbound_hosts"),
+        "{body}"
+    );
     // `*` with credentials is refused with the field named.
     let bad_cors = json!({"cors": {"allow_origins": ["*"], "allow_credentials": true}});
     let r = deploy(&h, root, "acme", "web", bad_cors, "probe").await;
     let (_, body) = error_code(r, 422).await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("cors.allow_credentials"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cors.allow_credentials"),
+        "{body}"
+    );
 
     // API keys: made once, listed by id, never shown again.
     let make = |id: &str, scopes: Value| {
@@ -136,10 +150,21 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
     };
     let reader = make("reader", json!(["items:read"])).await;
     let plain = make("plain", json!([])).await;
-    let listed: Value = admin(&h, Method::GET, "/_fn/tenants/acme/api-keys", root, None).await.json().await.unwrap();
+    let listed: Value = admin(&h, Method::GET, "/_fn/tenants/acme/api-keys", root, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["api_keys"].as_array().unwrap().len(), 2);
     assert!(!listed.to_string().contains(&reader), "keys are not listed");
-    let r = admin(&h, Method::POST, "/_fn/tenants/acme/api-keys", root, Some(json!({"id": "reader"}))).await;
+    let r = admin(
+        &h,
+        Method::POST,
+        "/_fn/tenants/acme/api-keys",
+        root,
+        Some(json!({"id": "reader"})),
+    )
+    .await;
     assert_eq!(error_code(r, 409).await.0, "tenant_conflict");
 
     let call = |path: &str, headers: Vec<(&str, String)>| {
@@ -149,16 +174,36 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
         }
         r.send()
     };
-    let r = call("/keyed", vec![("x-api-key", reader.clone()), ("x-fn-auth-key-id", "forged".into()), ("x-fn-auth-subject", "root".into())]).await.unwrap();
+    let r = call(
+        "/keyed",
+        vec![
+            ("x-api-key", reader.clone()),
+            ("x-fn-auth-key-id", "forged".into()),
+            ("x-fn-auth-subject", "root".into()),
+        ],
+    )
+    .await
+    .unwrap();
     let seen = probe(r).await;
-    assert_eq!(seen["auth"], json!({"subject": null, "scopes": "items:read", "key_id": "reader"}));
+    assert_eq!(
+        seen["auth"],
+        json!({"subject": null, "scopes": "items:read", "key_id": "reader"})
+    );
     let r = call("/keyed", vec![]).await.unwrap();
-    assert_eq!(r.headers()["www-authenticate"], "ApiKey realm=\"acme\", in=\"header\", name=\"x-api-key\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "ApiKey realm=\"acme\", in=\"header\", name=\"x-api-key\""
+    );
     assert_eq!(error_code(r, 401).await.0, "unauthorized");
     let r = call("/keyed", vec![("x-api-key", "wfk_nope".into())]).await.unwrap();
     assert_eq!(error_code(r, 401).await.0, "unauthorized");
     let r = call("/keyed", vec![("x-api-key", plain.clone())]).await.unwrap();
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
     assert_eq!(error_code(r, 403).await.0, "forbidden");
     let r = call(&format!("/q?api_key={plain}"), vec![]).await.unwrap();
     assert_eq!(probe(r).await["auth"]["key_id"], "plain");
@@ -184,7 +229,12 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
     assert_eq!(pre.status(), 204);
     assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.test");
     assert_eq!(pre.headers()["access-control-max-age"], "600");
-    assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("x-api-key"));
+    assert!(
+        pre.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-api-key")
+    );
     let other = h
         .client
         .request(Method::OPTIONS, h.url("/keyed"))
@@ -195,7 +245,12 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
         .await
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
-    let r = call("/keyed", vec![("origin", "https://app.test".into()), ("x-api-key", plain.clone())]).await.unwrap();
+    let r = call(
+        "/keyed",
+        vec![("origin", "https://app.test".into()), ("x-api-key", plain.clone())],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["access-control-allow-origin"], "https://app.test");
     assert_eq!(r.headers()["access-control-expose-headers"], "x-request-id");
@@ -206,26 +261,82 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
     let ec = EncodingKey::from_ec_pem(&fixture("ec_private.pem")).unwrap();
     let bearer = |token: String| vec![("authorization", format!("Bearer {token}"))];
     let ok = sign(Algorithm::RS256, &rsa, Some("rsa-1"), claims(json!({"scope": "read"})));
-    let r = call("/me", [bearer(ok.clone()), vec![("x-fn-auth-subject", "forged".into())]].concat()).await.unwrap();
-    assert_eq!(probe(r).await["auth"], json!({"subject": "user-7", "scopes": "read", "key_id": null}));
+    let r = call(
+        "/me",
+        [bearer(ok.clone()), vec![("x-fn-auth-subject", "forged".into())]].concat(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        probe(r).await["auth"],
+        json!({"subject": "user-7", "scopes": "read", "key_id": null})
+    );
     let es = sign(Algorithm::ES256, &ec, Some("ec-1"), claims(json!({})));
     assert_eq!(call("/me", bearer(es)).await.unwrap().status(), 200);
-    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "the key set is fetched once and cached");
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        1,
+        "the key set is fetched once and cached"
+    );
     assert_eq!(call("/open", vec![]).await.unwrap().status(), 200);
     let r = call("/admin", bearer(ok.clone())).await.unwrap();
     assert_eq!(error_code(r, 403).await.0, "forbidden");
-    let admin_token = sign(Algorithm::RS256, &rsa, Some("rsa-1"), claims(json!({"scp": ["admin", "read"]})));
-    assert_eq!(probe(call("/admin", bearer(admin_token)).await.unwrap()).await["auth"]["scopes"], "admin read");
+    let admin_token = sign(
+        Algorithm::RS256,
+        &rsa,
+        Some("rsa-1"),
+        claims(json!({"scp": ["admin", "read"]})),
+    );
+    assert_eq!(
+        probe(call("/admin", bearer(admin_token)).await.unwrap()).await["auth"]["scopes"],
+        "admin read"
+    );
 
     let refused = [
         ("no token", vec![]),
-        ("expired", bearer(sign(Algorithm::RS256, &rsa, Some("rsa-1"), claims(json!({"exp": now() - 120}))))),
-        ("wrong aud", bearer(sign(Algorithm::RS256, &rsa, Some("rsa-1"), claims(json!({"aud": "other-api"}))))),
-        ("wrong iss", bearer(sign(Algorithm::RS256, &rsa, Some("rsa-1"), claims(json!({"iss": "https://evil.test"}))))),
-        ("alg none", bearer(format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims(json!({})))))),
+        (
+            "expired",
+            bearer(sign(
+                Algorithm::RS256,
+                &rsa,
+                Some("rsa-1"),
+                claims(json!({"exp": now() - 120})),
+            )),
+        ),
+        (
+            "wrong aud",
+            bearer(sign(
+                Algorithm::RS256,
+                &rsa,
+                Some("rsa-1"),
+                claims(json!({"aud": "other-api"})),
+            )),
+        ),
+        (
+            "wrong iss",
+            bearer(sign(
+                Algorithm::RS256,
+                &rsa,
+                Some("rsa-1"),
+                claims(json!({"iss": "https://evil.test"})),
+            )),
+        ),
+        (
+            "alg none",
+            bearer(format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims(json!({})))
+            )),
+        ),
         (
             "HS256 with the RSA public key",
-            bearer(sign(Algorithm::HS256, &EncodingKey::from_secret(&fixture("rsa_public.pem")), Some("rsa-1"), claims(json!({})))),
+            bearer(sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(&fixture("rsa_public.pem")),
+                Some("rsa-1"),
+                claims(json!({})),
+            )),
         ),
         ("garbage", bearer("a.b.c".into())),
     ];
@@ -253,9 +364,22 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
     // The document says how each operation is protected.
     let doc: Value = get_on(&h, "acme.test", "/_fn/openapi.json").await.json().await.unwrap();
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
-    assert!(schemes.values().any(|s| s["type"] == "apiKey" && s["in"] == "header" && s["name"] == "x-api-key"), "{schemes:?}");
-    assert!(schemes.values().any(|s| s["type"] == "apiKey" && s["in"] == "query" && s["name"] == "api_key"));
-    assert!(schemes.values().any(|s| s["type"] == "http" && s["scheme"] == "bearer" && s["bearerFormat"] == "JWT"));
+    assert!(
+        schemes
+            .values()
+            .any(|s| s["type"] == "apiKey" && s["in"] == "header" && s["name"] == "x-api-key"),
+        "{schemes:?}"
+    );
+    assert!(
+        schemes
+            .values()
+            .any(|s| s["type"] == "apiKey" && s["in"] == "query" && s["name"] == "api_key")
+    );
+    assert!(
+        schemes
+            .values()
+            .any(|s| s["type"] == "http" && s["scheme"] == "bearer" && s["bearerFormat"] == "JWT")
+    );
     let op = |path: &str| doc["paths"][path]["get"].clone();
     assert_eq!(op("/open")["security"], json!([]));
     let me_sec = op("/me")["security"].clone();
@@ -264,12 +388,28 @@ async fn api_keys_jwts_and_cors_are_checked_by_the_host() {
     assert!(op("/me")["responses"].get("401").is_some());
     assert!(op("/admin")["responses"].get("403").is_some());
     assert_eq!(op("/admin")["security"][0][scheme], json!(["admin"]));
-    assert_eq!(op("/keyed")["security"][0].as_object().unwrap().values().next().unwrap(), &json!(["items:read"]));
+    assert_eq!(
+        op("/keyed")["security"][0]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap(),
+        &json!(["items:read"])
+    );
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
     let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
-    let out = std::process::Command::new(bin.join("openapi-spec-validator")).arg(file.path()).output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(bin.join("openapi-spec-validator"))
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _drained = h.host.stop().await.unwrap();
 }
 

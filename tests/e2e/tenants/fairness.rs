@@ -67,8 +67,14 @@ async fn a_busy_tenant_does_not_starve_a_quiet_one() {
     let burn = std::fs::read(guest("burn")).unwrap();
     let deploy = |tenant: &str, name: &str, route: &str| {
         let form = reqwest::multipart::Form::new()
-            .text("manifest", json!({"invoke": {"routes": [route]}, "timeout_ms": 60000}).to_string())
-            .part("component", reqwest::multipart::Part::bytes(burn.clone()).file_name("burn.wasm"));
+            .text(
+                "manifest",
+                json!({"invoke": {"routes": [route]}, "timeout_ms": 60000}).to_string(),
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(burn.clone()).file_name("burn.wasm"),
+            );
         client
             .put(format!("{base}/_fn/tenants/{tenant}/functions/{name}"))
             .bearer_auth(&token)
@@ -76,7 +82,13 @@ async fn a_busy_tenant_does_not_starve_a_quiet_one() {
             .send()
     };
     for i in 0..10 {
-        assert_eq!(deploy("busy", &format!("b{i}"), &format!("/b{i}")).await.unwrap().status(), 201);
+        assert_eq!(
+            deploy("busy", &format!("b{i}"), &format!("/b{i}"))
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
     }
     assert_eq!(deploy("quiet", "q", "/q").await.unwrap().status(), 201);
     let quiet_url = format!("{base}/q?{WORK}");
@@ -119,5 +131,8 @@ async fn a_busy_tenant_does_not_starve_a_quiet_one() {
     ratios.sort_by(f64::total_cmp);
     let median = ratios[1];
     eprintln!("quiet tenant's throughput beside the busy one / alone: {ratios:?}, median {median:.2}");
-    assert!(median >= 0.3, "the quiet tenant kept {median:.2} of its throughput: {ratios:?}");
+    assert!(
+        median >= 0.3,
+        "the quiet tenant kept {median:.2} of its throughput: {ratios:?}"
+    );
 }

@@ -20,13 +20,31 @@ async fn a_hundred_tenants_of_ten_functions_route_correctly() {
     let root = t["root"].as_str();
     let started = Instant::now();
     for i in 0..TENANTS {
-        put_tenant(&h, root, &format!("t{i}"), json!({"hosts": [format!("t{i}.test")]}), 201).await;
+        put_tenant(
+            &h,
+            root,
+            &format!("t{i}"),
+            json!({"hosts": [format!("t{i}.test")]}),
+            201,
+        )
+        .await;
         for j in 0..FUNCTIONS {
-            let r = deploy(&h, root, &format!("t{i}"), &format!("f{j}"), probe_manifest(&format!("/f{j}")), "probe").await;
+            let r = deploy(
+                &h,
+                root,
+                &format!("t{i}"),
+                &format!("f{j}"),
+                probe_manifest(&format!("/f{j}")),
+                "probe",
+            )
+            .await;
             assert_eq!(r.status(), 201, "t{i}/f{j}: {}", r.text().await.unwrap());
         }
     }
-    eprintln!("{TENANTS} tenants × {FUNCTIONS} functions deployed in {:?}", started.elapsed());
+    eprintln!(
+        "{TENANTS} tenants × {FUNCTIONS} functions deployed in {:?}",
+        started.elapsed()
+    );
     let check = |h: &TestHost| {
         let (client, base) = (h.client.clone(), h.base.clone());
         async move {
@@ -47,7 +65,12 @@ async fn a_hundred_tenants_of_ten_functions_route_correctly() {
                         assert_eq!(v["route"], format!("/f{j}"));
                     }
                     // A route of no function of this tenant.
-                    let r = client.get(format!("{base}/f{FUNCTIONS}")).header("host", format!("t{i}.test")).send().await.unwrap();
+                    let r = client
+                        .get(format!("{base}/f{FUNCTIONS}"))
+                        .header("host", format!("t{i}.test"))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), 404);
                 }));
             }
@@ -57,13 +80,21 @@ async fn a_hundred_tenants_of_ten_functions_route_correctly() {
         }
     };
     check(&h).await;
-    let list: serde_json::Value = admin(&h, Method::GET, "/_fn/tenants", root, None).await.json().await.unwrap();
+    let list: serde_json::Value = admin(&h, Method::GET, "/_fn/tenants", root, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["tenants"].as_array().unwrap().len(), TENANTS + 1);
     let _drained = h.host.stop().await.unwrap();
 
     let started = Instant::now();
     let h = TestHost::start_with(config).await;
-    eprintln!("restart with {} functions: {:?}", TENANTS * FUNCTIONS, started.elapsed());
+    eprintln!(
+        "restart with {} functions: {:?}",
+        TENANTS * FUNCTIONS,
+        started.elapsed()
+    );
     check(&h).await;
     let _drained = h.host.stop().await.unwrap();
 }

@@ -23,14 +23,21 @@ type TokenSpec<'a> = (&'a str, &'a [Scope], Option<&'a str>);
 
 /// A host on `dir` with a state directory and the tokens given; returns
 /// the host, the tokens by id, and the state directory (kept alive).
-pub(super) async fn hosted(dir: &Path, specs: &[TokenSpec<'_>]) -> (TestHost, HashMap<String, String>, tempfile::TempDir) {
+pub(super) async fn hosted(
+    dir: &Path,
+    specs: &[TokenSpec<'_>],
+) -> (TestHost, HashMap<String, String>, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let (config, tokens) = hosted_config(dir, state.path(), specs);
     (TestHost::start_with(config).await, tokens, state)
 }
 
 /// The configuration [`hosted`] starts, to start it again on the same state.
-pub(super) fn hosted_config(dir: &Path, state: &Path, specs: &[TokenSpec<'_>]) -> (HostConfig, HashMap<String, String>) {
+pub(super) fn hosted_config(
+    dir: &Path,
+    state: &Path,
+    specs: &[TokenSpec<'_>],
+) -> (HostConfig, HashMap<String, String>) {
     let mut entries = Vec::new();
     let mut tokens = HashMap::new();
     for (id, scopes, tenant) in specs {
@@ -64,7 +71,14 @@ pub(super) async fn admin(
 
 /// Defines tenant `id` with `settings`, expecting `status`.
 pub(super) async fn put_tenant(h: &TestHost, token: &str, id: &str, settings: Value, status: u16) -> Value {
-    let r = admin(h, reqwest::Method::PUT, &format!("/_fn/tenants/{id}"), token, Some(settings)).await;
+    let r = admin(
+        h,
+        reqwest::Method::PUT,
+        &format!("/_fn/tenants/{id}"),
+        token,
+        Some(settings),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), status, "PUT tenant {id}");
     r.json().await.unwrap_or(Value::Null)
 }

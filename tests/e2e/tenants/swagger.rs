@@ -59,8 +59,18 @@ impl Browser {
     async fn start() -> Self {
         let profile = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new(tokio::task::spawn_blocking(chromium).await.unwrap())
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"])
-            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-quic",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
             .arg("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(["--remote-debugging-port=0", "about:blank"])
@@ -162,7 +172,14 @@ async fn swagger_ui_authorizes_against_the_running_host() {
         json!({"auth": {"type": "api_key", "in": "header", "name": "x-api-key"}}),
     );
     let (h, t, _state) = hosted(fx.path(), &[("root", &[Scope::Admin], None)]).await;
-    let r = admin(&h, Method::POST, "/_fn/tenants/default/api-keys", &t["root"], Some(json!({"id": "docs"}))).await;
+    let r = admin(
+        &h,
+        Method::POST,
+        "/_fn/tenants/default/api-keys",
+        &t["root"],
+        Some(json!({"id": "docs"})),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
 

@@ -285,8 +285,17 @@ async fn put(app: Arc<AppState>, caller: Caller, tenant: String, name: String, r
         }
         Err(e) => (e.into_response_with(&id), None),
     };
-    app.audit(&caller, &tenant, "deploy", Some(&name), previous, new_digest, resp.status(), &id)
-        .await;
+    app.audit(
+        &caller,
+        &tenant,
+        "deploy",
+        Some(&name),
+        previous,
+        new_digest,
+        resp.status(),
+        &id,
+    )
+    .await;
     resp
 }
 
@@ -386,4 +395,3 @@ async fn undeploy(app: Arc<AppState>, caller: Caller, tenant: String, name: Stri
         .await;
     resp
 }
-

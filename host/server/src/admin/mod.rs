@@ -180,11 +180,7 @@ pub(crate) async fn openapi_json(State(app): State<Arc<AppState>>, req: Request)
 
 /// The document of the tenant serving `snapshot`.
 pub(crate) fn openapi_response(snapshot: &Snapshot) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        snapshot.openapi.clone(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], snapshot.openapi.clone()).into_response()
 }
 
 /// `GET /_fn/docs`: Swagger UI.
@@ -355,7 +351,10 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
             "/_fn/tenants/{tenant}/api-keys",
             get(list_api_keys).post(create_api_key),
         )
-        .route("/_fn/tenants/{tenant}/api-keys/{key}", axum::routing::delete(delete_api_key))
+        .route(
+            "/_fn/tenants/{tenant}/api-keys/{key}",
+            axum::routing::delete(delete_api_key),
+        )
         .route_layer(axum::middleware::from_fn_with_state(app, guard))
 }
 

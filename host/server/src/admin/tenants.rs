@@ -48,7 +48,10 @@ fn tenant_json(app: &AppState, t: &Tenant) -> Value {
 /// Every tenant the token may see.
 #[utoipa::path(get, path = "/_fn/tenants", tag = "wasmfn", security(("admin_token" = ["read"])),
     responses((status = 200, description = "`tenants`: id, hosts, quotas, functions, API keys", body = Object)))]
-pub(crate) async fn list_tenants(State(app): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
+pub(crate) async fn list_tenants(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
     let set = app.registry.tenants();
     let tenants: Vec<Value> = set
         .iter()
@@ -201,7 +204,9 @@ pub(crate) async fn create_api_key(
     if let Err(e) = visible_tenant(&app, &caller, &id) {
         return e.into_response_with(&rid);
     }
-    let body = axum::body::to_bytes(req.into_body(), 64 << 10).await.unwrap_or_default();
+    let body = axum::body::to_bytes(req.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
     let new: NewKey = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => {
@@ -222,8 +227,17 @@ pub(crate) async fn create_api_key(
         }
         Err(e) => tenant_error(e).into_response_with(&rid),
     };
-    app.audit(&caller, &id, "api_key_create", Some(&new.id), None, None, resp.status(), &rid)
-        .await;
+    app.audit(
+        &caller,
+        &id,
+        "api_key_create",
+        Some(&new.id),
+        None,
+        None,
+        resp.status(),
+        &rid,
+    )
+    .await;
     resp
 }
 
@@ -249,7 +263,16 @@ pub(crate) async fn delete_api_key(
         }
         Err(e) => tenant_error(e).into_response_with(&rid),
     };
-    app.audit(&caller, &id, "api_key_delete", Some(&key), None, None, resp.status(), &rid)
-        .await;
+    app.audit(
+        &caller,
+        &id,
+        "api_key_delete",
+        Some(&key),
+        None,
+        None,
+        resp.status(),
+        &rid,
+    )
+    .await;
     resp
 }

@@ -55,7 +55,10 @@ impl RateLimit {
             if next - now > self.capacity {
                 return Err(Duration::from_nanos(next - now - self.capacity));
             }
-            match self.tat.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Ok(()),
                 Err(actual) => tat = actual,
             }

@@ -91,7 +91,8 @@ impl CallerCheck {
                     if let Some(url) = &j.jwks_url {
                         check_outbound(url, outbound)?;
                     }
-                    let v = Arc::new(JwtVerifier::new(j.clone(), dir, fetch).map_err(|e| format!("field `auth`: {e}"))?);
+                    let v =
+                        Arc::new(JwtVerifier::new(j.clone(), dir, fetch).map_err(|e| format!("field `auth`: {e}"))?);
                     verifiers.push((j.clone(), v.clone()));
                     Some(v)
                 }
@@ -124,7 +125,10 @@ impl CallerCheck {
                     k.name
                 );
                 let presented = match k.location {
-                    KeyLocation::Header => headers.get(k.name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string),
+                    KeyLocation::Header => headers
+                        .get(k.name.as_str())
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
                     KeyLocation::Query => query.and_then(|q| query_value(q, &k.name)),
                 };
                 let Some(presented) = presented.filter(|p| !p.is_empty()) else {
@@ -141,7 +145,10 @@ impl CallerCheck {
                     ));
                 };
                 let Some(info) = keys.find(&presented) else {
-                    return Err(Denied::unauthorized("the API key is not valid (unknown or revoked)", challenge));
+                    return Err(Denied::unauthorized(
+                        "the API key is not valid (unknown or revoked)",
+                        challenge,
+                    ));
                 };
                 Verified {
                     subject: None,
@@ -201,12 +208,18 @@ impl CallerCheck {
         if !missing.is_empty() {
             let scope = self.settings.required_scopes.join(" ");
             let challenge = match &self.settings.scheme {
-                AuthScheme::Jwt(_) => format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""),
+                AuthScheme::Jwt(_) => {
+                    format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\"")
+                }
                 _ => format!("ApiKey realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""),
             };
             return Err(Denied {
                 status: 403,
-                message: format!("the credentials lack the scope{} {}", if missing.len() == 1 { "" } else { "s" }, missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+                message: format!(
+                    "the credentials lack the scope{} {}",
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                ),
                 challenge,
                 unavailable: false,
             });
@@ -242,7 +255,9 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 
 /// A `jwks_url` must be a destination the function may call.
 fn check_outbound(url: &str, outbound: &[OutboundRule]) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("field `auth.jwks_url`: `{url}` is not a URL"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("field `auth.jwks_url`: `{url}` is not a URL"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {

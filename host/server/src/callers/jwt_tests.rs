@@ -1,10 +1,10 @@
 //! Tests of the JWT verifier with real keys (fixtures/, made by fixtures/gen.sh) and real crypto.
 
 use super::*;
-use std::path::PathBuf;
 use bytes::Bytes;
 use jsonwebtoken::{EncodingKey, Header as JwsHeader};
 use serde_json::json;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -713,7 +713,12 @@ fn a_remembered_token_is_taken_again_only_while_in_time() {
         leeway_s: 0,
         ..settings()
     });
-    let token = sign(Algorithm::ES256, &ec_key(), &with(claims(), "exp", json!(now() + 2)), Some("ec-1"));
+    let token = sign(
+        Algorithm::ES256,
+        &ec_key(),
+        &with(claims(), "exp", json!(now() + 2)),
+        Some("ec-1"),
+    );
     let first = block(v.verify(&token)).unwrap();
     assert_eq!(block(v.verify(&token)).unwrap(), first);
     assert_eq!(v.verified.lock().unwrap().len(), 1);

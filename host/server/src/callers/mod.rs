@@ -37,7 +37,7 @@ pub fn checks_for(
             jwks_fetch(),
             &mut verifiers,
         )?
-            .map(Arc::new);
+        .map(Arc::new);
         made.push((settings, check.clone()));
         out.push(check);
     }
