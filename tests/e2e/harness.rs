@@ -371,6 +371,45 @@ pub(crate) fn python_tools() -> PathBuf {
     .clone()
 }
 
+/// Checks `doc` with an independent OpenAPI 3.1 validator (the pinned
+/// `openapi-spec-validator`).
+pub(crate) async fn assert_valid_openapi(doc: &serde_json::Value) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(doc).unwrap()).unwrap();
+    let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
+    let out = Command::new(bin.join("openapi-spec-validator"))
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("OK"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Headless Chromium with its profile in `profile`, reaching nothing but
+/// loopback (a page must not need the network).
+pub(crate) async fn headless_chromium(profile: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(tokio::task::spawn_blocking(chromium).await.unwrap());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+    ])
+    .args([
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
 /// Debian's Chromium, installed with apt when it is missing.
 pub(crate) fn chromium() -> PathBuf {
     static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();

@@ -119,19 +119,7 @@ async fn the_document_covers_every_served_route_and_only_those() {
     assert_eq!(printed, doc);
 
     // An independent OpenAPI 3.1 validator accepts it.
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
-    let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
-    let out = Command::new(bin.join("openapi-spec-validator"))
-        .arg(file.path())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.contains("OK"),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_valid_openapi(&doc).await;
 }
 
 #[tokio::test]
@@ -306,19 +294,7 @@ async fn admin_endpoints_appear_only_when_asked() {
     assert!(doc["paths"]["/_fn/health"]["get"].get("security").is_none());
     assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
     // And an independent OpenAPI 3.1 validator accepts the whole.
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(&doc).unwrap()).unwrap();
-    let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
-    let out = std::process::Command::new(bin.join("openapi-spec-validator"))
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_valid_openapi(&doc).await;
 }
 
 /// Every check, in every phase, and every warning fails the run. Only what
@@ -420,23 +396,8 @@ async fn the_docs_page_renders_offline_in_a_real_browser() {
     assert_eq!(js.status(), 200);
     assert!(js.bytes().await.unwrap().len() > 500_000);
     let profile = tempfile::tempdir().unwrap();
-    let browser = tokio::task::spawn_blocking(chromium).await.unwrap();
-    let out = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        // Everything but this host is unreachable: the page must not need it.
-        .arg("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let out = headless_chromium(profile.path())
+        .await
         .args(["--virtual-time-budget=15000", "--dump-dom"])
         .arg(t.url("/_fn/docs"))
         .output()

@@ -185,7 +185,15 @@ impl AdminTokens {
     }
 }
 
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// 64 hex digits as 32 bytes.
+pub(crate) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
     if s.len() != 64 {
         return None;
@@ -306,14 +314,7 @@ impl AdminAccess {
                 },
             });
         };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
-        let Some(presented) = presented else {
+        let Some(presented) = bearer_token(headers) else {
             return Err(Refusal::Unauthenticated {
                 message: format!(
                     "this endpoint needs an admin token with scope `{}`: send `Authorization: Bearer <token>`",

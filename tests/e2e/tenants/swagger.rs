@@ -58,21 +58,8 @@ struct Browser {
 impl Browser {
     async fn start() -> Self {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new(tokio::task::spawn_blocking(chromium).await.unwrap())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-quic",
-            ])
-            .args([
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
-            .arg("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-            .arg(format!("--user-data-dir={}", profile.path().display()))
+        let mut child = headless_chromium(profile.path())
+            .await
             .args(["--remote-debugging-port=0", "about:blank"])
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)

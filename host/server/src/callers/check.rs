@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use wasmfn_manifest::{AuthScheme, AuthSettings, KeyLocation, OutboundRule};
 
 use super::ApiKeys;
@@ -161,14 +161,7 @@ impl CallerCheck {
                     Some(e) => format!("Bearer realm=\"{realm}\", error=\"{e}\""),
                     None => format!("Bearer realm=\"{realm}\""),
                 };
-                let token = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        let (scheme, token) = v.trim().split_once(' ')?;
-                        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-                    });
-                let Some(token) = token else {
+                let Some(token) = crate::auth::bearer_token(headers) else {
                     return Err(Denied::unauthorized(
                         "this operation needs a bearer token: send `Authorization: Bearer <JWT>`",
                         challenge(None),

@@ -28,7 +28,7 @@ impl ApiKeys {
     pub fn from_entries(entries: &[ApiKeyEntry]) -> Self {
         let mut by_digest = HashMap::with_capacity(entries.len());
         for e in entries {
-            match decode(&e.sha256) {
+            match crate::auth::decode_hex32(&e.sha256) {
                 Some(d) => {
                     by_digest.insert(
                         d,
@@ -60,19 +60,6 @@ impl ApiKeys {
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
     }
-}
-
-fn decode(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 /// A new key for `tenant` (`wfk_` and 64 hex digits) and its stored entry.
