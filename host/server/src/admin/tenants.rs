@@ -28,6 +28,19 @@ fn tenant_error(e: TenantError) -> ApiError {
     }
 }
 
+/// The JSON body of a tenants-API request (at most 1 MiB), or a 422
+/// `invalid_tenant` naming the field and showing `example`.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request, example: &str) -> Result<T, ApiError> {
+    let invalid = |message: String| ApiError::InvalidTenant {
+        message: format!("{message} (expected {example})"),
+    };
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|_| invalid("the body is not a readable JSON object of at most 1 MiB".into()))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    serde_path_to_error::deserialize(value).map_err(|e| invalid(format!("field `{}`: {}", e.path(), e.inner())))
+}
+
 /// A tenant as the API shows it.
 fn tenant_json(app: &AppState, t: &Tenant) -> Value {
     let s = t.snapshot();
@@ -93,28 +106,14 @@ pub(crate) async fn put_tenant(
     req: Request,
 ) -> Response {
     let rid = request_id(req.headers());
-    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::InvalidTenant {
-                message: "the body is not a readable JSON object of at most 1 MiB".into(),
-            }
-            .into_response_with(&rid);
-        }
-    };
-    let settings = serde_json::from_slice::<Value>(&body)
-        .map_err(|e| e.to_string())
-        .and_then(|v| {
-            serde_path_to_error::deserialize::<_, TenantSettings>(v)
-                .map_err(|e| format!("field `{}`: {}", e.path(), e.inner()))
-        });
+    let settings = json_body::<TenantSettings>(
+        req,
+        r#"{"hosts": ["api.acme.example"], "quotas": {"max_functions": 10}}"#,
+    )
+    .await;
     let result = match settings {
         Ok(s) => app.put_tenant(&id, s).await.map_err(tenant_error),
-        Err(message) => Err(ApiError::InvalidTenant {
-            message: format!(
-                "{message} (expected {{\"hosts\": [\"api.acme.example\"], \"quotas\": {{\"max_functions\": 10}}}})"
-            ),
-        }),
+        Err(e) => Err(e),
     };
     let resp = match result {
         Ok(created) => {
@@ -204,17 +203,9 @@ pub(crate) async fn create_api_key(
     if let Err(e) = visible_tenant(&app, &caller, &id) {
         return e.into_response_with(&rid);
     }
-    let body = axum::body::to_bytes(req.into_body(), 64 << 10)
-        .await
-        .unwrap_or_default();
-    let new: NewKey = match serde_json::from_slice(&body) {
+    let new: NewKey = match json_body(req, r#"{"id": "mobile-app", "scopes": ["items:read"]}"#).await {
         Ok(n) => n,
-        Err(e) => {
-            return ApiError::InvalidTenant {
-                message: format!("{e} (expected {{\"id\": \"mobile-app\", \"scopes\": [\"items:read\"]}})"),
-            }
-            .into_response_with(&rid);
-        }
+        Err(e) => return e.into_response_with(&rid),
     };
     let resp = match app.create_api_key(&id, &new.id, new.scopes).await {
         Ok((key, entry)) => {
