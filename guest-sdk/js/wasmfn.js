@@ -22,8 +22,11 @@
 //   export default app;
 //
 // `wasmfn build` turns the folder's `index.js` into a component: it serves
-// the default export for `wasi:http/incoming-handler` (through the engine's
-// fetch event) and exports its `describe`.
+// the default export for `wasmfn:function/handler` (each request in one
+// call, its response whole), for `wasi:http/incoming-handler` (through the
+// engine's fetch event), and exports its `describe`. The app is built once
+// per instance: when the host reuses instances (`instance_reuse`), its
+// module state lives on between requests, as in a Node.js server.
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 const PARAM = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -370,10 +373,31 @@ export class App {
   }
 }
 
-/** Serves `app` for every request (what the generated entry module calls). */
+/** Header bytes as the string `Headers` holds (one character per byte). */
+function byteString(bytes) {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return s;
+}
+
+/** Serves `app` for every request (what the generated entry module calls):
+ * through the fetch event, and returns the `wasmfn:function/handler`
+ * export, which takes each request in one call and answers whole. */
 export function serve(app) {
   if (!(app instanceof App)) {
     throw new Error("the default export of index.js must be a wasmfn `App` (export default app)");
   }
   addEventListener("fetch", (event) => event.respondWith(app.handle(event.request)));
+  return {
+    async handle(method, pathWithQuery, headers, body) {
+      const h = new Headers();
+      for (const [name, value] of headers) h.append(name, byteString(value));
+      const init = { method, headers: h };
+      if (body.length > 0 && method !== "GET" && method !== "HEAD") init.body = body;
+      const response = await app.handle(new Request(new URL(pathWithQuery, "http://localhost"), init));
+      const out = [];
+      for (const [name, value] of response.headers) out.push([name, Uint8Array.from(value, (c) => c.charCodeAt(0) & 0xff)]);
+      return { status: response.status, headers: out, body: new Uint8Array(await response.arrayBuffer()) };
+    },
+  };
 }

@@ -385,3 +385,105 @@ fn helper_libraries_pass_their_own_unit_tests() {
         );
     }
 }
+
+/// The Python and JavaScript helpers on one instance for many requests
+/// (`instance_reuse`): the app is built once per instance (a module global
+/// counts the requests), each request sees its own headers and body, and
+/// a Python response that streams goes through `wasi:http` once, without
+/// running the handler twice.
+#[tokio::test]
+async fn python_and_javascript_apps_serve_many_requests_on_one_instance() {
+    let f = Fixture::new();
+    f.file(
+        "py/app.py",
+        r#"from wasmfn import App, Response
+
+app = App(title="Counter")
+served = 0
+
+
+@app.post("/")
+def count(req):
+    global served
+    served += 1
+    return {"served": served, "request_id": req.request_id, "body": req.text(), "secret": req.headers.get("x-secret")}
+
+
+@app.get("/stream")
+def stream(req):
+    global served
+    served += 1
+    return Response((f"{served}:{i}\n" for i in range(3)), content_type="text/plain")
+"#,
+    );
+    f.file(
+        "py/fn.config.json",
+        r#"{"component": "py.wasm", "instance_reuse": 1000}"#,
+    );
+    f.file(
+        "js/index.js",
+        r#"import { App } from "wasmfn";
+
+const app = new App({ title: "Counter" });
+let served = 0;
+
+app.post("/", {}, async (req) => {
+  served += 1;
+  return { served, request_id: req.requestId, body: await req.text(), secret: req.headers.get("x-secret") };
+});
+
+export default app;
+"#,
+    );
+    f.file(
+        "js/fn.config.json",
+        r#"{"component": "js.wasm", "instance_reuse": 1000}"#,
+    );
+    let report = wasmfn_build::build_all(f.path(), &build_options()).expect("build");
+    assert_eq!((report.built, report.failed), (2, 0), "{:?}", report.errors);
+    let mut config = wasmfn_server::HostConfig::new(f.path());
+    config.runtime.cache_dir = Some(examples_cache());
+    let t = TestHost::start_with(config).await;
+    for name in ["py", "js"] {
+        assert_eq!(
+            t.function(name).await["handler"],
+            "wasmfn:function/handler@0.1.0",
+            "{name} takes requests whole"
+        );
+        for i in 1..=20u64 {
+            let mut req = t
+                .client
+                .post(t.url(&format!("/{name}")))
+                .header("x-request-id", format!("{name}-{i}"))
+                .body(format!("body {i}"));
+            if i == 1 {
+                req = req.header("x-secret", "only-the-first");
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{name} request {i}");
+            let body: Value = r.json().await.unwrap();
+            let secret = if i == 1 { json!("only-the-first") } else { Value::Null };
+            assert_eq!(
+                body,
+                json!({"served": i, "request_id": format!("{name}-{i}"), "body": format!("body {i}"), "secret": secret}),
+                "{name}: one instance, built once, each request its own"
+            );
+        }
+    }
+    // A streamed response (a generator) is made once: the handler ran for
+    // the whole call and its response is sent through `wasi:http`.
+    let text = t.get("/py/stream").await.text().await.unwrap();
+    assert_eq!(text, "21:0\n21:1\n21:2\n");
+    let r = t
+        .client
+        .post(t.url("/py"))
+        .header("x-request-id", "after-stream")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["served"], 22);
+    let reuse = t.json("/_fn/status").await["instance_reuse"].clone();
+    assert_eq!(reuse["reused"], 19 + 19 + 2, "{reuse}");
+    assert_eq!(reuse["failed"], 0, "{reuse}");
+}

@@ -15,6 +15,7 @@ mod many;
 mod openapi;
 mod outbound;
 mod reload;
+mod reuse;
 mod routing;
 mod tenants;
 mod warm;

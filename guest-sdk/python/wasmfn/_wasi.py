@@ -1,10 +1,13 @@
-"""The component's exports: `wasi:http/incoming-handler` and
-`wasmfn:function/metadata`, both served by an `App`. Only importable inside
-a component built by `wasmfn build` (it needs the generated bindings)."""
+"""The component's exports: `wasmfn:function/handler` (a request taken
+whole, in one call), `wasi:http/incoming-handler` (for responses that
+stream) and `wasmfn:function/metadata`, all served by one `App`, built once
+per instance. Only importable inside a component built by `wasmfn build`
+(it needs the generated bindings)."""
 
 import sys
 
 from componentize_py_types import Err, Ok
+from wit_world.exports import handler
 from wit_world.imports import streams, types
 
 from ._http import Request
@@ -74,17 +77,47 @@ def _send(response, out):
 
 
 def exports_for(app):
-    """The two export classes componentize-py looks for, bound to `app`."""
+    """The three export classes componentize-py looks for, bound to `app`."""
+    # A response whose body streams, made by `Handler.handle` for the
+    # request the host gives `IncomingHandler.handle` next, on this
+    # instance: (request id, response).
+    pending = []
+
+    class Handler:
+        def handle(self, method, path_with_query, headers, body):
+            req = Request(method, path_with_query or "/", headers, body=body)
+            try:
+                response = app.handle(req)
+                if isinstance(response.body, (bytes, bytearray, memoryview)):
+                    return handler.Response(
+                        response.status,
+                        [(k, v.encode("latin-1")) for k, v in response.headers],
+                        bytes(response.body),
+                    )
+                pending.append((req.request_id, response))
+                return None
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
 
     class IncomingHandler:
         def handle(self, request, response_out):
-            req = Request(
-                _method(request.method()),
-                request.path_with_query() or "/",
-                request.headers().entries(),
-                read_body=_reader(request),
-            )
-            response = app.handle(req)
+            fields = request.headers()
+            response = None
+            if pending:
+                rid, made = pending.pop()
+                pending.clear()
+                ids = fields.get("x-request-id")
+                if ids and ids[0].decode("latin-1") == rid:
+                    response = made
+            if response is None:
+                req = Request(
+                    _method(request.method()),
+                    request.path_with_query() or "/",
+                    fields.entries(),
+                    read_body=_reader(request),
+                )
+                response = app.handle(req)
             try:
                 _send(response, response_out)
             finally:
@@ -95,4 +128,4 @@ def exports_for(app):
         def describe(self):
             return app.describe()
 
-    return IncomingHandler, Metadata
+    return IncomingHandler, Metadata, Handler

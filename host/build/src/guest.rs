@@ -307,7 +307,7 @@ pub(crate) fn build(recipe: &Recipe, opts: &BuildOptions) -> anyhow::Result<Outc
                  from wasmfn._wasi import exports_for as _exports_for\n\
                  if not hasattr(_module, \"app\"):\n    \
                      raise SystemExit(\"app.py must define `app = wasmfn.App(...)` at module level\")\n\
-                 IncomingHandler, Metadata = _exports_for(_module.app)\n",
+                 IncomingHandler, Metadata, Handler = _exports_for(_module.app)\n",
             )?;
             // The sources are copied, so that the build leaves nothing
             // (no `__pycache__`) in the function's folder.
@@ -336,7 +336,7 @@ pub(crate) fn build(recipe: &Recipe, opts: &BuildOptions) -> anyhow::Result<Outc
                 "// Written by wasmfn build: serves the default export of index.js.\n\
                  import app from \"./index.js\";\n\
                  import { serve } from \"./__wasmfn.js\";\n\
-                 serve(app);\n\
+                 export const handler = serve(app);\n\
                  export const metadata = { describe: () => app.describe() };\n",
             )?;
             cmd.arg(&entry)

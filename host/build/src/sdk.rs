@@ -50,8 +50,10 @@ const WASI_VERSION: &str = "0.2.12";
 /// `0.2.x`, so the JavaScript world is the same WIT at this version.
 pub(crate) const JS_WASI_VERSION: &str = "0.2.10";
 
-/// The world every function built here targets.
-pub(crate) const WORLD: &str = "wasmfn:function/function@0.1.0";
+/// The world every Python and JavaScript function built here targets: a
+/// function that also takes requests whole (`wasmfn:function/handler`),
+/// one call per request instead of a dozen calls out of the component.
+pub(crate) const WORLD: &str = "wasmfn:function/function-with-handler@0.1.0";
 
 /// Where the staged files are.
 pub(crate) struct Staged {

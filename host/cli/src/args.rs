@@ -368,6 +368,13 @@ pub struct HostArgs {
     /// Default `max_memory_bytes`.
     #[arg(long, env = "WASMFN_DEFAULT_MAX_MEMORY_BYTES", value_parser = clap::value_parser!(u64).range(65_536..=1 << 32))]
     pub default_max_memory_bytes: Option<u64>,
+    /// Default `instance_reuse`: requests one instance may serve in
+    /// sequence (1: a fresh instance per request).
+    #[arg(long, env = "WASMFN_DEFAULT_INSTANCE_REUSE", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub default_instance_reuse: Option<u32>,
+    /// Default `instance_idle_ms`.
+    #[arg(long, env = "WASMFN_DEFAULT_INSTANCE_IDLE_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub default_instance_idle_ms: Option<u64>,
 }
 
 impl HostArgs {
@@ -386,6 +393,8 @@ impl HostArgs {
             max_body_bytes: self.default_max_body_bytes.unwrap_or(d.max_body_bytes),
             max_response_bytes: self.default_max_response_bytes.unwrap_or(d.max_response_bytes),
             max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
+            instance_reuse: self.default_instance_reuse.unwrap_or(d.instance_reuse),
+            instance_idle_ms: self.default_instance_idle_ms.unwrap_or(d.instance_idle_ms),
             allowed_outbound_hosts: Vec::new(),
             auth: None,
             cors: None,

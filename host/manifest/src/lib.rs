@@ -97,6 +97,12 @@ pub struct FunctionManifest {
     /// Cap on all linear memories of one instance together, in bytes.
     #[serde(default, deserialize_with = "max_memory_bytes")]
     pub max_memory_bytes: Option<u64>,
+    /// Requests one instance may serve in sequence (1: a fresh instance per request).
+    #[serde(default, deserialize_with = "instance_reuse")]
+    pub instance_reuse: Option<u64>,
+    /// How long an instance kept for reuse may wait idle, in ms.
+    #[serde(default, deserialize_with = "instance_idle_ms")]
+    pub instance_idle_ms: Option<u64>,
     /// Destinations the guest may send HTTP requests to; replaces, not merges, an overlay's list.
     #[serde(default, deserialize_with = "outbound_rules")]
     pub allowed_outbound_hosts: Option<Vec<OutboundRule>>,
@@ -252,6 +258,8 @@ impl FunctionManifest {
             max_body_bytes: self.max_body_bytes,
             max_response_bytes: self.max_response_bytes,
             max_memory_bytes: self.max_memory_bytes,
+            instance_reuse: self.instance_reuse.map(|v| v as u32),
+            instance_idle_ms: self.instance_idle_ms,
             allowed_outbound_hosts: self.allowed_outbound_hosts.clone(),
             auth: self.auth.clone(),
             cors: self.cors.clone(),
@@ -289,6 +297,16 @@ fn max_response_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 }
 fn max_memory_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     ranged(d, limits::MAX_MEMORY_BYTES, "bytes")
+}
+fn instance_reuse<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(
+        d,
+        limits::INSTANCE_REUSE,
+        "requests per instance (1 = a fresh instance per request)",
+    )
+}
+fn instance_idle_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, limits::INSTANCE_IDLE_MS, "milliseconds")
 }
 
 fn overflow_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
@@ -350,7 +368,8 @@ mod tests {
                          "allow_hosts": ["api.example.com"], "force_url": true},
               "timeout_ms": 200, "max_concurrency": 2, "max_queue": 1, "queue_timeout_ms": 50,
               "overflow_status": 503, "max_body_bytes": 0, "max_response_bytes": 10,
-              "max_memory_bytes": 1048576, "allowed_outbound_hosts": ["https://api.example.com"]
+              "max_memory_bytes": 1048576, "allowed_outbound_hosts": ["https://api.example.com"],
+              "instance_reuse": 1000, "instance_idle_ms": 5000
             }"#,
         )
         .unwrap();
@@ -366,6 +385,10 @@ mod tests {
             (200, 2, 1, 503)
         );
         assert_eq!(p.max_body_bytes, 0);
+        assert_eq!((p.instance_reuse, p.instance_idle_ms), (1000, 5000));
+        // Unset, every request gets an instance of its own.
+        let d = Policy::default().with(&parse("{}").unwrap().policy());
+        assert_eq!((d.instance_reuse, d.instance_idle_ms), (1, 60_000));
     }
 
     #[test]
@@ -388,6 +411,14 @@ mod tests {
             (
                 r#"{"max_memory_bytes": 10}"#,
                 "field `max_memory_bytes`: `10` is not allowed: expected a whole number of bytes from 65536",
+            ),
+            (
+                r#"{"instance_reuse": 0}"#,
+                "field `instance_reuse`: `0` is not allowed: expected a whole number of requests per instance (1 = a fresh instance per request) from 1 to 1000000",
+            ),
+            (
+                r#"{"instance_idle_ms": 0}"#,
+                "field `instance_idle_ms`: `0` is not allowed: expected a whole number of milliseconds from 1 to 3600000",
             ),
             (r#"{"colour": 1}"#, "unknown field `colour`, expected one of"),
             (

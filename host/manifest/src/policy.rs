@@ -27,6 +27,10 @@ pub struct PolicyOverlay {
     pub max_response_bytes: Option<u64>,
     /// Cap on all linear memories of one instance together, in bytes.
     pub max_memory_bytes: Option<u64>,
+    /// Requests one instance may serve in sequence.
+    pub instance_reuse: Option<u32>,
+    /// How long a reused instance may wait idle, in ms.
+    pub instance_idle_ms: Option<u64>,
     /// Destinations the guest may call; a set list replaces the one below it.
     pub allowed_outbound_hosts: Option<Vec<OutboundRule>>,
     /// How callers authenticate; replaces the one below it.
@@ -47,6 +51,8 @@ impl PolicyOverlay {
             max_body_bytes: upper.max_body_bytes.or(self.max_body_bytes),
             max_response_bytes: upper.max_response_bytes.or(self.max_response_bytes),
             max_memory_bytes: upper.max_memory_bytes.or(self.max_memory_bytes),
+            instance_reuse: upper.instance_reuse.or(self.instance_reuse),
+            instance_idle_ms: upper.instance_idle_ms.or(self.instance_idle_ms),
             allowed_outbound_hosts: upper
                 .allowed_outbound_hosts
                 .clone()
@@ -75,8 +81,14 @@ pub struct Policy {
     pub max_body_bytes: u64,
     /// Largest response body sent, in bytes.
     pub max_response_bytes: u64,
-    /// Cap on all linear memories of one instance together, in bytes.
+    /// Cap on all linear memories of one instance together, in bytes:
+    /// across all the requests it serves, when it serves several.
     pub max_memory_bytes: u64,
+    /// Requests one instance may serve in sequence before it is dropped;
+    /// 1 (the default) gives every request an instance of its own.
+    pub instance_reuse: u32,
+    /// How long an instance kept for reuse may wait for its next request, in ms.
+    pub instance_idle_ms: u64,
     /// Destinations the guest may send HTTP requests to; empty denies every one.
     #[serde(serialize_with = "serialize_rules")]
     pub allowed_outbound_hosts: Vec<OutboundRule>,
@@ -102,6 +114,8 @@ impl Default for Policy {
             max_body_bytes: 10 * 1024 * 1024,
             max_response_bytes: 100 * 1024 * 1024,
             max_memory_bytes: 128 * 1024 * 1024,
+            instance_reuse: 1,
+            instance_idle_ms: 60_000,
             allowed_outbound_hosts: Vec::new(),
             auth: None,
             cors: None,
@@ -121,6 +135,8 @@ impl Policy {
             max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
             max_response_bytes: o.max_response_bytes.unwrap_or(self.max_response_bytes),
             max_memory_bytes: o.max_memory_bytes.unwrap_or(self.max_memory_bytes),
+            instance_reuse: o.instance_reuse.unwrap_or(self.instance_reuse),
+            instance_idle_ms: o.instance_idle_ms.unwrap_or(self.instance_idle_ms),
             allowed_outbound_hosts: o
                 .allowed_outbound_hosts
                 .clone()
@@ -147,6 +163,10 @@ pub mod limits {
     pub const MAX_RESPONSE_BYTES: (u64, u64) = (1, 1 << 40);
     /// Inclusive range of `max_memory_bytes`, in bytes: one wasm page to 4 GiB.
     pub const MAX_MEMORY_BYTES: (u64, u64) = (65_536, 1 << 32);
+    /// Inclusive range of `instance_reuse`, in requests per instance.
+    pub const INSTANCE_REUSE: (u64, u64) = (1, 1_000_000);
+    /// Inclusive range of `instance_idle_ms`, in ms (up to one hour).
+    pub const INSTANCE_IDLE_MS: (u64, u64) = (1, 3_600_000);
     /// The statuses `overflow_status` may be.
     pub const OVERFLOW_STATUS: [u16; 2] = [429, 503];
 }

@@ -22,6 +22,8 @@ fn manifest_json() -> impl Strategy<Value = Value> {
         Just("max_body_bytes"),
         Just("max_response_bytes"),
         Just("max_memory_bytes"),
+        Just("instance_reuse"),
+        Just("instance_idle_ms"),
         Just("allowed_outbound_hosts"),
         Just("invoke"),
         Just("openapi"),

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::fair;
+use super::reuse::{InstanceKind, Kept, ReuseHost, ReusePool};
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
 use super::whole;
@@ -66,6 +67,10 @@ pub struct InvokeRequest<B> {
     pub guard: Box<dyn Send>,
     /// The function's warm instance slot: taken if ready, refilled after.
     pub warm: Option<Arc<WarmSlot>>,
+    /// The function version's idle instances (`instance_reuse` above 1):
+    /// one is taken if any waits, and the instance goes back after a
+    /// request that ended cleanly.
+    pub reuse: Option<Arc<ReusePool>>,
     /// The function version's own switch, set when the version is replaced
     /// or removed and its drain runs out: it stops this invocation as the
     /// host-wide interrupt does.
@@ -110,13 +115,16 @@ pub enum InvokeError {
 }
 
 impl Runtime {
-    /// Runs one request through a fresh instance of `component`.
+    /// Runs one request through an instance of `component`: one kept from
+    /// an earlier request when the function reuses instances and one is
+    /// idle, else its warm one when ready, else a fresh one.
     ///
     /// Returns once the guest has sent its response head; the body streams
     /// from the still-running instance. Dropping the returned body before it
-    /// ends (a client that went away) stops the instance. With a warm slot,
-    /// the instance is its warm one when ready, and the slot is refilled
-    /// once this request is over.
+    /// ends (a client that went away) stops the instance. The response's
+    /// extensions carry the [`InstanceKind`]. Once the request is over the
+    /// instance goes back to the reuse pool if it may, and otherwise is
+    /// dropped and the warm slot refilled.
     pub async fn invoke<B>(
         &self,
         component: &CompiledComponent,
@@ -133,21 +141,26 @@ impl Runtime {
             outbound,
             guard,
             warm: warm_slot,
+            reuse,
             retire,
         } = req;
         let incoming = Incoming::read(component, request, deadline).await?;
-        let (mut store, warm_instance) = match warm_slot.as_ref().and_then(|slot| slot.take()) {
-            Some(warm) => (warm.store, Some(warm.instance)),
-            None => {
-                let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
-                let mut store = Store::new(component.pre.engine(), state);
-                store.limiter(|s| &mut s.limiter);
-                (store, None)
-            }
+        let (mut store, mut instance, served, kind) = match reuse.as_ref().and_then(|pool| pool.take()) {
+            Some(kept) => (kept.store, Some(kept.instance), kept.served, InstanceKind::Reused),
+            None => match warm_slot.as_ref().and_then(|slot| slot.take()) {
+                Some(warm) => (warm.store, Some(warm.instance), 0, InstanceKind::Warm),
+                None => {
+                    let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
+                    let mut store = Store::new(component.pre.engine(), state);
+                    store.limiter(|s| &mut s.limiter);
+                    (store, None, 0, InstanceKind::Fresh)
+                }
+            },
         };
         let (active, ticket) = self.arm_deadline(&mut store, &tags, deadline, retire.clone());
         let marker = ticket.marker();
-        store.data().tags.set_request(tags.request_id);
+        store.data().tags.set_request(Some(tags.request_id.clone()));
+        let reuse_host = self.reuse.clone();
         // The response head: sent by the guest through `wasi:http`'s
         // response-outparam, or by the host for a response made whole.
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
@@ -178,8 +191,11 @@ impl Runtime {
                 let run = ticket.run(run_guest(
                     &mut store,
                     &component,
-                    warm_instance,
-                    warm_slot.as_deref(),
+                    &mut instance,
+                    Instantiating {
+                        warm_slot: warm_slot.as_deref(),
+                        reuse: &reuse_host,
+                    },
                     incoming,
                     head_tx,
                 ));
@@ -193,13 +209,26 @@ impl Runtime {
                     },
                     () = stopped => Err(InvokeError::Interrupted),
                 };
-                // The request is over: its slot goes to the next one now.
-                drop((guard, active));
-                (outcome, Retire { store, warm_slot })
+                // Whether the instance may serve another request, as far as
+                // the guest's run tells; the response head tells the rest.
+                let interrupted = interrupt.is_set() || retired.as_ref().is_some_and(|r| r.is_set());
+                let clean = outcome.is_ok() && !store.data().limiter.denied && !interrupted;
+                let retire = Retire {
+                    store,
+                    instance,
+                    served: served + 1,
+                    clean,
+                    reuse,
+                    warm_slot,
+                    request: Box::new((guard, active)),
+                };
+                (outcome, retire)
             })
             .catch_unwind(),
         );
-        answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx).await
+        let mut resp = answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx).await?;
+        resp.extensions_mut().insert(kind);
+        Ok(resp)
     }
 
     /// Sets the store's deadline: each epoch tick a running guest yields to
@@ -288,30 +317,50 @@ where
     }
 }
 
-/// Instantiates (unless warm) and calls the guest: whole when it takes
-/// requests whole and answers so, otherwise through `wasi:http`, its head
-/// sent to `head`.
+/// What making an instance inline involves besides the component.
+struct Instantiating<'a> {
+    /// Told when a request made its own instance.
+    warm_slot: Option<&'a WarmSlot>,
+    /// Asked to give up an idle instance when the instance pool is full.
+    reuse: &'a ReuseHost,
+}
+
+/// Instantiates (unless the instance is given: warm or reused) and calls
+/// the guest: whole when it takes requests whole and answers so, otherwise
+/// through `wasi:http`, its head sent to `head`. The instance is left in
+/// `instance`, for reuse.
 async fn run_guest<B>(
     store: &mut Store<InstanceState>,
     component: &CompiledComponent,
-    warm_instance: Option<wasmtime::component::Instance>,
-    warm_slot: Option<&WarmSlot>,
+    instance: &mut Option<wasmtime::component::Instance>,
+    making: Instantiating<'_>,
     incoming: Incoming<B>,
     head: HeadSender,
 ) -> Result<(), Failed>
 where
     B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
 {
-    let instance = match warm_instance {
-        Some(instance) => instance,
+    let instance = match instance {
+        Some(instance) => *instance,
         None => {
-            // Boxed: a warm instance (the usual case) does not carry
-            // instantiation's state in its future.
-            let instance = Box::pin(component.pre.instantiate_async(&mut *store)).await?;
-            if let Some(slot) = warm_slot {
+            let made = loop {
+                // Boxed: a warm or reused instance (the usual case) does
+                // not carry instantiation's state in its future.
+                match Box::pin(component.pre.instantiate_async(&mut *store)).await {
+                    Ok(made) => break made,
+                    // The instance pool is full: an instance idle for
+                    // reuse gives way, and this one is made in its place.
+                    Err(e)
+                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some()
+                            && making.reuse.reclaim_oldest() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if let Some(slot) = making.warm_slot {
                 slot.made_inline();
             }
-            instance
+            *instance = Some(made);
+            made
         }
     };
     let request = match incoming {
@@ -369,7 +418,7 @@ async fn answer(
             // response body is dropped before its end.
             let task = tokio::spawn(async move {
                 if let Ok((_, retire)) = guest.await {
-                    retire.later();
+                    retire.finish(true);
                 }
             });
             return Ok(resp.map(|body| GuestBody {
@@ -390,7 +439,7 @@ async fn answer(
     };
     let outcome = match done {
         Ok((outcome, retire)) => {
-            retire.later();
+            retire.finish(matches!(head, Ok(Ok(_))));
             outcome
         }
         Err(panic) => Err(InvokeError::Trap(panic_message(&*panic))),
@@ -428,23 +477,61 @@ enum First<D, H> {
     Head(H),
 }
 
-/// A finished instance, to be dropped (and its function's warm instance
-/// made again) after the response has gone.
+/// A finished invocation: its instance, kept for reuse or dropped (and
+/// its function's warm instance made again), and what its request held
+/// (its concurrency permits), given back once the instance is put away.
 struct Retire {
     store: Store<InstanceState>,
+    instance: Option<wasmtime::component::Instance>,
+    /// Requests the instance has served, this one included.
+    served: u32,
+    /// The guest ran to its end within its limits, uninterrupted.
+    clean: bool,
+    reuse: Option<Arc<ReusePool>>,
     warm_slot: Option<Arc<WarmSlot>>,
+    request: Box<dyn Send>,
 }
 
 impl Retire {
-    /// Drops the instance and refills the warm slot in a task of its own,
-    /// which runs once the current task (the response) yields.
-    fn later(self) {
+    /// Puts the instance away: back to its reuse pool when the request
+    /// ended cleanly and `responded` (a response head went out, and a
+    /// streamed body to its end), else dropped, with the warm slot
+    /// refilled, in a task of its own that runs once the current task (the
+    /// response) yields. The request's permits go after the instance is
+    /// kept, so the request they admit next finds it.
+    fn finish(self, responded: bool) {
+        let Retire {
+            store,
+            instance,
+            served,
+            clean,
+            reuse,
+            warm_slot,
+            request,
+        } = self;
+        let store = match (reuse, instance) {
+            (Some(pool), Some(instance)) if clean && responded => pool
+                .put(Kept {
+                    store,
+                    instance,
+                    served,
+                })
+                .err()
+                .map(|kept| kept.store),
+            (Some(pool), _) => {
+                pool.failed();
+                Some(store)
+            }
+            (None, _) => Some(store),
+        };
+        drop(request);
+        let Some(store) = store else { return };
         // The task holds only the store and the slot: the refill's much
         // larger state is allocated by the task itself, after the response,
         // not moved around by the request that spawns it.
         tokio::spawn(async move {
-            drop(self.store);
-            if let Some(slot) = self.warm_slot {
+            drop(store);
+            if let Some(slot) = warm_slot {
                 Box::pin(slot.refill()).await;
             }
         });

@@ -25,6 +25,8 @@
 //!   polled on meanwhile, off tokio's workers.
 //! - `whole`: the `wasmfn:function/handler` export, requests taken whole.
 //! - `warm`: [`WarmSlot`], an instance made ahead for a function's next request.
+//! - `reuse`: [`ReusePool`], instances that serve several requests in
+//!   sequence (`instance_reuse`), and what they may not keep.
 //! - `describe`: the `wasmfn:function/metadata` export ([`DescribeError`]).
 //! - `outbound`: outgoing HTTP, checked against the function's rules.
 //! - `state`, `stdio`: what each store holds; guest output as log lines.
@@ -34,6 +36,7 @@ mod fair;
 mod interrupt;
 mod invoke;
 mod outbound;
+mod reuse;
 mod state;
 mod stdio;
 mod warm;
@@ -51,6 +54,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
+pub use reuse::{InstanceKind, ReuseHost, ReusePool, ReuseStats};
 pub use state::{InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
 pub use whole::HANDLER_INTERFACE;
@@ -224,6 +228,7 @@ pub struct Runtime {
     /// function name ever invoked).
     tenants: dashmap::DashMap<Arc<str>, Arc<TenantShare>>,
     warm: Arc<WarmBudget>,
+    reuse: Arc<ReuseHost>,
 }
 
 /// One tenant's part of the CPU: its place at the fair scheduler, and how
@@ -455,6 +460,7 @@ impl Runtime {
             fair,
             tenants: dashmap::DashMap::new(),
             warm: WarmBudget::new(config.warm_instances as usize),
+            reuse: Arc::default(),
             config,
         })
     }
@@ -560,6 +566,27 @@ impl Runtime {
             outbound,
             timeout,
         )
+    }
+
+    /// The pool of a function version whose instances serve up to
+    /// `max_uses` requests each (`instance_reuse`), idle at most
+    /// `idle_for` (`instance_idle_ms`); `None` for 1, an instance per
+    /// request. At most `max_concurrency` instances wait idle (all the
+    /// pool's instances when 0).
+    pub fn reuse_pool(&self, max_uses: u32, idle_for: Duration, max_concurrency: u32) -> Option<Arc<ReusePool>> {
+        if max_uses <= 1 {
+            return None;
+        }
+        let cap = match max_concurrency {
+            0 => self.config.max_instances,
+            n => n.min(self.config.max_instances),
+        };
+        Some(ReusePool::new(self.reuse.clone(), max_uses, idle_for, cap as usize))
+    }
+
+    /// How instances have been reused since start.
+    pub fn reuse_stats(&self) -> ReuseStats {
+        self.reuse.stats()
     }
 
     /// How warm instances have been used since start.

@@ -1,7 +1,7 @@
 //! Per-request store state: the WASI and wasi:http contexts, the resource
 //! table, the memory limiter and the outbound policy.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -124,12 +124,13 @@ pub struct InvokeTags {
 }
 
 /// The names an instance's log lines carry. An instance made ahead of its
-/// request (a warm instance) learns its request id when a request takes it;
-/// anything it logs before that says `-`.
+/// request (a warm instance) learns its request id when a request takes
+/// it, and an instance kept for reuse learns each next one; anything it
+/// logs while it has no request says `-`.
 #[derive(Debug)]
 pub struct TagCell {
     function: Arc<str>,
-    request_id: OnceLock<Arc<str>>,
+    request_id: Mutex<Option<Arc<str>>>,
 }
 
 impl TagCell {
@@ -137,21 +138,20 @@ impl TagCell {
     pub fn new(function: Arc<str>) -> Arc<Self> {
         Arc::new(Self {
             function,
-            request_id: OnceLock::new(),
+            request_id: Mutex::new(None),
         })
     }
 
     /// Tags for an instance made for the request `tags` names.
     pub fn for_request(tags: InvokeTags) -> Arc<Self> {
         let cell = Self::new(tags.function);
-        let _ = cell.request_id.set(tags.request_id);
+        cell.set_request(Some(tags.request_id));
         cell
     }
 
-    /// Sets the request id; an instance serves one request, so only the
-    /// first call counts.
-    pub fn set_request(&self, id: Arc<str>) {
-        let _ = self.request_id.set(id);
+    /// Sets the request the instance serves now (`None`: between requests).
+    pub fn set_request(&self, id: Option<Arc<str>>) {
+        *self.request_id.lock().expect("request id") = id;
     }
 
     /// The function's name.
@@ -160,8 +160,12 @@ impl TagCell {
     }
 
     /// The request's id; `-` while the instance has no request.
-    pub fn request_id(&self) -> &str {
-        self.request_id.get().map_or("-", |id| id)
+    pub fn request_id(&self) -> Arc<str> {
+        self.request_id
+            .lock()
+            .expect("request id")
+            .clone()
+            .unwrap_or_else(|| "-".into())
     }
 }
 
@@ -180,11 +184,15 @@ mod tests {
     }
 
     #[test]
-    fn a_warm_instance_learns_its_request_once() {
+    fn an_instance_is_tagged_with_the_request_it_serves_now() {
         let cell = TagCell::new("f".into());
-        assert_eq!(cell.request_id(), "-");
-        cell.set_request("r1".into());
-        cell.set_request("r2".into());
-        assert_eq!((cell.function(), cell.request_id()), ("f", "r1"));
+        assert_eq!(&*cell.request_id(), "-");
+        cell.set_request(Some("r1".into()));
+        assert_eq!((cell.function(), &*cell.request_id()), ("f", "r1"));
+        // Kept for reuse: between requests, then the next one.
+        cell.set_request(None);
+        assert_eq!(&*cell.request_id(), "-");
+        cell.set_request(Some("r2".into()));
+        assert_eq!(&*cell.request_id(), "r2");
     }
 }

@@ -179,6 +179,7 @@ async fn one_request(
                 outbound: Arc::from([]),
                 guard: Box::new(()),
                 warm,
+                reuse: None,
                 retire: None,
             },
         )

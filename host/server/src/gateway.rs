@@ -339,6 +339,7 @@ async fn invoke(
                 outbound: f.outbound.clone(),
                 guard: Box::new((permit, tenant_permit, host_permit)),
                 warm: Some(f.warm.clone()),
+                reuse: f.reuse.clone(),
                 retire: Some(f.retire.clone()),
             },
         )

@@ -19,7 +19,7 @@ use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
 use wasmfn_routing::RouteTable;
-use wasmfn_runtime::{CompiledComponent, Interrupt, Runtime, WarmSlot};
+use wasmfn_runtime::{CompiledComponent, Interrupt, ReusePool, Runtime, WarmSlot};
 
 /// A function that is compiled, mounted and serving.
 pub struct LoadedFunction {
@@ -54,6 +54,8 @@ pub struct LoadedFunction {
     pub stats: Arc<FunctionStats>,
     /// The instance made ahead for its next request.
     pub warm: Arc<WarmSlot>,
+    /// Its idle instances, when they serve several requests (`instance_reuse`).
+    pub reuse: Option<Arc<ReusePool>>,
     /// Set when this version has left the serving set and its drain ran
     /// out: whatever of it still runs is interrupted.
     pub retire: Arc<Interrupt>,
@@ -78,6 +80,11 @@ impl LoadedFunction {
             outbound.clone(),
             Duration::from_millis(p.timeout_ms),
         );
+        let reuse = runtime.reuse_pool(
+            p.instance_reuse,
+            Duration::from_millis(p.instance_idle_ms),
+            p.max_concurrency,
+        );
         let gate = ConcurrencyGate::new(
             p.max_concurrency,
             p.max_queue,
@@ -96,6 +103,7 @@ impl LoadedFunction {
             outbound,
             component,
             warm,
+            reuse,
             gate,
             stats,
             spec,

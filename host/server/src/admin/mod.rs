@@ -110,6 +110,7 @@ pub(crate) async fn status(State(app): State<Arc<AppState>>) -> Json<Value> {
         "cow_max_image_bytes": app.runtime.cow_max_image_bytes(),
         "memory_cow": app.config.runtime.memory_cow,
         "warm_instances": app.runtime.warm_stats(),
+        "instance_reuse": app.runtime.reuse_stats(),
         "worker_threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "compile_cache": app.runtime.cache_stats().map(|(hits, misses)| json!({
             "directory": app.config.runtime.cache_dir,
@@ -267,6 +268,9 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 "allow_hosts": f.spec.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 "force_url": f.spec.force_url,
                 "policy": f.spec.policy,
+                // Instances waiting for its next request, kept from earlier
+                // ones (`policy.instance_reuse` above 1; null otherwise).
+                "idle_instances": f.reuse.as_ref().map(|p| p.idle_count()),
                 "stats": f.stats.view(Some(&f.gate)),
                 "error": null,
                 "reload_error": s.kept.get(&f.spec.name),

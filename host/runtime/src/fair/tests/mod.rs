@@ -244,6 +244,7 @@ impl Call {
                     outbound: Arc::from([]),
                     guard: Box::new(()),
                     warm: None,
+                    reuse: None,
                     retire: self.retire,
                 },
             )
