@@ -343,9 +343,10 @@ display = ["missing_auth", "missing_test_data", "base_url_mismatch", "missing_de
 fail-on = true
 "#;
 
-/// Runs the pinned schemathesis, every phase, against the host's document
-/// with `config` (a `schemathesis.toml`); what it said, once it passed.
-async fn schemathesis(t: &TestHost, config: &str, args: &[&str]) -> String {
+/// Runs the pinned schemathesis, every phase, against the document at
+/// `schema` (a URL or a file), sending to `t`, with `config` (a
+/// `schemathesis.toml`); what it said, once it passed.
+pub(crate) async fn schemathesis(t: &TestHost, schema: &str, config: &str, args: &[&str]) -> String {
     let bin = tokio::task::spawn_blocking(python_tools).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("schemathesis.toml");
@@ -353,7 +354,7 @@ async fn schemathesis(t: &TestHost, config: &str, args: &[&str]) -> String {
     let out = tokio::process::Command::new(bin.join("schemathesis"))
         .arg("--config-file")
         .arg(&config_file)
-        .args(["run", &t.url("/_fn/openapi.json"), "--url", &t.base])
+        .args(["run", schema, "--url", &t.base])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", "30", "--workers", "1", "--seed", "7"])
         .args(args)
@@ -374,14 +375,15 @@ async fn schemathesis(t: &TestHost, config: &str, args: &[&str]) -> String {
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_examples() {
     let t = TestHost::examples().await;
-    let said = schemathesis(&t, SCHEMATHESIS_EVERYTHING, &[]).await;
+    let doc = t.url("/_fn/openapi.json");
+    let said = schemathesis(&t, &doc, SCHEMATHESIS_EVERYTHING, &[]).await;
     // Every phase ran something (the examples phase, `items`' examples).
     for phase in ["Examples", "Coverage", "Fuzzing", "Stateful"] {
         assert!(said.contains(&format!("✅ {phase}")), "{phase}: {said}");
     }
     assert!(said.contains("API Links:"), "the stateful phase found no links: {said}");
 
-    let said = schemathesis(&t, SCHEMATHESIS_OTHER_HOST, &["--include-path", "/internal"]).await;
+    let said = schemathesis(&t, &doc, SCHEMATHESIS_OTHER_HOST, &["--include-path", "/internal"]).await;
     for phase in ["Coverage", "Fuzzing"] {
         assert!(said.contains(&format!("✅ {phase}")), "{phase}: {said}");
     }

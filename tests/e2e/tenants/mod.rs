@@ -8,6 +8,7 @@ mod fairness;
 mod isolation;
 mod many;
 mod quotas;
+mod schemathesis;
 mod swagger;
 
 use std::collections::HashMap;
