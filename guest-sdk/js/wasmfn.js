@@ -66,10 +66,40 @@ export class HTTPError extends Error {
   }
 
   toResponse() {
+    return this.toAnswer().toResponse();
+  }
+
+  toAnswer() {
     const error = { code: this.code, message: this.message };
     if (this.details !== undefined) error.details = this.details;
-    return json({ error }, { status: this.status, headers: this.headers });
+    return jsonAnswer({ error }, this.status, this.headers);
   }
+}
+
+/** What an operation answers, before it becomes a web `Response` (for the
+ * fetch event) or bytes (for a request taken whole, without building one). */
+class Answer {
+  /** `headers`: `[name, value]` pairs; `body`: a string, bytes or null. */
+  constructor(status, headers, body) {
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
+
+  toResponse() {
+    return new Response(this.body, { status: this.status, headers: this.headers });
+  }
+}
+
+function withContentType(headers, type) {
+  const list = headers instanceof Headers || Array.isArray(headers) ? [...headers] : Object.entries(headers);
+  const pairs = list.map(([k, v]) => [k.toLowerCase(), String(v)]);
+  if (!pairs.some(([k]) => k === "content-type")) pairs.push(["content-type", type]);
+  return pairs;
+}
+
+function jsonAnswer(value, status, headers = {}) {
+  return new Answer(status, withContentType(headers, "application/json"), JSON.stringify(value));
 }
 
 /** A JSON response. */
@@ -110,10 +140,13 @@ class ValidationError extends Error {
   }
 }
 
-/** One request: the web `Request` plus what the host matched. */
+/** One request: the web `Request` plus what the host matched. Taken
+ * whole, `request` is `{method, url, headers}` and `body` its bytes; the web
+ * `Request` (`raw`) is then made only if asked for. */
 export class FnRequest {
-  constructor(request) {
-    this.raw = request;
+  constructor(request, body) {
+    this._request = request;
+    this._body = body;
     this.method = request.method.toUpperCase();
     const url = new URL(request.url, "http://localhost");
     this.path = url.pathname;
@@ -150,17 +183,33 @@ export class FnRequest {
     return this.url.searchParams.getAll(name);
   }
 
+  /** The web `Request`. */
+  get raw() {
+    if (this._body !== undefined) {
+      const { method, url, headers } = this._request;
+      const body = this._body.length > 0 && method !== "GET" && method !== "HEAD" ? this._body : undefined;
+      this._request = new Request(new URL(url, "http://localhost"), { method, headers: [...headers], body });
+      this._body = undefined;
+    }
+    return this._request;
+  }
+
   text() {
+    if (this._body !== undefined) return Promise.resolve(UTF8.decode(this._body));
     return this.raw.text();
   }
 
   arrayBuffer() {
+    if (this._body !== undefined) {
+      const b = this._body;
+      return Promise.resolve(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    }
     return this.raw.arrayBuffer();
   }
 
   /** The body parsed as JSON; invalid JSON is a 400. */
   async json() {
-    const body = await this.raw.text();
+    const body = await this.text();
     try {
       return JSON.parse(body === "" ? "null" : body);
     } catch (e) {
@@ -239,15 +288,16 @@ class Operation {
   }
 }
 
-async function toResponse(result, op) {
+/** A handler's result as an `Answer`; a web `Response` it made is kept. */
+function toAnswer(result, op) {
   const status = op.options.status ?? 200;
   if (result instanceof Response) return result;
-  if (result === undefined || result === null) return new Response(null, { status: op.options.status ?? 204 });
-  if (typeof result === "string") return text(result, { status });
+  if (result === undefined || result === null) return new Answer(op.options.status ?? 204, [], null);
+  if (typeof result === "string") return new Answer(status, [["content-type", "text/plain; charset=utf-8"]], result);
   if (result instanceof Uint8Array || result instanceof ArrayBuffer) {
-    return new Response(result, { status, headers: { "content-type": "application/octet-stream" } });
+    return new Answer(status, [["content-type", "application/octet-stream"]], result);
   }
-  return json(result, { status });
+  return jsonAnswer(result, status);
 }
 
 /** A function's operations; paths are relative to where it is mounted. */
@@ -334,7 +384,13 @@ export class App {
 
   /** Runs the operation a web `Request` asks for; resolves to a `Response`. */
   async handle(request) {
-    const req = new FnRequest(request);
+    const answer = await this.answer(new FnRequest(request));
+    return answer instanceof Answer ? answer.toResponse() : answer;
+  }
+
+  /** Runs the operation `req` asks for; resolves to an `Answer`, or to the
+   * web `Response` the handler made. */
+  async answer(req) {
     try {
       const op = this.find(req.method, req.path, req.declaredPath);
       if (!op) throw new HTTPError(404, `no operation for \`${req.method} ${req.path}\``);
@@ -349,11 +405,11 @@ export class App {
       if (o.body !== undefined) {
         req.data = (o.contentType ?? "application/json") === "application/json" ? await req.json() : await req.text();
       }
-      return await toResponse(await op.handler(req), op);
+      return toAnswer(await op.handler(req), op);
     } catch (e) {
-      if (e instanceof HTTPError) return e.toResponse();
+      if (e instanceof HTTPError) return e.toAnswer();
       if (e instanceof ValidationError) {
-        return json(
+        return jsonAnswer(
           {
             error: {
               code: "validation_error",
@@ -361,23 +417,63 @@ export class App {
               details: [{ loc: e.loc, msg: e.message, type: "value_error" }],
             },
           },
-          { status: 422 },
+          422,
         );
       }
       console.error(`${e?.stack ?? e}`);
-      return json(
+      return jsonAnswer(
         { error: { code: "internal", message: `the function failed; see the log for request ${req.requestId ?? "?"}` } },
-        { status: 500 },
+        500,
       );
     }
   }
 }
 
-/** Header bytes as the string `Headers` holds (one character per byte). */
-function byteString(bytes) {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return s;
+const UTF8 = new TextDecoder();
+const UTF8_OUT = new TextEncoder();
+
+/** A header value's bytes (one byte per character, as `Headers` holds them). */
+function bytesOf(value) {
+  const out = new Uint8Array(value.length);
+  for (let i = 0; i < value.length; i++) out[i] = value.charCodeAt(i) & 0xff;
+  return out;
+}
+
+/** The request headers of a request taken whole: the read side of a web
+ * `Headers` (`get`, `has`, `entries`, `keys`, `values`, `forEach`,
+ * iteration), made from the host's list without the cost of building a
+ * `Headers` (a third of a small request's time in the engine). */
+class HeaderView {
+  constructor(list) {
+    this._map = new Map();
+    for (const [name, value] of list) {
+      const k = name.toLowerCase();
+      const v = String.fromCharCode.apply(null, value);
+      const had = this._map.get(k);
+      this._map.set(k, had === undefined ? v : `${had}, ${v}`);
+    }
+  }
+  get(name) {
+    return this._map.get(String(name).toLowerCase()) ?? null;
+  }
+  has(name) {
+    return this._map.has(String(name).toLowerCase());
+  }
+  entries() {
+    return this._map.entries();
+  }
+  keys() {
+    return this._map.keys();
+  }
+  values() {
+    return this._map.values();
+  }
+  forEach(fn, self) {
+    for (const [k, v] of this._map) fn.call(self, v, k, this);
+  }
+  [Symbol.iterator]() {
+    return this._map.entries();
+  }
 }
 
 /** Serves `app` for every request (what the generated entry module calls):
@@ -390,14 +486,15 @@ export function serve(app) {
   addEventListener("fetch", (event) => event.respondWith(app.handle(event.request)));
   return {
     async handle(method, pathWithQuery, headers, body) {
-      const h = new Headers();
-      for (const [name, value] of headers) h.append(name, byteString(value));
-      const init = { method, headers: h };
-      if (body.length > 0 && method !== "GET" && method !== "HEAD") init.body = body;
-      const response = await app.handle(new Request(new URL(pathWithQuery, "http://localhost"), init));
+      const answer = await app.answer(new FnRequest({ method, url: pathWithQuery, headers: new HeaderView(headers) }, body));
       const out = [];
-      for (const [name, value] of response.headers) out.push([name, Uint8Array.from(value, (c) => c.charCodeAt(0) & 0xff)]);
-      return { status: response.status, headers: out, body: new Uint8Array(await response.arrayBuffer()) };
+      for (const [name, value] of answer.headers) out.push([name, bytesOf(value)]);
+      let bytes;
+      if (!(answer instanceof Answer)) bytes = new Uint8Array(await answer.arrayBuffer());
+      else if (answer.body === null) bytes = new Uint8Array(0);
+      else if (typeof answer.body === "string") bytes = UTF8_OUT.encode(answer.body);
+      else bytes = answer.body instanceof Uint8Array ? answer.body : new Uint8Array(answer.body);
+      return { status: answer.status, headers: out, body: bytes };
     },
   };
 }

@@ -2,7 +2,7 @@
 // `node --test` in this folder.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { App, HTTPError } from "./wasmfn.js";
+import { App, HTTPError, serve } from "./wasmfn.js";
 
 function request(method, path, { params = {}, declared, body, headers = {} } = {}) {
   const h = new Headers(headers);
@@ -108,4 +108,33 @@ test("declaration mistakes are refused at once", () => {
   assert.throws(() => app.route("fetch", "/", {}, () => 1), /unknown HTTP method/);
   assert.throws(() => app.get("x", {}, () => 1), /must start with/);
   assert.throws(() => app.schema("A B", {}), /must match/);
+});
+
+test("the whole-request export answers without web Request or Response objects", async () => {
+  globalThis.addEventListener ??= () => {};
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  const handler = serve(items());
+  const call = async (method, url, headers, body = "") => {
+    const list = Object.entries(headers).map(([k, v]) => [k, enc.encode(v)]);
+    const r = await handler.handle(method, url, list, enc.encode(body));
+    return { status: r.status, headers: r.headers.map(([k, v]) => [k, dec.decode(v)]), body: dec.decode(r.body) };
+  };
+  const created = await call("POST", "/items", { "x-fn-path": "/" }, '{"id": 2, "name": "Desk"}');
+  assert.equal(created.status, 201);
+  assert.deepEqual(created.headers, [["content-type", "application/json"]]);
+  assert.deepEqual(JSON.parse(created.body), { id: 2, name: "Desk", echoed: true });
+  const missing = await call("GET", "/items/7", { "x-fn-path": "/{id}", "x-fn-param-id": "7" });
+  assert.equal(missing.status, 404);
+  assert.equal(JSON.parse(missing.body).error.message, "no item 7");
+  assert.equal((await call("POST", "/items", { "x-fn-path": "/" }, "{")).status, 400);
+  const listed = await call("GET", "/items?limit=3", { "x-fn-path": "/" });
+  assert.deepEqual(JSON.parse(listed.body), [{ id: 1, name: "Lamp", limit: 3 }]);
+  // Headers read as from a web `Headers`; the web Request is there for a
+  // handler that asks for it.
+  const app = new App();
+  app.post("/", {}, async (req) =>
+    `${req.headers.get("X-Thing")} ${req.headers.has("x-thing")} ${[...req.headers.keys()].length} ${req.raw.method} ${await req.raw.text()}`);
+  const raw = await serve(app).handle("POST", "/", [["x-thing", enc.encode("a")], ["x-thing", enc.encode("b")]], enc.encode("hi"));
+  assert.equal(dec.decode(raw.body), "a, b true 1 POST hi");
 });
