@@ -270,6 +270,18 @@ fn file_digest(path: &Path) -> Option<String> {
 /// helper library, toolchain) are those of its last successful build and
 /// the component is still the one that build wrote.
 pub(crate) fn build(recipe: &Recipe, opts: &BuildOptions) -> anyhow::Result<Outcome> {
+    // The toolchains run in a work folder of their own: a relative
+    // toolchains folder is taken from where the build was started.
+    let absolute;
+    let opts = if opts.toolchains_dir.is_absolute() {
+        opts
+    } else {
+        absolute = BuildOptions {
+            toolchains_dir: std::path::absolute(&opts.toolchains_dir)?,
+            ..opts.clone()
+        };
+        &absolute
+    };
     let tool = find_tool(recipe.lang, opts)?;
     let inputs = {
         let mut h = sha2::Sha256::default();
