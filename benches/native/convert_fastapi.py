@@ -2,31 +2,20 @@
 author compares wasmfn with (benches/polyglot serves it with uvicorn).
 
 Same routes, same checks (the unit, the body, absolute zero in the body's
-own unit), same answers as functions/convert/app.py.
+own unit), same answers as functions/convert/app.py, whose `units.py` it
+imports.
 """
 
+import os
+import sys
 from enum import Enum
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, model_validator
 
-ABSOLUTE_ZERO = {"celsius": -273.15, "fahrenheit": -459.67, "kelvin": 0.0}
-
-
-def to_kelvin(value, unit):
-    if unit == "celsius":
-        return value + 273.15
-    if unit == "fahrenheit":
-        return (value + 459.67) * 5 / 9
-    return value
-
-
-def from_kelvin(kelvin, unit):
-    if unit == "celsius":
-        return kelvin - 273.15
-    if unit == "fahrenheit":
-        return kelvin * 9 / 5 - 459.67
-    return kelvin
+# The example's own unit arithmetic: the same code on both sides.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "functions", "convert"))
+from units import ABSOLUTE_ZERO, from_kelvin, to_kelvin  # noqa: E402
 
 
 class Unit(str, Enum):

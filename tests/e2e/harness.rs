@@ -252,6 +252,34 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> serde_json:
         .expect("json body")
 }
 
+/// Sends `n` GETs to `path` at once, each with its own request id (`c-0`,
+/// `c-1`, …), and returns their JSON answers in that order, each checked to
+/// be a 200 whose guest saw its own request's id.
+pub(crate) async fn concurrent_gets(h: &TestHost, path: &str, n: usize) -> Vec<serde_json::Value> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (client, url) = (h.client.clone(), h.url(path));
+            tokio::spawn(async move {
+                let r = client
+                    .get(url)
+                    .header("x-request-id", format!("c-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["request_id"], format!("c-{i}"), "another request's id: {body}");
+                body
+            })
+        })
+        .collect();
+    let mut bodies = Vec::with_capacity(n);
+    for t in tasks {
+        bodies.push(t.await.unwrap());
+    }
+    bodies
+}
+
 /// Polls `check` until it returns `Some`, or panics after `limit`.
 pub(crate) async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

@@ -297,15 +297,10 @@ async fn admin_endpoints_appear_only_when_asked() {
     assert_valid_openapi(&doc).await;
 }
 
-/// Every check, in every phase, and every warning fails the run. Only what
-/// needs storage is left out: `items` keeps nothing between requests (each
-/// runs in a fresh instance; key-value storage comes later), so an item it
-/// created is not found after (`ensure_resource_availability`) and one it
-/// deleted is still there (`use_after_free`). `413` is a rejection of a
-/// body as much as `422` is (a `tally` text over its `maxLength` may be
-/// over its `max_body_bytes` too). `/internal` is asked of the host its
-/// `servers` name.
-const SCHEMATHESIS_EVERYTHING: &str = r#"
+/// Every check, in every phase, and every warning fails the run. `413` is
+/// a rejection of a body as much as `422` is (a `tally` text over its
+/// `maxLength` may be over its `max_body_bytes` too).
+pub(crate) const SCHEMATHESIS_ALL_CHECKS: &str = r#"
 [checks]
 enabled = true
 negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
@@ -315,15 +310,24 @@ display = ["missing_auth", "missing_test_data", "base_url_mismatch", "validation
            "unused_openapi_auth", "unsupported_regex", "method_not_allowed", "constants_extraction", "unmatched_filter",
            "unresolvable_reference", "low_valid_rate", "rate_limited", "dictionary_mismatch", "timeout_units"]
 fail-on = true
+"#;
 
-[[operations]]
-include-path = "/internal"
-headers = { Host = "admin.localhost" }
-
+/// Only what needs storage is left out: `items` keeps nothing between
+/// requests (key-value storage comes later), so an item it created is not
+/// found after (`ensure_resource_availability`) and one it deleted is
+/// still there (`use_after_free`).
+pub(crate) const SCHEMATHESIS_ITEMS_KEEP_NOTHING: &str = r#"
 [[operations]]
 include-path-regex = "^/items"
 checks.use_after_free.enabled = false
 checks.ensure_resource_availability.enabled = false
+"#;
+
+/// `/internal` is asked of the host its `servers` name.
+const SCHEMATHESIS_INTERNAL_ON_ITS_HOST: &str = r#"
+[[operations]]
+include-path = "/internal"
+headers = { Host = "admin.localhost" }
 "#;
 
 /// `/internal` asked of a host its `servers` do not name: `421`, as
@@ -376,7 +380,9 @@ pub(crate) async fn schemathesis(t: &TestHost, schema: &str, config: &str, args:
 async fn schemathesis_finds_nothing_against_the_examples() {
     let t = TestHost::examples().await;
     let doc = t.url("/_fn/openapi.json");
-    let said = schemathesis(&t, &doc, SCHEMATHESIS_EVERYTHING, &[]).await;
+    let config =
+        format!("{SCHEMATHESIS_ALL_CHECKS}{SCHEMATHESIS_INTERNAL_ON_ITS_HOST}{SCHEMATHESIS_ITEMS_KEEP_NOTHING}");
+    let said = schemathesis(&t, &doc, &config, &[]).await;
     // Every phase ran something (the examples phase, `items`' examples).
     for phase in ["Examples", "Coverage", "Fuzzing", "Stateful"] {
         assert!(said.contains(&format!("✅ {phase}")), "{phase}: {said}");

@@ -136,31 +136,12 @@ async fn max_concurrency_bounds_the_instances() {
         json!({"instance_reuse": 1000, "max_concurrency": 2, "max_queue": 100}),
     );
     let h = TestHost::start(f.path()).await;
-    let mut tasks = Vec::new();
-    for i in 0..40 {
-        let client = h.client.clone();
-        let url = h.url("/r");
-        tasks.push(tokio::spawn(async move {
-            let r = client
-                .get(url)
-                .header("x-request-id", format!("c-{i}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(
-                body["request_id"],
-                format!("c-{i}"),
-                "one request at a time per instance"
-            );
-            body["served"].as_u64().unwrap()
-        }));
-    }
-    let mut counts = Vec::new();
-    for t in tasks {
-        counts.push(t.await.unwrap());
-    }
+    // Each answer names its own request: one request at a time per instance.
+    let counts: Vec<u64> = concurrent_gets(&h, "/r", 40)
+        .await
+        .iter()
+        .map(|b| b["served"].as_u64().unwrap())
+        .collect();
     // Each instance numbers its requests 1, 2, 3, …: the counts are at
     // most two such runs.
     let instances = counts.iter().filter(|&&n| n == 1).count();

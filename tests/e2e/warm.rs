@@ -64,24 +64,8 @@ async fn concurrent_requests_never_share_an_instance() {
     let f = Fixture::new();
     f.function("counter", "counter", serde_json::json!({}));
     let h = TestHost::start(f.path()).await;
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let client = h.client.clone();
-        let url = h.url("/counter");
-        tasks.push(tokio::spawn(async move {
-            let r = client
-                .get(url)
-                .header("x-request-id", format!("c-{i}"))
-                .send()
-                .await
-                .unwrap();
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["served"], 1, "{body}");
-            assert_eq!(body["request_id"], format!("c-{i}"));
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
+    for body in concurrent_gets(&h, "/counter", 200).await {
+        assert_eq!(body["served"], 1, "{body}");
     }
     let s = warm_stats(&h).await;
     assert_eq!(s["hits"].as_u64().unwrap() + s["misses"].as_u64().unwrap(), 200, "{s}");

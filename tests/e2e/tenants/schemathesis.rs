@@ -8,34 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::openapi::schemathesis;
-
-/// As `SCHEMATHESIS_EVERYTHING` (see `tests/e2e/openapi.rs`): every check,
-/// in every phase, and every warning fails the run. `items` keeps nothing
-/// between requests here either (each runs in a fresh instance), so an item
-/// it created is not found after (`ensure_resource_availability`) and one
-/// it deleted is still there (`use_after_free`). `401` stands beside the
-/// other rejections, and `ignored_auth` is on with the rest: with the key
-/// sent explicitly, it asks again without it and with a wrong one and
-/// expects `401`. Not that constant itself: its `/internal` entry matches
-/// no operation of acme's, and an entry that matches nothing is an
-/// `unmatched_filter` warning, which fails the run.
-const SCHEMATHESIS_TENANT: &str = r#"
-[checks]
-enabled = true
-negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
-
-[warnings]
-display = ["missing_auth", "missing_test_data", "base_url_mismatch", "validation_mismatch", "missing_deserializer",
-           "unused_openapi_auth", "unsupported_regex", "method_not_allowed", "constants_extraction", "unmatched_filter",
-           "unresolvable_reference", "low_valid_rate", "rate_limited", "dictionary_mismatch", "timeout_units"]
-fail-on = true
-
-[[operations]]
-include-path-regex = "^/items"
-checks.use_after_free.enabled = false
-checks.ensure_resource_availability.enabled = false
-"#;
+use crate::openapi::{SCHEMATHESIS_ALL_CHECKS, SCHEMATHESIS_ITEMS_KEEP_NOTHING, schemathesis};
 
 const HOST: &str = "acme.localhost";
 
@@ -156,10 +129,14 @@ async fn schemathesis_finds_nothing_against_a_tenants_authenticated_document() {
     std::fs::write(&file, &text).unwrap();
     let host_header = format!("Host: {HOST}");
     let key_header = format!("x-api-key: {key}");
+    // Every check as for the examples (`ignored_auth` among them: with the
+    // key sent explicitly it asks again without it and with a wrong one,
+    // and expects `401`), and `items` keeps nothing here either.
+    let config = format!("{SCHEMATHESIS_ALL_CHECKS}{SCHEMATHESIS_ITEMS_KEEP_NOTHING}");
     let said = schemathesis(
         &h,
         file.to_str().unwrap(),
-        SCHEMATHESIS_TENANT,
+        &config,
         &["-H", &host_header, "-H", &key_header],
     )
     .await;
