@@ -159,6 +159,32 @@ impl TestHost {
         self.client.get(self.url(path)).send().await.expect("request")
     }
 
+    /// GET `path` with request id `id`: the status and the JSON answer
+    /// (null when the answer is not JSON).
+    pub(crate) async fn get_as(&self, path: &str, id: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST /_fn/reload`, and its report.
+    pub(crate) async fn reload(&self) -> serde_json::Value {
+        self.client
+            .post(self.url("/_fn/reload"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn json(&self, path: &str) -> serde_json::Value {
         self.get(path).await.json().await.expect("json body")
     }

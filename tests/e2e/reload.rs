@@ -8,18 +8,6 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// `POST /_fn/reload`, and its report.
-async fn reload(t: &TestHost) -> Value {
-    t.client
-        .post(t.url("/_fn/reload"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn reload_swaps_atomically_and_keeps_the_last_good_version() {
     let f = Fixture::new();
@@ -50,7 +38,7 @@ async fn reload_swaps_atomically_and_keeps_the_last_good_version() {
 
     // v2: another component, swapped in while requests fly.
     std::fs::copy(guest("env"), f.path().join("f/f.wasm")).unwrap();
-    let report = reload(&t).await;
+    let report = t.reload().await;
     assert_eq!(
         (report["functions"].as_u64(), report["kept_previous"].clone()),
         (Some(1), json!([]))
@@ -63,7 +51,7 @@ async fn reload_swaps_atomically_and_keeps_the_last_good_version() {
 
     // A broken v3: the previous version keeps serving, the error is shown.
     std::fs::write(f.path().join("f/f.wasm"), b"not a component").unwrap();
-    let report = reload(&t).await;
+    let report = t.reload().await;
     assert_eq!(report["kept_previous"], json!(["f"]));
     let before = served(&t).await.as_u64().unwrap();
     eventually(Duration::from_secs(10), "load after v3", || async {
@@ -107,7 +95,7 @@ async fn reload_adds_and_removes_functions_and_keeps_unchanged_ones() {
 
     std::fs::remove_dir_all(f.path().join("b")).unwrap();
     f.function("c", "probe", json!({"invoke": {"routes": ["/c", "/c2"]}}));
-    let report = reload(&t).await;
+    let report = t.reload().await;
     assert_eq!(report["functions"], 2);
     assert_eq!(t.get("/b").await.status(), 404);
     assert_eq!(t.json("/c2").await["function"], "c");

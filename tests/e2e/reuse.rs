@@ -9,23 +9,9 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// GET `path` with request id `id`; the status and the guest's answer
-/// (null when it is not the guest's JSON).
-async fn get(h: &TestHost, path: &str, id: &str) -> (u16, Value) {
-    let r = h
-        .client
-        .get(h.url(path))
-        .header("x-request-id", id)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// How many requests the instance that served `path` has served.
 async fn served(h: &TestHost, path: &str, id: &str) -> u64 {
-    let (status, body) = get(h, path, id).await;
+    let (status, body) = h.get_as(path, id).await;
     assert_eq!(status, 200, "{path}: {body}");
     assert_eq!(body["request_id"], id, "the guest sees its own request's id");
     body["served"].as_u64().unwrap()
@@ -83,7 +69,7 @@ async fn a_trap_a_timeout_and_running_out_of_memory_each_drop_the_instance() {
     assert_eq!(served(&h, "/r", "a").await, 1);
     assert_eq!(served(&h, "/r", "b").await, 2);
 
-    let (status, _) = get(&h, "/r?trap=1", "trap").await;
+    let (status, _) = h.get_as("/r?trap=1", "trap").await;
     assert_eq!(status, 500);
     assert_eq!(
         served(&h, "/r", "after-trap").await,
@@ -92,7 +78,7 @@ async fn a_trap_a_timeout_and_running_out_of_memory_each_drop_the_instance() {
     );
     assert_eq!(served(&h, "/r", "again").await, 2);
 
-    let (status, _) = get(&h, "/r?spin=1", "spin").await;
+    let (status, _) = h.get_as("/r?spin=1", "spin").await;
     assert_eq!(status, 504);
     assert_eq!(
         served(&h, "/r", "after-timeout").await,
@@ -104,7 +90,7 @@ async fn a_trap_a_timeout_and_running_out_of_memory_each_drop_the_instance() {
     // what one request keeps counts against the next.
     let mut grown = Vec::new();
     let oom = loop {
-        let (status, body) = get(&h, "/r?grow=1", &format!("grow-{}", grown.len())).await;
+        let (status, body) = h.get_as("/r?grow=1", &format!("grow-{}", grown.len())).await;
         if status != 200 {
             break (status, body);
         }
@@ -116,7 +102,7 @@ async fn a_trap_a_timeout_and_running_out_of_memory_each_drop_the_instance() {
         grown.len() >= 2 && grown.windows(2).all(|w| w[1] == w[0] + 1),
         "memory held across requests: {grown:?}"
     );
-    let (status, body) = get(&h, "/r", "after-oom").await;
+    let (status, body) = h.get_as("/r", "after-oom").await;
     assert_eq!(
         (status, body["served"].as_u64(), body["held_mib"].as_u64()),
         (200, Some(1), Some(0)),
@@ -168,15 +154,7 @@ async fn a_new_version_never_serves_from_an_old_versions_instance() {
     assert_eq!(served(&h, "/r", "v1-a").await, 1);
     assert_eq!(served(&h, "/r", "v1-b").await, 2);
     f.function("r", "reuse", json!({"instance_reuse": 100, "description": "v2"}));
-    let report: Value = h
-        .client
-        .post(h.url("/_fn/reload"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = h.reload().await;
     assert_eq!(report["functions"], 1, "{report}");
     assert_eq!(h.function("r").await["description"], "v2");
     assert_eq!(
@@ -205,7 +183,7 @@ async fn nothing_of_one_request_reaches_the_next() {
         (body["served"].as_u64(), body["saw_secret"].as_bool()),
         (Some(1), Some(true))
     );
-    let (_, body) = get(&h, "/r", "without").await;
+    let (_, body) = h.get_as("/r", "without").await;
     assert_eq!(
         (body["served"].as_u64(), body["saw_secret"].as_bool()),
         (Some(2), Some(false)),
@@ -214,9 +192,9 @@ async fn nothing_of_one_request_reaches_the_next() {
 
     // A guest that keeps its request's resource past its response: the
     // instance is not kept, so nothing can reach that request again.
-    let (status, body) = get(&h, "/r?keep=1", "keeps").await;
+    let (status, body) = h.get_as("/r?keep=1", "keeps").await;
     assert_eq!((status, body["served"].as_u64()), (200, Some(3)));
-    let (_, body) = get(&h, "/r", "next").await;
+    let (_, body) = h.get_as("/r", "next").await;
     assert_eq!(
         (body["served"].as_u64(), body["had_request"].as_bool()),
         (Some(1), Some(false)),

@@ -22,15 +22,9 @@ async fn settle(h: &TestHost, n: u64) -> Value {
 }
 
 async fn counter(h: &TestHost, path: &str, id: &str) -> Value {
-    let r = h
-        .client
-        .get(h.url(path))
-        .header("x-request-id", id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    let (status, body) = h.get_as(path, id).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 #[tokio::test]

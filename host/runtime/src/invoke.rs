@@ -23,7 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::fair;
-use super::reuse::{InstanceKind, Kept, ReuseHost, ReusePool};
+use super::reuse::{Kept, ReuseHost, ReusePool};
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
 use super::whole;
@@ -121,8 +121,7 @@ impl Runtime {
     ///
     /// Returns once the guest has sent its response head; the body streams
     /// from the still-running instance. Dropping the returned body before it
-    /// ends (a client that went away) stops the instance. The response's
-    /// extensions carry the [`InstanceKind`]. Once the request is over the
+    /// ends (a client that went away) stops the instance. Once the request is over the
     /// instance goes back to the reuse pool if it may, and otherwise is
     /// dropped and the warm slot refilled.
     pub async fn invoke<B>(
@@ -145,15 +144,15 @@ impl Runtime {
             retire,
         } = req;
         let incoming = Incoming::read(component, request, deadline).await?;
-        let (mut store, mut instance, served, kind) = match reuse.as_ref().and_then(|pool| pool.take()) {
-            Some(kept) => (kept.store, Some(kept.instance), kept.served, InstanceKind::Reused),
+        let (mut store, mut instance, served) = match reuse.as_ref().and_then(|pool| pool.take()) {
+            Some(kept) => (kept.store, Some(kept.instance), kept.served),
             None => match warm_slot.as_ref().and_then(|slot| slot.take()) {
-                Some(warm) => (warm.store, Some(warm.instance), 0, InstanceKind::Warm),
+                Some(warm) => (warm.store, Some(warm.instance), 0),
                 None => {
                     let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
                     let mut store = Store::new(component.pre.engine(), state);
                     store.limiter(|s| &mut s.limiter);
-                    (store, None, 0, InstanceKind::Fresh)
+                    (store, None, 0)
                 }
             },
         };
@@ -226,9 +225,7 @@ impl Runtime {
             })
             .catch_unwind(),
         );
-        let mut resp = answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx).await?;
-        resp.extensions_mut().insert(kind);
-        Ok(resp)
+        answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx).await
     }
 
     /// Sets the store's deadline: each epoch tick a running guest yields to

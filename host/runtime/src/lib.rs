@@ -54,7 +54,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
-pub use reuse::{InstanceKind, ReuseHost, ReusePool, ReuseStats};
+pub use reuse::{ReuseHost, ReusePool, ReuseStats};
 pub use state::{InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
 pub use whole::HANDLER_INTERFACE;

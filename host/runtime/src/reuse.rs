@@ -32,18 +32,6 @@ use wasmtime_wasi_http::{FieldMap, RequestOptions};
 
 use super::state::InstanceState;
 
-/// How an invocation got its instance; set on the response's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstanceKind {
-    /// Made for this request, while it waited.
-    Fresh,
-    /// Made ahead of this request, after the function's previous one.
-    Warm,
-    /// Kept from an earlier request of the same function version.
-    Reused,
-}
-
 /// An instance between two of its requests.
 pub(crate) struct Kept {
     pub(crate) store: Store<InstanceState>,

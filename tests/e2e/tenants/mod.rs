@@ -93,11 +93,23 @@ pub(super) async fn deploy(
     manifest: Value,
     guest_name: &str,
 ) -> reqwest::Response {
+    deploy_file(h, token, tenant, name, manifest, &guest(guest_name)).await
+}
+
+/// Deploys the component at `component` as function `name` of `tenant` with `manifest`.
+pub(super) async fn deploy_file(
+    h: &TestHost,
+    token: &str,
+    tenant: &str,
+    name: &str,
+    manifest: Value,
+    component: &std::path::Path,
+) -> reqwest::Response {
     let form = reqwest::multipart::Form::new()
         .text("manifest", manifest.to_string())
         .part(
             "component",
-            reqwest::multipart::Part::bytes(std::fs::read(guest(guest_name)).unwrap()).file_name("f.wasm"),
+            reqwest::multipart::Part::bytes(std::fs::read(component).unwrap()).file_name("f.wasm"),
         );
     h.client
         .put(h.url(&format!("/_fn/tenants/{tenant}/functions/{name}")))

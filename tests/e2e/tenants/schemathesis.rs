@@ -29,19 +29,7 @@ async fn deploy_example(
         manifest[k] = v.clone();
     }
     let component = dir.join(manifest["component"].as_str().unwrap());
-    let form = reqwest::multipart::Form::new()
-        .text("manifest", manifest.to_string())
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(std::fs::read(component).unwrap()).file_name(format!("{name}.wasm")),
-        );
-    h.client
-        .put(h.url(&format!("/_fn/tenants/{tenant}/functions/{name}")))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    deploy_file(h, token, tenant, name, manifest, &component).await
 }
 
 /// The document's paths, sorted.
