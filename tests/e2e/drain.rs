@@ -9,16 +9,6 @@ use serde_json::json;
 
 use crate::harness::*;
 
-/// `kill -s SIG PID`.
-fn signal(child: &tokio::process::Child, sig: &str) {
-    let pid = child.id().expect("the server is running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-s", sig, &pid])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -s {sig} {pid}");
-}
-
 /// The catalog's `in_flight` of function `name`.
 async fn in_flight(client: &reqwest::Client, base: &str, name: &str) -> u64 {
     let catalog = get_json(client, &format!("{base}/_fn/catalog")).await;
@@ -30,13 +20,6 @@ async fn in_flight(client: &reqwest::Client, base: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{name}` in the catalog"))["stats"]["in_flight"]
         .as_u64()
         .unwrap()
-}
-
-/// Starts `wasmfn serve DIR` on a free port with `flags`.
-async fn serve(dir: &std::path::Path, flags: &[&str]) -> Served {
-    let mut args = vec!["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-cache"];
-    args.extend_from_slice(flags);
-    Served::start(&args, &[], Duration::from_secs(120)).await
 }
 
 #[tokio::test]

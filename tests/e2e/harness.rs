@@ -328,6 +328,8 @@ pub(crate) struct FixtureServer {
     pub addr: SocketAddr,
     pub max_inside: Arc<AtomicUsize>,
     pub hits: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    /// The path and headers of every request, in the order they came.
+    pub requests: Arc<std::sync::Mutex<Vec<(String, http::HeaderMap)>>>,
 }
 
 impl FixtureServer {
@@ -337,8 +339,13 @@ impl FixtureServer {
         let inside = Arc::new(AtomicUsize::new(0));
         let max_inside = Arc::new(AtomicUsize::new(0));
         let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Default::default();
-        let (inside2, max2, hits2) = (inside.clone(), max_inside.clone(), hits.clone());
+        let requests: Arc<std::sync::Mutex<Vec<(String, http::HeaderMap)>>> = Default::default();
+        let (inside2, max2, hits2, requests2) = (inside.clone(), max_inside.clone(), hits.clone(), requests.clone());
         let answer = move |req: hyper::Request<hyper::body::Incoming>| -> hyper::Response<Full<Bytes>> {
+            requests2
+                .lock()
+                .unwrap()
+                .push((req.uri().path().to_string(), req.headers().clone()));
             let count = |name: &str| *hits2.lock().unwrap().entry(name.into()).or_default() += 1;
             let text = match req.uri().path() {
                 "/ping" => {
@@ -386,7 +393,12 @@ impl FixtureServer {
                 });
             }
         });
-        Self { addr, max_inside, hits }
+        Self {
+            addr,
+            max_inside,
+            hits,
+            requests,
+        }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -396,33 +408,50 @@ impl FixtureServer {
 
 /// A Python virtual environment under `target/` with the given pinned
 /// packages installed from PyPI (once per test run); returns its `bin/`.
+/// The tests' Python tools all live in this one environment: the OpenAPI
+/// validator, Schemathesis, and the protobuf types of the OTLP receiver.
 pub(crate) fn python_tools() -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
         let venv = repo().join("target/e2e-python");
         let bin = venv.join("bin");
-        let wanted = ["openapi-spec-validator==0.9.0", "schemathesis==4.32.5"];
+        let wanted = [
+            "openapi-spec-validator==0.9.0",
+            "schemathesis==4.32.5",
+            "opentelemetry-proto==1.45.2",
+            "protobuf==7.36.2",
+        ];
         let stamp = venv.join(".installed");
         if std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted.join(" ")) {
             return bin;
         }
+        // A missing Python fails the test that needs it, never skips it.
         let ok = Command::new("python3")
             .arg("-m")
             .arg("venv")
             .arg(&venv)
             .status()
-            .expect("python3 runs");
-        assert!(ok.success(), "python3 -m venv failed");
+            .unwrap_or_else(|e| panic!("python3 is needed for the tests' Python tools and did not run: {e}"));
+        assert!(
+            ok.success(),
+            "python3 -m venv {} failed (on Debian: apt-get install python3-venv)",
+            venv.display()
+        );
         let ok = Command::new(bin.join("pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .args(wanted)
             .status()
-            .expect("pip runs");
+            .unwrap_or_else(|e| panic!("pip of {} did not run: {e}", venv.display()));
         assert!(ok.success(), "pip install {wanted:?} failed");
         std::fs::write(&stamp, wanted.join(" ")).unwrap();
         bin
     })
     .clone()
+}
+
+/// The Python of [`python_tools`]' environment.
+pub(crate) fn python() -> PathBuf {
+    python_tools().join("python")
 }
 
 /// Checks `doc` with an independent OpenAPI 3.1 validator (the pinned
@@ -487,6 +516,13 @@ pub(crate) fn chromium() -> PathBuf {
         .clone()
 }
 
+/// `kill -s SIG PID`.
+pub(crate) fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("the process is running").to_string();
+    let status = Command::new("kill").args(["-s", sig, &pid]).status().unwrap();
+    assert!(status.success(), "kill -s {sig} {pid}");
+}
+
 /// The `wasmfn` binary running in a child process, with its log.
 pub(crate) struct Served {
     pub child: tokio::process::Child,
@@ -506,6 +542,13 @@ impl Served {
             .env("WASMFN_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
+        // Tracing is what the test says: never the collector of the shell
+        // that runs the tests.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OTEL_") {
+                cmd.env_remove(k);
+            }
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -573,4 +616,72 @@ impl Served {
             }
         }
     }
+}
+
+/// `wasmfn ARGS`, its exit status, stdout and stderr.
+pub(crate) fn wasmfn(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmfn"));
+    cmd.args(args).env("WASMFN_LOG", "warn");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run wasmfn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Tokens made with `wasmfn token create`, one per `(id, scopes)`, and the
+/// admin token file listing them (`DIR/tokens.json`, for `--admin-tokens`).
+pub(crate) fn tokens(dir: &Path, specs: &[(&str, &[&str])]) -> (PathBuf, HashMap<String, String>) {
+    let mut entries = Vec::new();
+    let mut tokens = HashMap::new();
+    for (id, scopes) in specs {
+        let mut args = vec!["token", "create", "--id", id];
+        for s in *scopes {
+            args.extend(["--scope", s]);
+        }
+        let (ok, out, err) = wasmfn(&args, &[]);
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        let token = lines[1].trim().to_string();
+        assert!(token.starts_with("wfn_"), "{out}");
+        let entry: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(entry["id"], *id);
+        assert!(
+            !out.contains(&format!("\"{token}\"")),
+            "the file holds the digest, not the token"
+        );
+        entries.push(entry);
+        tokens.insert(id.to_string(), token);
+    }
+    let path = dir.join("tokens.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&entries).unwrap()).unwrap();
+    (path, tokens)
+}
+
+/// Starts `wasmfn serve DIR --listen 127.0.0.1:0 --no-cache FLAGS`.
+pub(crate) async fn serve(dir: &Path, flags: &[&str]) -> Served {
+    let mut args = vec!["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-cache"];
+    args.extend_from_slice(flags);
+    Served::start(&args, &[], Duration::from_secs(120)).await
+}
+
+/// A loopback port that was free a moment ago, for a child process that
+/// must be told its address (the port is released before this returns).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
+/// The program `name` as found on `PATH`, if it is there.
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
+    let dirs = std::env::var_os("PATH")?;
+    std::env::split_paths(&dirs)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }

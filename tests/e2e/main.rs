@@ -12,6 +12,7 @@ mod images;
 mod languages;
 mod limits;
 mod many;
+mod observability;
 mod openapi;
 mod outbound;
 mod reload;

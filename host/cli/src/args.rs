@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use wasmfn_build::BuildOptions;
 use wasmfn_server::manifest::Policy;
 use wasmfn_server::runtime::{RuntimeConfig, default_cache_dir};
+use wasmfn_server::telemetry::{TelemetryConfig, TraceConfig};
 use wasmfn_server::{AdminAccess, AdminListener, AdminTokens, Drain, HeadLimits, HostConfig, Scope, TlsFiles};
 
 /// Serve a directory of WebAssembly HTTP components as one API.
@@ -54,6 +55,9 @@ pub enum Command {
     Undeploy(NameArgs),
     /// List a running host's functions: origin, state, digest, versions, routes.
     Functions(ClientArgs),
+    /// Print the last lines of a function's guest output and access log
+    /// on a running host; `-f` follows new lines until interrupted.
+    Logs(LogsArgs),
     /// Admin tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -139,6 +143,22 @@ pub struct DeployArgs {
 pub struct NameArgs {
     /// The function's name.
     pub name: String,
+    /// The host.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// The arguments of `wasmfn logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The function's name.
+    pub name: String,
+    /// How many of the last lines (the host keeps 1000 per function).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub tail: u32,
+    /// Keep printing new lines as they come, until interrupted.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
     /// The host.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -276,6 +296,20 @@ pub struct ServeArgs {
     #[arg(long, env = "WASMFN_MAX_HEADER_BYTES", default_value_t = wasmfn_server::DEFAULT_MAX_HEADER_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(wasmfn_server::MIN_MAX_HEADER_BYTES as u64..=16 << 20))]
     pub max_header_bytes: u64,
+    /// Write one access-log line per function request to the log (JSON
+    /// with `--log-format json`): request id, trace id, tenant, function,
+    /// route, status, duration, bytes, guest CPU, instance kind, limit.
+    #[arg(long, env = "WASMFN_ACCESS_LOG")]
+    pub access_log: bool,
+    /// Export traces over OTLP/HTTP to this collector (its base URL, as
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; spans go to `/v1/traces`). The
+    /// standard `OTEL_*` variables apply too; without either, no traces.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Record no metrics and no access lines (`/_fn/metrics` answers
+    /// 404): only to measure what recording costs.
+    #[arg(long, env = "WASMFN_NO_METRICS")]
+    pub no_metrics: bool,
 }
 
 /// The arguments of `wasmfn new`.
@@ -464,6 +498,11 @@ impl ServeArgs {
             c.tenants_file = Some(p.clone());
         }
         c.max_deploy_bytes = self.max_deploy_bytes;
+        c.telemetry = TelemetryConfig {
+            metrics: !self.no_metrics,
+            access_log: self.access_log,
+            traces: TraceConfig::resolve(self.otlp_endpoint.as_deref())?,
+        };
         c.head_limits = HeadLimits {
             max_header_bytes: self.max_header_bytes as usize,
             ..HeadLimits::default()

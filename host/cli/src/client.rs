@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::args::{ClientArgs, DeployArgs, NameArgs, TokenCreateArgs};
+use crate::args::{ClientArgs, DeployArgs, LogsArgs, NameArgs, TokenCreateArgs};
 use wasmfn_server::manifest::discovery::standalone_spec;
 use wasmfn_server::manifest::{FunctionManifest, MANIFEST_FILE, Policy};
 
@@ -272,6 +272,75 @@ pub(crate) fn functions(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         println!("{}", line.join("  ").trim_end());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `wasmfn logs`: the function's last lines, then (`-f`) each new one as
+/// the host streams it, until interrupted or the host goes away.
+pub(crate) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let admin = Admin::new(&args.client)?;
+    let path = format!(
+        "{}/{}/logs?tail={}{}",
+        args.client.functions_path(),
+        args.name,
+        args.tail,
+        if args.follow { "&follow=1" } else { "" }
+    );
+    block_on(async {
+        if !args.follow {
+            let (_, body) = admin.send(admin.request(reqwest::Method::GET, &path)).await?;
+            for line in body["lines"].as_array().into_iter().flatten() {
+                println!("{}", log_line(line));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut resp = admin
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the host at {}: {}", admin.base, error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(host_error(
+                status,
+                &serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            ));
+        }
+        // Server-sent events: `data:` lines, one JSON log line each; an
+        // event named `lagged` says how many lines were missed.
+        let mut pending = String::new();
+        let mut event = String::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| anyhow::anyhow!("the stream from {} broke: {}", admin.base, error_chain(&e)))?
+        {
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                let line = line.trim_end_matches(['\r', '\n']);
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = name.trim().to_string();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    let data = data.trim_start();
+                    if event == "lagged" {
+                        eprintln!("({data} lines were missed: this client fell behind)");
+                    } else if let Ok(v) = serde_json::from_str::<Value>(data) {
+                        println!("{}", log_line(&v));
+                    }
+                } else if line.is_empty() {
+                    event.clear();
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `TIME KIND REQUEST-ID TEXT`.
+fn log_line(v: &Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("-");
+    format!("{} {:<6} {} {}", s("time"), s("kind"), s("request_id"), s("text"))
 }
 
 /// `wasmfn token create`: prints a new token once, and its entry for the token file.

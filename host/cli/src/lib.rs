@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => client::rollback(&args),
         Command::Undeploy(args) => client::undeploy(&args),
         Command::Functions(args) => client::functions(&args),
+        Command::Logs(args) => client::logs(&args),
         Command::Token(TokenCommand::Create(args)) => client::token_create(&args),
     }
 }

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::fair;
+use super::observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer};
 use super::reuse::{Kept, ReuseHost, ReusePool};
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
@@ -75,6 +76,12 @@ pub struct InvokeRequest<B> {
     /// or removed and its drain runs out: it stops this invocation as the
     /// host-wide interrupt does.
     pub retire: Option<Arc<Interrupt>>,
+    /// Told how the instance was got, of each outbound request, and how
+    /// the invocation ended.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Where a fresh instance's output lines go besides the log (a warm
+    /// or reused one has its own from when it was made: the same function's).
+    pub output: Option<Arc<dyn GuestOutput>>,
 }
 
 /// Why an invocation produced no response.
@@ -142,23 +149,31 @@ impl Runtime {
             warm: warm_slot,
             reuse,
             retire,
+            observer,
+            output,
         } = req;
         let incoming = Incoming::read(component, request, deadline).await?;
-        let (mut store, mut instance, served) = match reuse.as_ref().and_then(|pool| pool.take()) {
-            Some(kept) => (kept.store, Some(kept.instance), kept.served),
+        let (mut store, mut instance, served, kind) = match reuse.as_ref().and_then(|pool| pool.take()) {
+            Some(kept) => (kept.store, Some(kept.instance), kept.served, InstanceKind::Reused),
             None => match warm_slot.as_ref().and_then(|slot| slot.take()) {
-                Some(warm) => (warm.store, Some(warm.instance), 0),
+                Some(warm) => (warm.store, Some(warm.instance), 0, InstanceKind::Warm),
                 None => {
-                    let state = InstanceState::new(TagCell::new(tags.function.clone()), max_memory_bytes, outbound);
+                    let tags = TagCell::new(tags.function.clone(), output);
+                    let state = InstanceState::new(tags, max_memory_bytes, outbound);
                     let mut store = Store::new(component.pre.engine(), state);
                     store.limiter(|s| &mut s.limiter);
-                    (store, None, 0)
+                    (store, None, 0, InstanceKind::Fresh)
                 }
             },
         };
         let (active, ticket) = self.arm_deadline(&mut store, &tags, deadline, retire.clone());
         let marker = ticket.marker();
-        store.data().tags.set_request(Some(tags.request_id.clone()));
+        store
+            .data()
+            .tags
+            .set_request(Some(tags.request_id.clone()), observer.clone());
+        let report = Report { observer, kind };
+        let told = report.clone();
         let reuse_host = self.reuse.clone();
         // The response head: sent by the guest through `wasi:http`'s
         // response-outparam, or by the host for a response made whole.
@@ -194,6 +209,7 @@ impl Runtime {
                     Instantiating {
                         warm_slot: warm_slot.as_deref(),
                         reuse: &reuse_host,
+                        report: &told,
                     },
                     incoming,
                     head_tx,
@@ -220,12 +236,14 @@ impl Runtime {
                     reuse,
                     warm_slot,
                     request: Box::new((guard, active)),
+                    report: told,
                 };
                 (outcome, retire)
             })
+            .timed()
             .catch_unwind(),
         );
-        answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx).await
+        answer(fair::Placed::new(guest, self.fair.clone(), marker), head_rx, report).await
     }
 
     /// Sets the store's deadline: each epoch tick a running guest yields to
@@ -320,6 +338,8 @@ struct Instantiating<'a> {
     warm_slot: Option<&'a WarmSlot>,
     /// Asked to give up an idle instance when the instance pool is full.
     reuse: &'a ReuseHost,
+    /// Told when the instance is ready.
+    report: &'a Report,
 }
 
 /// Instantiates (unless the instance is given: warm or reused) and calls
@@ -338,8 +358,12 @@ where
     B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
 {
     let instance = match instance {
-        Some(instance) => *instance,
+        Some(instance) => {
+            making.report.instance_ready(Duration::ZERO);
+            *instance
+        }
         None => {
+            let started = Instant::now();
             let made = loop {
                 // Boxed: a warm or reused instance (the usual case) does
                 // not carry instantiation's state in its future.
@@ -356,6 +380,7 @@ where
             if let Some(slot) = making.warm_slot {
                 slot.made_inline();
             }
+            making.report.instance_ready(started.elapsed());
             *instance = Some(made);
             made
         }
@@ -394,8 +419,9 @@ where
 /// and answers: a head while the guest runs leaves it running in a task of
 /// its own (its body streams); a guest that ended says why there is no head.
 async fn answer(
-    mut guest: fair::Placed<(Result<(), InvokeError>, Retire)>,
+    mut guest: fair::Placed<Ran>,
     mut head: HeadReceiver,
+    report: Report,
 ) -> Result<http::Response<GuestBody>, InvokeError> {
     let first = std::future::poll_fn(|cx| {
         if let Poll::Ready(done) = Pin::new(&mut guest).poll(cx) {
@@ -414,8 +440,9 @@ async fn answer(
             // its response): it goes on in a task of its own, stopped if the
             // response body is dropped before its end.
             let task = tokio::spawn(async move {
-                if let Ok((_, retire)) = guest.await {
-                    retire.finish(true);
+                if let Ok(((outcome, retire), cpu)) = guest.await {
+                    let exit = outcome.as_ref().map_or_else(exit_of, |()| Exit::Ok);
+                    retire.finish(true, exit, cpu);
                 }
             });
             return Ok(resp.map(|body| GuestBody {
@@ -428,6 +455,7 @@ async fn answer(
         // can reach the client.
         First::Head(Ok(Err(code))) => {
             drop(guest);
+            report.finished(Exit::Error, Duration::ZERO, None);
             return Err(InvokeError::GuestError(code));
         }
         // The response's sender dropped without a response: how the guest
@@ -435,11 +463,19 @@ async fn answer(
         First::Head(Err(_)) => (guest.await, Err(())),
     };
     let outcome = match done {
-        Ok((outcome, retire)) => {
-            retire.finish(matches!(head, Ok(Ok(_))));
+        Ok(((outcome, retire), cpu)) => {
+            let exit = match (&outcome, &head) {
+                (Err(e), _) => exit_of(e),
+                (Ok(()), Ok(Ok(_))) => Exit::Ok,
+                (Ok(()), _) => Exit::Error,
+            };
+            retire.finish(matches!(head, Ok(Ok(_))), exit, cpu);
             outcome
         }
-        Err(panic) => Err(InvokeError::Trap(panic_message(&*panic))),
+        Err(panic) => {
+            report.finished(Exit::Trap, Duration::ZERO, None);
+            Err(InvokeError::Trap(panic_message(&*panic)))
+        }
     };
     match head {
         Ok(Ok(resp)) => Ok(resp.map(|body| GuestBody {
@@ -451,6 +487,9 @@ async fn answer(
         Err(_) => Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
     }
 }
+
+/// A guest's run: how it ended, what to put away, and the time spent running it.
+type Ran = ((Result<(), InvokeError>, Retire), Duration);
 
 /// Why running a guest stopped before it finished.
 enum Failed {
@@ -487,6 +526,8 @@ struct Retire {
     reuse: Option<Arc<ReusePool>>,
     warm_slot: Option<Arc<WarmSlot>>,
     request: Box<dyn Send>,
+    /// Told how the invocation ended.
+    report: Report,
 }
 
 impl Retire {
@@ -496,7 +537,7 @@ impl Retire {
     /// refilled, in a task of its own that runs once the current task (the
     /// response) yields. The request's permits go after the instance is
     /// kept, so the request they admit next finds it.
-    fn finish(self, responded: bool) {
+    fn finish(self, responded: bool, exit: Exit, cpu: Duration) {
         let Retire {
             store,
             instance,
@@ -505,7 +546,10 @@ impl Retire {
             reuse,
             warm_slot,
             request,
+            report,
         } = self;
+        store.data().flush_output();
+        report.finished(exit, cpu, Some(store.data().limiter.used()));
         let store = match (reuse, instance) {
             (Some(pool), Some(instance)) if clean && responded => pool
                 .put(Kept {
@@ -534,6 +578,80 @@ impl Retire {
         });
     }
 }
+
+/// How an invocation that failed ended, for its [`Observer`].
+fn exit_of(e: &InvokeError) -> Exit {
+    match e {
+        InvokeError::Timeout => Exit::Timeout,
+        InvokeError::OutOfMemory(_) => Exit::OutOfMemory,
+        InvokeError::Interrupted => Exit::Interrupted,
+        InvokeError::GuestError(_) | InvokeError::NoResponse => Exit::Error,
+        InvokeError::StackOverflow(_)
+        | InvokeError::Trap(_)
+        | InvokeError::InvalidResponse(_)
+        | InvokeError::Capacity(_)
+        | InvokeError::RequestBody(_) => Exit::Trap,
+    }
+}
+
+/// An invocation's observer, with how it got its instance.
+#[derive(Clone)]
+struct Report {
+    observer: Option<Arc<dyn Observer>>,
+    kind: InstanceKind,
+}
+
+impl Report {
+    fn instance_ready(&self, instantiation: Duration) {
+        if let Some(o) = &self.observer {
+            o.instance_ready(self.kind, instantiation);
+        }
+    }
+
+    fn finished(&self, exit: Exit, cpu: Duration, memory_peak_bytes: Option<u64>) {
+        if let Some(o) = &self.observer {
+            o.finished(&Invocation {
+                kind: self.kind,
+                cpu,
+                memory_peak_bytes,
+                exit,
+            });
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future with the time spent polling it: the guest's CPU time.
+    struct Timed<F> {
+        #[pin]
+        inner: F,
+        spent: Duration,
+    }
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let started = Instant::now();
+        let polled = this.inner.poll(cx);
+        *this.spent += started.elapsed();
+        polled.map(|out| (out, *this.spent))
+    }
+}
+
+/// [`Timed`] as a method.
+trait TimedExt: Future + Sized {
+    fn timed(self) -> Timed<Self> {
+        Timed {
+            inner: self,
+            spent: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: Future> TimedExt for F {}
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     let detail = panic

@@ -35,6 +35,7 @@ mod describe;
 mod fair;
 mod interrupt;
 mod invoke;
+mod observe;
 mod outbound;
 mod reuse;
 mod state;
@@ -54,6 +55,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
+pub use observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer, OutboundDone, OutboundOutcome, Stream};
 pub use reuse::{ReuseHost, ReusePool, ReuseStats};
 pub use state::{InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
@@ -553,6 +555,7 @@ impl Runtime {
         &self,
         component: &CompiledComponent,
         function: Arc<str>,
+        output: Option<Arc<dyn GuestOutput>>,
         max_memory_bytes: u64,
         outbound: Arc<[wasmfn_manifest::OutboundRule]>,
         timeout: Duration,
@@ -561,7 +564,7 @@ impl Runtime {
             component.pre.engine().clone(),
             self.warm.clone(),
             component,
-            function,
+            (function, output),
             max_memory_bytes,
             outbound,
             timeout,

@@ -211,7 +211,7 @@ impl ReusePool {
             self.host.held_request.fetch_add(1, Ordering::Relaxed);
             return Err(kept);
         }
-        kept.store.data().tags.set_request(None);
+        kept.store.data().tags.set_request(None, None);
         // The last request's deadline and CPU accounting go with it.
         kept.store
             .epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Interrupt));

@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::observe::{GuestOutput, Observer, Stream};
 use super::outbound::OutboundHooks;
 use super::stdio::GuestLog;
 
@@ -20,6 +21,8 @@ pub struct InstanceState {
     pub(crate) hooks: OutboundHooks,
     /// Who the instance serves, for its log lines.
     pub(crate) tags: Arc<TagCell>,
+    /// Its stdout and stderr, each one buffer whatever the handles.
+    output: [GuestLog; 2],
 }
 
 impl InstanceState {
@@ -30,9 +33,11 @@ impl InstanceState {
         max_memory_bytes: u64,
         outbound: Arc<[wasmfn_manifest::OutboundRule]>,
     ) -> Self {
+        let stdout = GuestLog::new(tags.clone(), Stream::Stdout);
+        let stderr = GuestLog::new(tags.clone(), Stream::Stderr);
         let wasi = WasiCtx::builder()
-            .stdout(GuestLog::new(tags.clone(), "stdout"))
-            .stderr(GuestLog::new(tags.clone(), "stderr"))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -47,6 +52,14 @@ impl InstanceState {
                 tags: tags.clone(),
             },
             tags,
+            output: [stdout, stderr],
+        }
+    }
+
+    /// Writes what the guest left without a newline, as its request ends.
+    pub(crate) fn flush_output(&self) {
+        for o in &self.output {
+            o.flush_partial();
         }
     }
 }
@@ -94,6 +107,14 @@ impl MemoryLimiter {
     }
 }
 
+impl MemoryLimiter {
+    /// The instance's linear memories together, in bytes: their largest
+    /// so far, as wasm memories never shrink.
+    pub(crate) fn used(&self) -> u64 {
+        self.used as u64
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let next = self.used.saturating_add(desired.saturating_sub(current));
@@ -123,35 +144,54 @@ pub struct InvokeTags {
     pub request_id: Arc<str>,
 }
 
-/// The names an instance's log lines carry. An instance made ahead of its
-/// request (a warm instance) learns its request id when a request takes
-/// it, and an instance kept for reuse learns each next one; anything it
-/// logs while it has no request says `-`.
-#[derive(Debug)]
+/// The names an instance's log lines carry, and where its output and
+/// outbound requests are reported. An instance made ahead of its request
+/// (a warm instance) learns its request when a request takes it, and an
+/// instance kept for reuse learns each next one; anything it logs while
+/// it has no request says `-`.
 pub struct TagCell {
     function: Arc<str>,
-    request_id: Mutex<Option<Arc<str>>>,
+    output: Option<Arc<dyn GuestOutput>>,
+    request: Mutex<Option<Current>>,
+}
+
+/// The request an instance serves now.
+struct Current {
+    id: Arc<str>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for TagCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagCell")
+            .field("function", &self.function)
+            .field("request_id", &self.request_id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TagCell {
-    /// Tags for an instance of `function` that has no request yet (a warm one).
-    pub fn new(function: Arc<str>) -> Arc<Self> {
+    /// Tags for an instance of `function` that has no request yet (a warm
+    /// one); its output lines go to `output` as well as to the log.
+    pub fn new(function: Arc<str>, output: Option<Arc<dyn GuestOutput>>) -> Arc<Self> {
         Arc::new(Self {
             function,
-            request_id: Mutex::new(None),
+            output,
+            request: Mutex::new(None),
         })
     }
 
     /// Tags for an instance made for the request `tags` names.
     pub fn for_request(tags: InvokeTags) -> Arc<Self> {
-        let cell = Self::new(tags.function);
-        cell.set_request(Some(tags.request_id));
+        let cell = Self::new(tags.function, None);
+        cell.set_request(Some(tags.request_id), None);
         cell
     }
 
-    /// Sets the request the instance serves now (`None`: between requests).
-    pub fn set_request(&self, id: Option<Arc<str>>) {
-        *self.request_id.lock().expect("request id") = id;
+    /// Sets the request the instance serves now and what observes it
+    /// (`None`: between requests).
+    pub fn set_request(&self, id: Option<Arc<str>>, observer: Option<Arc<dyn Observer>>) {
+        *self.request.lock().expect("request tag") = id.map(|id| Current { id, observer });
     }
 
     /// The function's name.
@@ -161,11 +201,21 @@ impl TagCell {
 
     /// The request's id; `-` while the instance has no request.
     pub fn request_id(&self) -> Arc<str> {
-        self.request_id
+        self.request
             .lock()
-            .expect("request id")
-            .clone()
-            .unwrap_or_else(|| "-".into())
+            .expect("request tag")
+            .as_ref()
+            .map_or_else(|| "-".into(), |c| c.id.clone())
+    }
+
+    /// What observes the request the instance serves now, if anything does.
+    pub(crate) fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.request.lock().expect("request tag").as_ref()?.observer.clone()
+    }
+
+    /// Where the function's output lines go besides the log.
+    pub(crate) fn output(&self) -> Option<&Arc<dyn GuestOutput>> {
+        self.output.as_ref()
     }
 }
 
@@ -185,14 +235,15 @@ mod tests {
 
     #[test]
     fn an_instance_is_tagged_with_the_request_it_serves_now() {
-        let cell = TagCell::new("f".into());
+        let cell = TagCell::new("f".into(), None);
         assert_eq!(&*cell.request_id(), "-");
-        cell.set_request(Some("r1".into()));
+        cell.set_request(Some("r1".into()), None);
         assert_eq!((cell.function(), &*cell.request_id()), ("f", "r1"));
         // Kept for reuse: between requests, then the next one.
-        cell.set_request(None);
+        cell.set_request(None, None);
         assert_eq!(&*cell.request_id(), "-");
-        cell.set_request(Some("r2".into()));
+        assert!(cell.observer().is_none());
+        cell.set_request(Some("r2".into()), None);
         assert_eq!(&*cell.request_id(), "r2");
     }
 }

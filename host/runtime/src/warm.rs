@@ -17,6 +17,7 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::CompiledComponent;
+use super::observe::GuestOutput;
 use super::state::{InstanceState, TagCell};
 use wasmfn_manifest::OutboundRule;
 
@@ -161,6 +162,7 @@ struct WarmSpec {
     engine: Engine,
     pre: InstancePre<InstanceState>,
     function: Arc<str>,
+    output: Option<Arc<dyn GuestOutput>>,
     max_memory_bytes: u64,
     outbound: Arc<[OutboundRule]>,
     timeout: Duration,
@@ -182,7 +184,7 @@ impl WarmSlot {
         engine: Engine,
         budget: Arc<WarmBudget>,
         component: &CompiledComponent,
-        function: Arc<str>,
+        (function, output): (Arc<str>, Option<Arc<dyn GuestOutput>>),
         max_memory_bytes: u64,
         outbound: Arc<[OutboundRule]>,
         timeout: Duration,
@@ -193,6 +195,7 @@ impl WarmSlot {
                 engine,
                 pre: component.pre.clone(),
                 function,
+                output,
                 max_memory_bytes,
                 outbound,
                 timeout,
@@ -244,7 +247,7 @@ impl WarmSlot {
         }
         let Some(unit) = self.budget.reserve(&self) else { return };
         let spec = &self.spec;
-        let tags = TagCell::new(spec.function.clone());
+        let tags = TagCell::new(spec.function.clone(), spec.output.clone());
         let mut store = Store::new(
             &spec.engine,
             InstanceState::new(tags, spec.max_memory_bytes, spec.outbound.clone()),

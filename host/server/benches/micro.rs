@@ -121,6 +121,7 @@ fn instantiate_and_handle(c: &mut Criterion) {
             let slot = runtime.warm_slot(
                 &component,
                 "hello".into(),
+                None,
                 128 << 20,
                 Arc::from([]),
                 Duration::from_secs(5),
@@ -181,6 +182,8 @@ async fn one_request(
                 warm,
                 reuse: None,
                 retire: None,
+                observer: None,
+                output: None,
             },
         )
         .await
@@ -212,7 +215,16 @@ fn compare_builds(_c: &mut Criterion) {
         runtime.compile(&p.display().to_string(), &bytes).unwrap()
     };
     let (a, b) = (load(&here), load(std::path::Path::new(&other)));
-    let slot = |c| runtime.warm_slot(c, "hello".into(), 128 << 20, Arc::from([]), Duration::from_secs(5));
+    let slot = |c| {
+        runtime.warm_slot(
+            c,
+            "hello".into(),
+            None,
+            128 << 20,
+            Arc::from([]),
+            Duration::from_secs(5),
+        )
+    };
     let (slot_a, slot_b) = (slot(&a), slot(&b));
     rt.block_on(async {
         let time = |c, warm: Option<Arc<wasmfn_runtime::WarmSlot>>| {

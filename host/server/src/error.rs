@@ -218,6 +218,13 @@ pub enum ApiError {
         /// What conflicts.
         message: String,
     },
+    /// 404 `metrics_disabled`: `/_fn/metrics` on a host started with `--no-metrics`.
+    MetricsDisabled,
+    /// 400 `bad_query`: a query parameter of an admin endpoint that does not parse.
+    BadQuery {
+        /// Which parameter, and what it takes.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -255,6 +262,8 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } | ApiError::InvalidTenant { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TenantNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::TenantConflict { .. } => StatusCode::CONFLICT,
+            ApiError::MetricsDisabled => StatusCode::NOT_FOUND,
+            ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -295,6 +304,8 @@ impl ApiError {
             ApiError::TenantNotFound { .. } => "tenant_not_found",
             ApiError::InvalidTenant { .. } => "invalid_tenant",
             ApiError::TenantConflict { .. } => "tenant_conflict",
+            ApiError::MetricsDisabled => "metrics_disabled",
+            ApiError::BadQuery { .. } => "bad_query",
         }
     }
 
@@ -355,12 +366,17 @@ impl ApiError {
             | ApiError::QuotaExceeded { message }
             | ApiError::InvalidTenant { message }
             | ApiError::TenantConflict { message }
+            | ApiError::BadQuery { message }
             | ApiError::CallerRefused { message, .. } => message.clone(),
             ApiError::RateLimited { rate, .. } => format!(
                 "too many requests: this API takes {} per second (bursts of {}); retry after `Retry-After` seconds",
                 rate.0, rate.1
             ),
             ApiError::TenantNotFound { tenant } => format!("no tenant `{tenant}`"),
+            ApiError::MetricsDisabled => {
+                "this host records no metrics (started with `--no-metrics`); start it without that flag".into()
+            }
+
             ApiError::NoPreviousVersion { function } => {
                 format!("function `{function}` has no earlier version to roll back to")
             }

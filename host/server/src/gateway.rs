@@ -19,10 +19,11 @@ use crate::admission::{GateError, LimitedBody, LimitedResponse};
 use crate::callers::{CallerCheck, Denied, Verified};
 use crate::registry::{FunctionStats, LoadedFunction, Tenant};
 use crate::request_id::REQUEST_ID;
+use crate::telemetry::{Limit, RequestRecord};
 use wasmfn_manifest::CorsPolicy;
 use wasmfn_openapi::{OperationValidator, Rejection};
 use wasmfn_routing::{RouteOutcome, split_host_port, split_path};
-use wasmfn_runtime::{GuestBody, InvokeError, InvokeRequest, InvokeTags};
+use wasmfn_runtime::{GuestBody, InvokeError, InvokeRequest, InvokeTags, Observer};
 
 /// The matched route pattern, e.g. `/users/{id}`.
 pub const FN_ROUTE: HeaderName = HeaderName::from_static("x-fn-route");
@@ -40,12 +41,16 @@ pub(crate) async fn function_request(app: Arc<AppState>, mut req: Request) -> Re
     // Room for the request id and the host's `x-fn-*` headers at once.
     req.headers_mut().reserve(8);
     let (id, value) = crate::request_id::settle(&mut req);
-    let mut resp = match handle(&app, req, &id).await {
+    let record = app.telemetry.record(req.method(), req.uri().path(), req.headers(), &id);
+    let mut resp = match handle(&app, req, &id, record.as_ref()).await {
         Ok(r) => r,
         Err(e) => e.into_response_with(&id),
     };
     resp.headers_mut().insert(REQUEST_ID, value);
-    resp
+    match record {
+        Some(r) => r.respond(resp),
+        None => resp,
+    }
 }
 
 /// The request's host (lower-case, without port) and port, from `Host` or
@@ -60,12 +65,23 @@ pub(crate) fn request_host(req: &Request) -> (Cow<'_, str>, Option<u16>) {
     split_host_port(raw).unwrap_or((Cow::Borrowed(raw), None))
 }
 
-async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiError> {
+/// What is recorded of the request, when anything is.
+type Record = Option<Arc<RequestRecord>>;
+
+async fn handle(
+    app: &AppState,
+    req: Request,
+    id: &str,
+    record: Option<&Arc<RequestRecord>>,
+) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let path = req.uri().path();
     let segs = split_path(path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
     let (host, port) = request_host(&req);
     let tenant = app.registry.tenants().for_host(&host).clone();
+    if let Some(r) = record {
+        r.tenant(&tenant.id);
+    }
     let snapshot = tenant.snapshot();
     if method == Method::OPTIONS
         && CorsPolicy::is_preflight(&method, req.headers())
@@ -87,6 +103,13 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
                 verified: None,
             };
             let check = f.checks.get(mi).cloned().flatten();
+            if let Some(r) = record {
+                r.matched(
+                    &f.name,
+                    &f.stats,
+                    mount.route_header.as_ref().and_then(|h| h.to_str().ok()),
+                );
+            }
             (f.clone(), target, mount.operation(&method).cloned(), check)
         }
         RouteOutcome::NotFound if method == Method::GET && path == "/openapi.json" => {
@@ -117,8 +140,9 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
         }
     };
     drop(snapshot);
+    let record = record.cloned();
     let Some(cors) = function.cors.clone() else {
-        return serve(app, &tenant, &function, req, id, target, operation, check).await;
+        return serve(app, &tenant, &function, req, id, target, operation, check, record).await;
     };
     // The host's CORS headers go on every answer of the function, its own
     // errors included, so that a script can read them.
@@ -126,7 +150,7 @@ async fn handle(app: &AppState, req: Request, id: &str) -> Result<Response, ApiE
     if let Some(o) = req.headers().get(header::ORIGIN) {
         origin.insert(header::ORIGIN, o.clone());
     }
-    let mut resp = match serve(app, &tenant, &function, req, id, target, operation, check).await {
+    let mut resp = match serve(app, &tenant, &function, req, id, target, operation, check, record).await {
         Ok(r) => r,
         Err(e) => e.into_response_with(id),
     };
@@ -146,6 +170,7 @@ async fn serve(
     mut target: Target,
     operation: Option<Arc<wasmfn_openapi::Operation>>,
     check: Option<Arc<CallerCheck>>,
+    record: Record,
 ) -> Result<Response, ApiError> {
     if let Some(check) = check {
         let keys = tenant.keys.load();
@@ -154,18 +179,38 @@ async fn serve(
             .await
             .map_err(|d| {
                 FunctionStats::bump(&function.stats.rejected);
+                refused(&record, Limit::Auth);
                 denied(d)
             })?;
         target.verified = Some(verified);
     }
     let req = match operation.as_ref().and_then(|o| o.validator.as_ref()) {
-        Some(v) => validate(v, function, req, &target.params).await?,
+        Some(v) => {
+            let started = Instant::now();
+            let checked = validate(v, function, req, &target.params).await;
+            if let Some(r) = &record {
+                r.step("validate", started);
+                match &checked {
+                    Err(ApiError::PayloadTooLarge { .. }) => r.refused(Limit::BodyTooLarge),
+                    Err(_) => r.refused(Limit::Validation),
+                    Ok(_) => {}
+                }
+            }
+            checked?
+        }
         None => req,
     };
     if app.config.validate_responses {
         target.check_response = operation.as_ref().and_then(|o| o.validator.clone());
     }
-    invoke(app, tenant, function, req, id, target).await
+    invoke(app, tenant, function, req, id, target, record).await
+}
+
+/// Tells the record, if any, which limit refused the request.
+fn refused(record: &Record, limit: Limit) {
+    if let Some(r) = record {
+        r.refused(limit);
+    }
 }
 
 fn denied(d: Denied) -> ApiError {
@@ -256,8 +301,14 @@ async fn validate(
 
 /// The function's overflow answer (429 or 503, `overflow_status`) when
 /// its gate, or its tenant's (`tenant`), gave no slot.
-fn overflow(f: &LoadedFunction, e: GateError, tenant: Option<&str>) -> ApiError {
+fn overflow(f: &LoadedFunction, e: GateError, tenant: Option<&str>, record: &Record) -> ApiError {
     FunctionStats::bump(&f.stats.rejected);
+    let limit = match (&e, tenant) {
+        (_, Some(_)) => Limit::Quota,
+        (GateError::QueueTimeout { .. }, None) => Limit::QueueTimeout,
+        (GateError::QueueFull { .. }, None) => Limit::Overflow,
+    };
+    refused(record, limit);
     let retry_after = f.spec.policy.queue_timeout_ms.div_ceil(1000).max(1);
     let reason = match tenant {
         Some(t) => format!("the API's concurrency quota (tenant `{t}`): {e}"),
@@ -287,6 +338,7 @@ async fn invoke(
     req: Request,
     id: &str,
     target: Target,
+    record: Record,
 ) -> Result<Response, ApiError> {
     let policy = &f.spec.policy;
     FunctionStats::bump(&f.stats.requests);
@@ -294,32 +346,43 @@ async fn invoke(
         && let Err(wait) = rate.check()
     {
         FunctionStats::bump(&f.stats.rejected);
+        refused(&record, Limit::RateLimited);
         return Err(ApiError::RateLimited {
             rate: rate.settings(),
             retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
         });
     }
-    refuse_declared_oversize(f, req.headers())?;
-    let permit = f.gate.acquire().await.map_err(|e| overflow(f, e, None))?;
+    refuse_declared_oversize(f, req.headers()).inspect_err(|_| refused(&record, Limit::BodyTooLarge))?;
+    let queued = Instant::now();
+    let permit = f.gate.acquire().await.map_err(|e| overflow(f, e, None, &record))?;
     let tenant_permit = match &tenant.gate {
         Some(g) => Some(
             g.acquire_queued(policy.max_queue, Duration::from_millis(policy.queue_timeout_ms))
                 .await
-                .map_err(|e| overflow(f, e, Some(&tenant.id)))?,
+                .map_err(|e| overflow(f, e, Some(&tenant.id), &record))?,
         ),
         None => None,
     };
     let host_permit = app.host_gate.acquire().await.map_err(|e| {
         FunctionStats::bump(&f.stats.rejected);
+        refused(&record, Limit::Overflow);
         ApiError::ServiceUnavailable {
             reason: e.to_string(),
             retry_after: 1,
         }
     })?;
+    if let Some(r) = &record
+        && r.traced()
+    {
+        r.step("queue", queued);
+    }
     // The timeout counts from the moment the function gets its slot.
     let deadline = Instant::now() + Duration::from_millis(policy.timeout_ms);
     let (mut parts, body) = req.into_parts();
     set_guest_headers(&mut parts, f, &target);
+    if let Some(r) = &record {
+        r.trace_headers(&mut parts.headers);
+    }
     let exceeded = Arc::new(AtomicBool::new(false));
     let body = LimitedBody::new(body, policy.max_body_bytes, exceeded.clone());
     let tags = InvokeTags {
@@ -341,6 +404,8 @@ async fn invoke(
                 warm: Some(f.warm.clone()),
                 reuse: f.reuse.clone(),
                 retire: Some(f.retire.clone()),
+                observer: record.clone().map(|r| r as Arc<dyn Observer>),
+                output: Some(f.stats.clone()),
             },
         )
         .await;
@@ -348,11 +413,18 @@ async fn invoke(
     // error, whatever the guest made of it.
     if exceeded.load(Ordering::Relaxed) {
         FunctionStats::bump(&f.stats.body_too_large);
+        refused(&record, Limit::BodyTooLarge);
         return Err(ApiError::PayloadTooLarge {
             limit: policy.max_body_bytes,
         });
     }
-    let resp = limit_response(f, id, tags, result.map_err(|e| invoke_error(f, id, e))?)?;
+    let resp = limit_response(
+        f,
+        id,
+        tags,
+        result.map_err(|e| invoke_error(f, id, e, &record))?,
+        &record,
+    )?;
     match target.check_response {
         Some(v) if v.has_response_schema(resp.status().as_u16()) && is_json(resp.headers()) => {
             let route = target.route.as_ref().and_then(|r| r.to_str().ok()).unwrap_or_default();
@@ -423,12 +495,14 @@ fn limit_response(
     id: &str,
     tags: InvokeTags,
     resp: http::Response<GuestBody>,
+    record: &Record,
 ) -> Result<Response, ApiError> {
     let limit = f.spec.policy.max_response_bytes;
     if let Some(size) = resp.body().size_hint().exact()
         && size > limit
     {
         FunctionStats::bump(&f.stats.response_too_large);
+        refused(record, Limit::ResponseTooLarge);
         tracing::warn!(
             function = %f.name,
             request_id = id,
@@ -443,12 +517,16 @@ fn limit_response(
         });
     }
     let stats = f.stats.clone();
+    let record = record.clone();
     Ok(resp.map(|b| {
         Body::new(LimitedResponse::new(
             b,
             limit,
             tags,
-            Box::new(move || FunctionStats::bump(&stats.response_too_large)),
+            Box::new(move || {
+                FunctionStats::bump(&stats.response_too_large);
+                refused(&record, Limit::ResponseTooLarge);
+            }),
         ))
     }))
 }
@@ -491,11 +569,12 @@ async fn check_response(v: &OperationValidator, f: &LoadedFunction, id: &str, ro
     }
 }
 
-fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
+fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError, record: &Record) -> ApiError {
     let function = f.name.to_string();
     match e {
         InvokeError::Timeout => {
             FunctionStats::bump(&f.stats.timed_out);
+            refused(record, Limit::Timeout);
             tracing::warn!(
                 function,
                 request_id = id,
@@ -509,6 +588,7 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
         }
         InvokeError::OutOfMemory(detail) => {
             FunctionStats::bump(&f.stats.out_of_memory);
+            refused(record, Limit::OutOfMemory);
             tracing::error!(function, request_id = id, detail, "function ran out of memory");
             ApiError::OutOfMemory {
                 function,
@@ -517,6 +597,7 @@ fn invoke_error(f: &LoadedFunction, id: &str, e: InvokeError) -> ApiError {
         }
         InvokeError::Capacity(detail) => {
             FunctionStats::bump(&f.stats.rejected);
+            refused(record, Limit::Overflow);
             tracing::warn!(function, request_id = id, detail, "no instance slot free");
             ApiError::ServiceUnavailable {
                 reason: "no instance slot is free".into(),

@@ -259,6 +259,7 @@ impl Host {
         tokio::select! {
             _ = &mut server => {
                 tracing::info!("drained: every request finished");
+                flush_telemetry(&self.app).await;
                 return Ok(Drained::Complete);
             }
             () = out_of_time => {}
@@ -268,6 +269,7 @@ impl Host {
             tracing::warn!("connections still open after the interrupt; closing them");
         }
         tracing::warn!("drain cut: requests still running were interrupted");
+        flush_telemetry(&self.app).await;
         Ok(Drained::Cut)
     }
 
@@ -322,4 +324,11 @@ impl RunningHost {
         }
         (&mut self.task).await.unwrap_or(Ok(Drained::Cut))
     }
+}
+
+/// Exports the spans still buffered, off the runtime's threads (the
+/// exporter blocks until its collector answers or times out).
+async fn flush_telemetry(app: &Arc<AppState>) {
+    let telemetry = app.telemetry.clone();
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
 }

@@ -48,6 +48,7 @@ pub mod registry;
 mod report;
 mod request_id;
 pub mod state;
+pub mod telemetry;
 mod tenancy;
 pub mod tenant;
 mod watch;
@@ -107,6 +108,8 @@ pub struct HostConfig {
     pub head_limits: HeadLimits,
     /// The operator's fixed tenants (`--tenants FILE`), read at start.
     pub tenants_file: Option<PathBuf>,
+    /// Metrics, the access log and traces.
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 impl HostConfig {
@@ -125,6 +128,7 @@ impl HostConfig {
             max_deploy_bytes: 64 << 20,
             head_limits: HeadLimits::default(),
             tenants_file: None,
+            telemetry: telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct AppState {
     /// Who may use the admin surface now: `config.admin`, with the tokens
     /// read again at each [`AppState::reload_admin_tokens`].
     pub(crate) access: arc_swap::ArcSwap<AdminAccess>,
+    /// Metrics, access log and traces of every request.
+    pub(crate) telemetry: Arc<telemetry::Telemetry>,
 }
 
 /// What a reload did.
@@ -178,6 +184,7 @@ impl AppState {
         // Room for every invocation plus loads running beside them.
         rc.max_instances = rc.max_instances.max(config.max_concurrency.saturating_add(16));
         let runtime = Runtime::new(rc)?;
+        let telemetry = Arc::new(telemetry::Telemetry::start(&config.telemetry)?);
         let registry = Registry::default();
         let deployments = match &config.state_dir {
             Some(d) => Some(deploy::Deployments::open(d, config.keep_versions)?),
@@ -201,6 +208,7 @@ impl AppState {
             deployments,
             retire_after,
             access: arc_swap::ArcSwap::from_pointee(config.admin.clone()),
+            telemetry,
             config,
         }))
     }

@@ -13,13 +13,14 @@ use serde::Serialize;
 
 use crate::admission::{ConcurrencyGate, RateLimit};
 use crate::callers::{ApiKeys, CallerCheck};
+use crate::telemetry::logs::LogRing;
 use crate::tenant::{CheckedSettings, DEFAULT_TENANT, HostIndex, TenantSettings};
 use wasmfn_manifest::CorsPolicy;
 use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
 use wasmfn_routing::RouteTable;
-use wasmfn_runtime::{CompiledComponent, Interrupt, ReusePool, Runtime, WarmSlot};
+use wasmfn_runtime::{CompiledComponent, GuestOutput, Interrupt, ReusePool, Runtime, Stream, WarmSlot};
 
 /// A function that is compiled, mounted and serving.
 pub struct LoadedFunction {
@@ -76,6 +77,7 @@ impl LoadedFunction {
         let warm = runtime.warm_slot(
             &component,
             name.clone(),
+            Some(stats.clone()),
             p.max_memory_bytes,
             outbound.clone(),
             Duration::from_millis(p.timeout_ms),
@@ -147,6 +149,8 @@ pub struct FunctionStats {
     pub body_too_large: AtomicU64,
     /// Response bodies over `max_response_bytes`, refused before the head or cut while streaming.
     pub response_too_large: AtomicU64,
+    /// Its recent guest output and access lines.
+    pub logs: LogRing,
 }
 
 /// Counters as shown in the catalog.
@@ -192,6 +196,12 @@ impl FunctionStats {
             body_too_large: g(&self.body_too_large),
             response_too_large: g(&self.response_too_large),
         }
+    }
+}
+
+impl GuestOutput for FunctionStats {
+    fn line(&self, request_id: &str, stream: Stream, text: &str) {
+        self.logs.line(request_id, stream, text);
     }
 }
 
@@ -247,6 +257,11 @@ impl Snapshot {
 pub struct StatsBook(DashMap<String, Arc<FunctionStats>>);
 
 impl StatsBook {
+    /// The counters of a function by name, if it has any yet.
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionStats>> {
+        self.0.get(name).map(|s| s.clone())
+    }
+
     /// The counters of a function by name, created on first use.
     pub fn stats_for(&self, name: &str) -> Arc<FunctionStats> {
         if let Some(s) = self.0.get(name) {

@@ -17,56 +17,6 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-/// `wasmfn ARGS`, its exit status, stdout and stderr.
-pub(super) fn wasmfn(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"));
-    cmd.args(args).env("WASMFN_LOG", "warn");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run wasmfn");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Tokens made with `wasmfn token create`, one per `(id, scopes)`, and the token file listing them.
-pub(super) fn tokens(dir: &Path, specs: &[(&str, &[&str])]) -> (PathBuf, HashMap<String, String>) {
-    let mut entries = Vec::new();
-    let mut tokens = HashMap::new();
-    for (id, scopes) in specs {
-        let mut args = vec!["token", "create", "--id", id];
-        for s in *scopes {
-            args.extend(["--scope", s]);
-        }
-        let (ok, out, err) = wasmfn(&args, &[]);
-        assert!(ok, "{err}");
-        let lines: Vec<&str> = out.lines().collect();
-        let token = lines[1].trim().to_string();
-        assert!(token.starts_with("wfn_"), "{out}");
-        let entry: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-        assert_eq!(entry["id"], *id);
-        assert!(
-            !out.contains(&format!("\"{token}\"")),
-            "the file holds the digest, not the token"
-        );
-        entries.push(entry);
-        tokens.insert(id.to_string(), token);
-    }
-    let path = dir.join("tokens.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&entries).unwrap()).unwrap();
-    (path, tokens)
-}
-
-/// Starts `wasmfn serve DIR --listen 127.0.0.1:0 FLAGS`.
-pub(super) async fn serve(dir: &Path, flags: &[&str]) -> Served {
-    let mut args = vec!["serve", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-cache"];
-    args.extend_from_slice(flags);
-    Served::start(&args, &[], Duration::from_secs(120)).await
-}
-
 /// `PUT /_fn/functions/NAME` with the parts given.
 pub(super) async fn put(
     client: &reqwest::Client,

@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use wasmfn_manifest::{OutboundRule, is_internal_address};
 
+use super::observe::OutboundOutcome;
 use super::state::TagCell;
 
 /// The `wasi:http` hooks of one request.
@@ -55,10 +56,37 @@ impl OutboundHooks {
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
+        // The request's observer sees every outbound request (and may add
+        // a trace context to its headers); it is told how each ended.
+        let done = self.tags.observer().and_then(|o| {
+            let host = request.uri().host().unwrap_or_default().to_ascii_lowercase();
+            let (method, uri) = (request.method().clone(), request.uri().clone());
+            o.outbound(&method, &uri, &host, request.headers_mut())
+        });
+        let sent = self.check_and_send(request, options);
+        match done {
+            None => sent,
+            Some(done) => Box::new(async move {
+                let result = Box::into_pin(sent).await;
+                let (outcome, status) = match &result {
+                    Ok((resp, _)) => (OutboundOutcome::Ok, Some(resp.status().as_u16())),
+                    Err(Error::HttpRequestDenied) => (OutboundOutcome::Denied, None),
+                    Err(_) => (OutboundOutcome::Error, None),
+                };
+                done(outcome, status);
+                result
+            }),
+        }
+    }
+}
+
+impl OutboundHooks {
+    /// Checks the destination against the rules and sends the request.
+    fn check_and_send(&self, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> SendFuture {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
         let Some(authority) = uri.authority() else {

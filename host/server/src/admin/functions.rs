@@ -285,6 +285,7 @@ async fn put(app: Arc<AppState>, caller: Caller, tenant: String, name: String, r
         }
         Err(e) => (e.into_response_with(&id), None),
     };
+    app.telemetry.deployed(&tenant, new_digest.is_some());
     app.audit(
         &caller,
         &tenant,

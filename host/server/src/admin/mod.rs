@@ -5,6 +5,7 @@
 //! their keys (`tenants`) and the audit log.
 
 mod functions;
+mod observe;
 mod tenants;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::request_id::request_id;
 use crate::state::AuditEntry;
 use crate::tenant::DEFAULT_TENANT;
 use functions::*;
+use observe::*;
 use tenants::*;
 use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
 
@@ -35,7 +37,8 @@ use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
     paths(health, ready, catalog, status, openapi_json, reload, list_functions, get_function,
           put_function, rollback_function, delete_function, audit, list_tenants, get_tenant, put_tenant,
           delete_tenant, list_tenant_functions, get_tenant_function, put_tenant_function,
-          rollback_tenant_function, delete_tenant_function, list_api_keys, create_api_key, delete_api_key),
+          rollback_tenant_function, delete_tenant_function, list_api_keys, create_api_key, delete_api_key,
+          metrics, function_logs, tenant_function_logs),
     tags((name = "wasmfn", description = "The host's own endpoints.")),
     modifiers(&AdminTokenScheme)
 )]
@@ -333,6 +336,8 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
                 .layer(axum::extract::DefaultBodyLimit::max(limit)),
         )
         .route("/_fn/functions/{name}/rollback", post(rollback_function))
+        .route("/_fn/functions/{name}/logs", get(function_logs))
+        .route("/_fn/metrics", get(metrics))
         .route("/_fn/audit", get(audit))
         .route("/_fn/tenants", get(list_tenants))
         .route(
@@ -351,6 +356,7 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
             "/_fn/tenants/{tenant}/functions/{name}/rollback",
             post(rollback_tenant_function),
         )
+        .route("/_fn/tenants/{tenant}/functions/{name}/logs", get(tenant_function_logs))
         .route(
             "/_fn/tenants/{tenant}/api-keys",
             get(list_api_keys).post(create_api_key),

@@ -246,6 +246,8 @@ impl Call {
                     warm: None,
                     reuse: None,
                     retire: self.retire,
+                    observer: None,
+                    output: None,
                 },
             )
             .await?;

@@ -1,0 +1,167 @@
+//! A function's recent log: the last [`RING_LINES`] lines of its guests'
+//! stdout and stderr and of its access log, kept in memory per function
+//! (across reloads and versions), read with `/_fn/functions/{name}/logs`;
+//! followers get each new line as it comes.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use wasmfn_runtime::{GuestOutput, Stream};
+
+/// Lines kept per function.
+pub const RING_LINES: usize = 1000;
+/// Lines a follower may fall behind before it misses some.
+const FOLLOW_BACKLOG: usize = 256;
+/// Longest line kept; a longer one is cut (guest lines are at most 16 KiB already).
+const MAX_TEXT: usize = 16 * 1024;
+
+/// What a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineKind {
+    /// The guest's stdout.
+    Stdout,
+    /// The guest's stderr.
+    Stderr,
+    /// The host's access-log line for one request.
+    Access,
+}
+
+/// One line of a function's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// When it was written, RFC 3339 in UTC.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    /// Its kind.
+    pub kind: LineKind,
+    /// The request it belongs to (`-`: none, e.g. written while a warm instance was made).
+    pub request_id: String,
+    /// The line, without its newline.
+    pub text: String,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+/// One function's recent lines and its followers.
+#[derive(Debug)]
+pub struct LogRing {
+    lines: Mutex<VecDeque<LogLine>>,
+    follow: broadcast::Sender<LogLine>,
+}
+
+impl Default for LogRing {
+    fn default() -> Self {
+        Self {
+            lines: Mutex::new(VecDeque::new()),
+            follow: broadcast::channel(FOLLOW_BACKLOG).0,
+        }
+    }
+}
+
+impl LogRing {
+    /// Adds a line, dropping the oldest beyond [`RING_LINES`].
+    pub fn push(&self, kind: LineKind, request_id: &str, text: &str) {
+        let mut end = text.len().min(MAX_TEXT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let line = LogLine {
+            time: SystemTime::now(),
+            kind,
+            request_id: request_id.to_string(),
+            text: text[..end].to_string(),
+        };
+        if self.follow.receiver_count() > 0 {
+            // A follower that fell too far behind is told so by its receiver.
+            let _ = self.follow.send(line.clone());
+        }
+        let mut lines = self.lines.lock().expect("log ring");
+        if lines.len() == RING_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<LogLine> {
+        let lines = self.lines.lock().expect("log ring");
+        lines.iter().skip(lines.len().saturating_sub(n)).cloned().collect()
+    }
+
+    /// The last `n` lines, and a receiver of every line after them (taken
+    /// under one lock: none is missed or seen twice).
+    pub fn tail_and_follow(&self, n: usize) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+        let lines = self.lines.lock().expect("log ring");
+        let rx = self.follow.subscribe();
+        let tail = lines.iter().skip(lines.len().saturating_sub(n)).cloned().collect();
+        (tail, rx)
+    }
+}
+
+impl GuestOutput for LogRing {
+    fn line(&self, request_id: &str, stream: Stream, text: &str) {
+        let kind = match stream {
+            Stream::Stdout => LineKind::Stdout,
+            Stream::Stderr => LineKind::Stderr,
+        };
+        self.push(kind, request_id, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_keeps_the_last_lines_in_order() {
+        let ring = LogRing::default();
+        for i in 0..RING_LINES + 5 {
+            ring.push(LineKind::Stdout, "r", &format!("line {i}"));
+        }
+        let tail = ring.tail(3);
+        let texts: Vec<&str> = tail.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                format!("line {}", RING_LINES + 2),
+                format!("line {}", RING_LINES + 3),
+                format!("line {}", RING_LINES + 4)
+            ]
+        );
+        assert_eq!(ring.tail(usize::MAX).len(), RING_LINES);
+        assert_eq!(ring.tail(usize::MAX)[0].text, "line 5");
+    }
+
+    #[tokio::test]
+    async fn a_follower_gets_what_comes_after_its_tail() {
+        let ring = LogRing::default();
+        ring.push(LineKind::Access, "r1", "GET /a 200");
+        let (tail, mut rx) = ring.tail_and_follow(10);
+        assert_eq!(tail.len(), 1);
+        GuestOutput::line(&ring, "r2", Stream::Stderr, "boom");
+        let next = rx.recv().await.unwrap();
+        assert_eq!(
+            (next.kind, next.request_id.as_str(), next.text.as_str()),
+            (LineKind::Stderr, "r2", "boom")
+        );
+        let json = serde_json::to_value(&next).unwrap();
+        assert_eq!(json["kind"], "stderr");
+        assert!(json["time"].as_str().unwrap().ends_with('Z'), "{json}");
+    }
+
+    #[test]
+    fn a_long_line_is_cut_on_a_character_boundary() {
+        let ring = LogRing::default();
+        let text = "é".repeat(MAX_TEXT);
+        ring.push(LineKind::Stdout, "r", &text);
+        let kept = &ring.tail(1)[0].text;
+        assert!(kept.len() <= MAX_TEXT && kept.chars().all(|c| c == 'é'));
+    }
+}
