@@ -3,6 +3,7 @@
 //! tenant (`/_fn/tenants/{id}/functions/…`), with the same handlers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Extension, Path, Request, State};
@@ -167,6 +168,19 @@ fn get_one(app: &AppState, caller: &Caller, tenant: &str, name: String, id: &str
     }
 }
 
+/// The largest refused upload still read (and dropped) before the answer.
+const DRAIN_REFUSED_UPLOAD: u64 = 256 << 20;
+
+/// Reads and drops a body, for at most `within`.
+async fn drain(body: axum::body::Body, within: Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
 /// Reads the parts of a deploy upload.
 async fn read_upload(name: String, req: Request, limit: u64) -> Result<Upload, ApiError> {
     use axum::extract::FromRequest;
@@ -175,7 +189,12 @@ async fn read_upload(name: String, req: Request, limit: u64) -> Result<Upload, A
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        // Read what the client sends anyway (up to a bound) so that it
+        // reads the 413 instead of a connection closed in mid-upload.
+        if n <= DRAIN_REFUSED_UPLOAD {
+            drain(req.into_body(), Duration::from_secs(5)).await;
+        }
         return Err(ApiError::DeployTooLarge { limit });
     }
     let bad = |message: String| ApiError::BadUpload {
