@@ -564,8 +564,10 @@ impl Served {
         let addr = tokio::time::timeout(startup, async {
             loop {
                 let line = log.next_line().await.unwrap().expect("wasmfn is running");
+                // The address ends where the message does: at a space, or
+                // at the closing quote of a JSON log line (`--log-format json`).
                 if let Some(a) = line.split("listening on http://").nth(1) {
-                    break a.split_whitespace().next().unwrap().to_string();
+                    break a.split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_string();
                 }
             }
         })

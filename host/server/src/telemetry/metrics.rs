@@ -238,7 +238,7 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 tenant: tenant.clone(),
                 function: function.clone(),
-                method: e.method.into(),
+                method: method_label(e.method).into(),
                 status: e.status,
             })
             .inc();
@@ -348,6 +348,16 @@ impl Metrics {
             Some(t) => only_tenant(&out, t),
             None => out,
         }
+    }
+}
+
+/// A method as a label value: the standard ones as they are, any other
+/// `_OTHER` (as OpenTelemetry's conventions say), so that clients cannot
+/// make up label values.
+pub(crate) fn method_label(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => method,
+        _ => "_OTHER",
     }
 }
 
@@ -462,6 +472,14 @@ mod tests {
             limit: Some(Limit::RateLimited),
             invocation: None,
         });
+        m.ended(&Ended {
+            labels: &hello,
+            method: "BREW",
+            status: 405,
+            seconds: 0.0001,
+            limit: None,
+            invocation: None,
+        });
         m.outbound(&hello, "api.example.com", OutboundOutcome::Ok);
         m.outbound(&hello, "evil.example.net", OutboundOutcome::Denied);
         m.deployed("acme", true);
@@ -469,7 +487,8 @@ mod tests {
         for expected in [
             r#"wasmfn_requests_total{tenant="acme",function="hello",method="GET",status="200"} 3"#,
             r#"wasmfn_requests_total{tenant="default",function="",method="GET",status="404"} 1"#,
-            r#"wasmfn_request_duration_seconds_count{tenant="acme",function="hello"} 4"#,
+            r#"wasmfn_requests_total{tenant="acme",function="hello",method="_OTHER",status="405"} 1"#,
+            r#"wasmfn_request_duration_seconds_count{tenant="acme",function="hello"} 5"#,
             r#"wasmfn_guest_cpu_seconds_total{tenant="acme",function="hello"} 0.75"#,
             r#"wasmfn_instance_memory_peak_bytes_count{tenant="acme",function="hello"} 3"#,
             r#"wasmfn_limit_rejections_total{tenant="acme",function="hello",reason="rate_limited"} 1"#,

@@ -120,12 +120,13 @@ impl Telemetry {
             .unwrap_or(0);
         let server = self.tracing.as_ref().and_then(|t| {
             let parent = trace::extract(&t.propagator, headers);
+            let method = metrics::method_label(method.as_str()).to_string();
             let span = t
                 .tracer
-                .span_builder(method.to_string())
+                .span_builder(method.clone())
                 .with_kind(SpanKind::Server)
                 .with_attributes([
-                    KeyValue::new("http.request.method", method.to_string()),
+                    KeyValue::new("http.request.method", method),
                     KeyValue::new("url.path", path.to_string()),
                     KeyValue::new("wasmfn.request_id", id.to_string()),
                 ])
@@ -215,7 +216,9 @@ impl RequestRecord {
                 .server
                 .set_attribute(KeyValue::new("wasmfn.function", function.to_string()));
             if let Some(r) = route {
-                spans.server.update_name(format!("{} {r}", self.method));
+                spans
+                    .server
+                    .update_name(format!("{} {r}", metrics::method_label(self.method.as_str())));
                 spans.server.set_attribute(KeyValue::new("http.route", r.to_string()));
                 spans.server.set_attribute(KeyValue::new("wasmfn.route", r.to_string()));
             }
