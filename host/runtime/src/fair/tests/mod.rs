@@ -22,6 +22,7 @@ use crate::{
 mod gate;
 mod guests;
 mod measure;
+mod observed;
 
 fn gate(slots: usize) -> (Arc<Scheduler>, Arc<AtomicU64>) {
     let kicks = Arc::new(AtomicU64::new(0));
@@ -210,6 +211,8 @@ struct Call {
     sleep: Duration,
     timeout: Duration,
     retire: Option<Arc<Interrupt>>,
+    reuse: Option<Arc<crate::ReusePool>>,
+    observer: Option<Arc<dyn crate::Observer>>,
 }
 
 impl Call {
@@ -221,6 +224,8 @@ impl Call {
             sleep: Duration::ZERO,
             timeout: Duration::from_secs(60),
             retire: None,
+            reuse: None,
+            observer: None,
         }
     }
 
@@ -244,9 +249,9 @@ impl Call {
                     outbound: Arc::from([]),
                     guard: Box::new(()),
                     warm: None,
-                    reuse: None,
+                    reuse: self.reuse,
                     retire: self.retire,
-                    observer: None,
+                    observer: self.observer,
                     output: None,
                 },
             )
