@@ -310,6 +310,15 @@ pub struct ServeArgs {
     /// 404): only to measure what recording costs.
     #[arg(long, env = "WASMFN_NO_METRICS")]
     pub no_metrics: bool,
+    /// Secrets as files: `DIR/<name>` for the tenant `default`,
+    /// `DIR/<tenant>/<name>` for others (a Kubernetes Secret mounted as a folder).
+    #[arg(long, env = "WASMFN_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// The key secrets set through the admin API are sealed under: 32
+    /// random bytes, base64 (`head -c 32 /dev/urandom | base64 > key`).
+    /// Without it, `PUT /_fn/secrets/…` is refused.
+    #[arg(long, env = "WASMFN_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// The arguments of `wasmfn new`.
@@ -429,9 +438,7 @@ impl HostArgs {
             max_memory_bytes: self.default_max_memory_bytes.unwrap_or(d.max_memory_bytes),
             instance_reuse: self.default_instance_reuse.unwrap_or(d.instance_reuse),
             instance_idle_ms: self.default_instance_idle_ms.unwrap_or(d.instance_idle_ms),
-            allowed_outbound_hosts: Vec::new(),
-            auth: None,
-            cors: None,
+            ..d
         };
         anyhow::ensure!(
             defaults.max_memory_bytes <= self.memory_ceiling,
@@ -498,6 +505,8 @@ impl ServeArgs {
             c.tenants_file = Some(p.clone());
         }
         c.max_deploy_bytes = self.max_deploy_bytes;
+        c.secrets_dir = self.secrets_dir.clone();
+        c.secrets_key_file = self.secrets_key_file.clone();
         c.telemetry = TelemetryConfig {
             metrics: !self.no_metrics,
             access_log: self.access_log,

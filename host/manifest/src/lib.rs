@@ -38,6 +38,7 @@ pub mod discovery;
 mod outbound;
 mod policy;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
@@ -112,6 +113,66 @@ pub struct FunctionManifest {
     /// Cross-origin requests the host answers and allows.
     #[serde(default, deserialize_with = "cors")]
     pub cors: Option<CorsSettings>,
+    /// Values the guest reads through `wasi:config/store`; merged key by key with an overlay's.
+    #[serde(default, deserialize_with = "config")]
+    pub config: Option<BTreeMap<String, String>>,
+    /// Names of the secrets the guest may read through `wasi:config/store`;
+    /// their values come from the operator. Replaces an overlay's list.
+    #[serde(default, deserialize_with = "secrets")]
+    pub secrets: Option<Vec<String>>,
+}
+
+/// The longest `config` value, in bytes.
+pub const MAX_CONFIG_VALUE_BYTES: usize = 64 * 1024;
+
+/// Whether `key` may be a `config` key: 1–128 of `A-Z a-z 0-9 _ . -`.
+pub fn is_config_key(key: &str) -> bool {
+    (1..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Whether `name` may be a secret's name: 1–64 of `a-z 0-9 _`.
+pub fn is_secret_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn config<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let map = BTreeMap::<String, String>::deserialize(d)?;
+    for (k, v) in &map {
+        if !is_config_key(k) {
+            return Err(serde::de::Error::custom(format!(
+                "key `{k}` is not allowed: give 1 to 128 of `A-Z`, `a-z`, `0-9`, `_`, `.`, `-`"
+            )));
+        }
+        if v.len() > MAX_CONFIG_VALUE_BYTES {
+            return Err(serde::de::Error::custom(format!(
+                "the value of `{k}` is {} bytes; at most {MAX_CONFIG_VALUE_BYTES}",
+                v.len()
+            )));
+        }
+    }
+    Ok(Some(map))
+}
+
+fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &names {
+        if !is_secret_name(n) {
+            return Err(serde::de::Error::custom(format!(
+                "`{n}` is not a secret name: give 1 to 64 of `a-z`, `0-9`, `_`"
+            )));
+        }
+        if !seen.insert(n) {
+            return Err(serde::de::Error::custom(format!("`{n}` is listed twice")));
+        }
+    }
+    Ok(Some(names))
 }
 
 fn cors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CorsSettings>, D::Error> {
@@ -263,6 +324,8 @@ impl FunctionManifest {
             allowed_outbound_hosts: self.allowed_outbound_hosts.clone(),
             auth: self.auth.clone(),
             cors: self.cors.clone(),
+            config: self.config.clone(),
+            secrets: self.secrets.clone(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Per-function limits: the fields a manifest may set, the host-wide
 //! defaults, and the cascade that resolves them.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::outbound::OutboundRule;
@@ -37,6 +39,10 @@ pub struct PolicyOverlay {
     pub auth: Option<AuthSettings>,
     /// Cross-origin rules; replace the ones below them.
     pub cors: Option<CorsSettings>,
+    /// `wasi:config` values; merged key by key with the ones below.
+    pub config: Option<BTreeMap<String, String>>,
+    /// Secrets the guest may read; a set list replaces the one below it.
+    pub secrets: Option<Vec<String>>,
 }
 
 impl PolicyOverlay {
@@ -59,6 +65,8 @@ impl PolicyOverlay {
                 .or_else(|| self.allowed_outbound_hosts.clone()),
             auth: upper.auth.clone().or_else(|| self.auth.clone()),
             cors: upper.cors.clone().or_else(|| self.cors.clone()),
+            config: merged(self.config.as_ref(), upper.config.as_ref()),
+            secrets: upper.secrets.clone().or_else(|| self.secrets.clone()),
         }
     }
 }
@@ -96,6 +104,25 @@ pub struct Policy {
     pub auth: Option<AuthSettings>,
     /// Cross-origin rules (`None`: the host adds no CORS headers).
     pub cors: Option<CorsSettings>,
+    /// Values the guest reads through `wasi:config/store`.
+    pub config: BTreeMap<String, String>,
+    /// Names of the secrets the guest may read through `wasi:config/store`.
+    pub secrets: Vec<String>,
+}
+
+/// `lower`'s keys with `upper`'s added or replacing them.
+fn merged(
+    lower: Option<&BTreeMap<String, String>>,
+    upper: Option<&BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    match (lower, upper) {
+        (None, None) => None,
+        (l, u) => {
+            let mut m = l.cloned().unwrap_or_default();
+            m.extend(u.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+            Some(m)
+        }
+    }
 }
 
 fn serialize_rules<S: serde::Serializer>(rules: &[OutboundRule], s: S) -> Result<S::Ok, S::Error> {
@@ -119,6 +146,8 @@ impl Default for Policy {
             allowed_outbound_hosts: Vec::new(),
             auth: None,
             cors: None,
+            config: BTreeMap::new(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -143,6 +172,8 @@ impl Policy {
                 .unwrap_or_else(|| self.allowed_outbound_hosts.clone()),
             auth: o.auth.clone().or_else(|| self.auth.clone()),
             cors: o.cors.clone().or_else(|| self.cors.clone()),
+            config: merged(Some(&self.config), o.config.as_ref()).unwrap_or_default(),
+            secrets: o.secrets.clone().unwrap_or_else(|| self.secrets.clone()),
         }
     }
 }
@@ -195,6 +226,23 @@ mod tests {
         assert_eq!(p.max_queue, 3);
         assert_eq!(p.max_body_bytes, Policy::default().max_body_bytes);
         assert_eq!(p.allowed_outbound_hosts.len(), 1);
+        // `config` merges key by key, the upper's keys winning; `secrets` replaces.
+        let root = PolicyOverlay {
+            config: Some([("a".to_string(), "1".to_string()), ("b".into(), "2".into())].into()),
+            secrets: Some(vec!["x".into()]),
+            ..Default::default()
+        };
+        let leaf = PolicyOverlay {
+            config: Some([("b".to_string(), "3".to_string())].into()),
+            secrets: Some(vec!["y".into()]),
+            ..Default::default()
+        };
+        let p = Policy::default().with(&root.overlaid_by(&leaf));
+        assert_eq!(
+            p.config,
+            [("a".to_string(), "1".to_string()), ("b".into(), "3".into())].into()
+        );
+        assert_eq!(p.secrets, ["y"]);
         // An unset field keeps what is below it.
         assert_eq!(Policy::default().with(&PolicyOverlay::default()), Policy::default());
     }

@@ -1,12 +1,11 @@
 //! `wasmfn:function/metadata.describe`, called once at load under the
 //! function's own limits.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::state::{InstanceState, InvokeTags, TagCell};
+use super::state::{Capabilities, InstanceState, InvokeTags, TagCell};
 use super::{CompiledComponent, Runtime};
 
 /// The export that describes a function.
@@ -56,7 +55,7 @@ impl Runtime {
             function: function.into(),
             request_id: "describe".into(),
         });
-        let state = InstanceState::new(tags, max_memory_bytes, Arc::from([]));
+        let state = InstanceState::new(tags, max_memory_bytes, Capabilities::default());
         let deadline = Instant::now() + timeout;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -28,8 +28,7 @@ use super::reuse::{Kept, ReuseHost, ReusePool};
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
 use super::whole;
-use super::{CompiledComponent, Interrupt, Runtime};
-use wasmfn_manifest::OutboundRule;
+use super::{Capabilities, CompiledComponent, Interrupt, Runtime};
 
 /// Why a request body stopped, as the host's body wrappers report it.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +61,8 @@ pub struct InvokeRequest<B> {
     pub deadline: Instant,
     /// Cap on all linear memories of the instance together, in bytes.
     pub max_memory_bytes: u64,
-    /// Destinations the guest may send HTTP requests to; empty denies every one.
-    pub outbound: Arc<[OutboundRule]>,
+    /// What the guest may reach: outbound hosts, its configuration.
+    pub capabilities: Capabilities,
     /// Dropped when the request is over (e.g. a concurrency permit).
     pub guard: Box<dyn Send>,
     /// The function's warm instance slot: taken if ready, refilled after.
@@ -144,7 +143,7 @@ impl Runtime {
             tags,
             deadline,
             max_memory_bytes,
-            outbound,
+            capabilities,
             guard,
             warm: warm_slot,
             reuse,
@@ -159,7 +158,7 @@ impl Runtime {
                 Some(warm) => (warm.store, Some(warm.instance), 0, InstanceKind::Warm),
                 None => {
                     let tags = TagCell::new(tags.function.clone(), output);
-                    let state = InstanceState::new(tags, max_memory_bytes, outbound);
+                    let state = InstanceState::new(tags, max_memory_bytes, capabilities);
                     let mut store = Store::new(component.pre.engine(), state);
                     store.limiter(|s| &mut s.limiter);
                     (store, None, 0, InstanceKind::Fresh)

@@ -57,7 +57,7 @@ pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
 pub use observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer, OutboundDone, OutboundOutcome, Stream};
 pub use reuse::{ReuseHost, ReusePool, ReuseStats};
-pub use state::{InstanceState, InvokeTags, TagCell};
+pub use state::{Capabilities, GuestConfig, InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
 pub use whole::HANDLER_INTERFACE;
 
@@ -363,6 +363,11 @@ impl Tier {
         // wasi:cli and wasi:filesystem too; they get them, empty.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+        // `wasi:config/store`: the function's `config` and listed secrets.
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InstanceState| {
+            wasmtime_wasi_config::WasiConfig::from(&s.config.0)
+        })
+        .map_err(wasm_err)?;
         Ok(Self {
             engine,
             linker,
@@ -557,7 +562,7 @@ impl Runtime {
         function: Arc<str>,
         output: Option<Arc<dyn GuestOutput>>,
         max_memory_bytes: u64,
-        outbound: Arc<[wasmfn_manifest::OutboundRule]>,
+        capabilities: Capabilities,
         timeout: Duration,
     ) -> Arc<WarmSlot> {
         WarmSlot::new(
@@ -566,7 +571,7 @@ impl Runtime {
             component,
             (function, output),
             max_memory_bytes,
-            outbound,
+            capabilities,
             timeout,
         )
     }

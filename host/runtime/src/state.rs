@@ -23,16 +23,42 @@ pub struct InstanceState {
     pub(crate) tags: Arc<TagCell>,
     /// Its stdout and stderr, each one buffer whatever the handles.
     output: [GuestLog; 2],
+    /// What it reads through `wasi:config/store`.
+    pub(crate) config: Arc<GuestConfig>,
+}
+
+/// What a function may reach besides its request: the hosts it may call
+/// and the values it reads through `wasi:config/store`.
+#[derive(Clone, Default)]
+pub struct Capabilities {
+    /// Destinations the guest may send HTTP requests to; empty denies every one.
+    pub outbound: Arc<[wasmfn_manifest::OutboundRule]>,
+    /// Its configuration and the secrets it may read.
+    pub config: Arc<GuestConfig>,
+}
+
+/// The keys and values a guest reads through `wasi:config/store`
+/// (`get`, `get-all`): its `config` and the values of its listed secrets.
+#[derive(Default)]
+pub struct GuestConfig(pub(crate) wasmtime_wasi_config::WasiConfigVariables);
+
+/// Shows no values: some are secrets.
+impl std::fmt::Debug for GuestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestConfig(..)")
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for GuestConfig {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
 }
 
 impl InstanceState {
     /// A fresh state: no environment, no arguments, no files, no sockets;
     /// stdout and stderr go to the log tagged by `tags`.
-    pub(crate) fn new(
-        tags: Arc<TagCell>,
-        max_memory_bytes: u64,
-        outbound: Arc<[wasmfn_manifest::OutboundRule]>,
-    ) -> Self {
+    pub(crate) fn new(tags: Arc<TagCell>, max_memory_bytes: u64, capabilities: Capabilities) -> Self {
         let stdout = GuestLog::new(tags.clone(), Stream::Stdout);
         let stderr = GuestLog::new(tags.clone(), Stream::Stderr);
         let wasi = WasiCtx::builder()
@@ -48,11 +74,12 @@ impl InstanceState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(max_memory_bytes),
             hooks: OutboundHooks {
-                rules: outbound,
+                rules: capabilities.outbound,
                 tags: tags.clone(),
             },
             tags,
             output: [stdout, stderr],
+            config: capabilities.config,
         }
     }
 

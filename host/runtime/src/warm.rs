@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::CompiledComponent;
 use super::observe::GuestOutput;
 use super::state::{InstanceState, TagCell};
-use wasmfn_manifest::OutboundRule;
+use super::{Capabilities, CompiledComponent};
 
 /// The host-wide budget of warm instances, and what became of them.
 #[derive(Debug, Default)]
@@ -164,7 +163,7 @@ struct WarmSpec {
     function: Arc<str>,
     output: Option<Arc<dyn GuestOutput>>,
     max_memory_bytes: u64,
-    outbound: Arc<[OutboundRule]>,
+    capabilities: Capabilities,
     timeout: Duration,
 }
 
@@ -186,7 +185,7 @@ impl WarmSlot {
         component: &CompiledComponent,
         (function, output): (Arc<str>, Option<Arc<dyn GuestOutput>>),
         max_memory_bytes: u64,
-        outbound: Arc<[OutboundRule]>,
+        capabilities: Capabilities,
         timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -197,7 +196,7 @@ impl WarmSlot {
                 function,
                 output,
                 max_memory_bytes,
-                outbound,
+                capabilities,
                 timeout,
             },
             budget,
@@ -250,7 +249,7 @@ impl WarmSlot {
         let tags = TagCell::new(spec.function.clone(), spec.output.clone());
         let mut store = Store::new(
             &spec.engine,
-            InstanceState::new(tags, spec.max_memory_bytes, spec.outbound.clone()),
+            InstanceState::new(tags, spec.max_memory_bytes, spec.capabilities.clone()),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);

@@ -123,7 +123,7 @@ fn instantiate_and_handle(c: &mut Criterion) {
                 "hello".into(),
                 None,
                 128 << 20,
-                Arc::from([]),
+                wasmfn_runtime::Capabilities::default(),
                 Duration::from_secs(5),
             );
             // The first request finds the slot empty; the slot fills after it.
@@ -177,7 +177,7 @@ async fn one_request(
                 },
                 deadline: Instant::now() + Duration::from_secs(5),
                 max_memory_bytes: 128 << 20,
-                outbound: Arc::from([]),
+                capabilities: wasmfn_runtime::Capabilities::default(),
                 guard: Box::new(()),
                 warm,
                 reuse: None,
@@ -221,7 +221,7 @@ fn compare_builds(_c: &mut Criterion) {
             "hello".into(),
             None,
             128 << 20,
-            Arc::from([]),
+            wasmfn_runtime::Capabilities::default(),
             Duration::from_secs(5),
         )
     };

@@ -456,6 +456,7 @@ impl AppState {
         let fname = name.to_string();
         let digests = deployed_digests(next, &tid);
         let tenant = tenant.clone();
+        let secrets = self.secret_source();
         let snapshot = tokio::task::spawn_blocking(move || {
             let deps = app.deployments.as_ref().expect("checked by the caller");
             let spec = deps
@@ -465,10 +466,16 @@ impl AppState {
             crate::loader::with_function(
                 &prev,
                 spec,
-                &app.runtime,
-                &tenant.stats,
-                Some(&tenant.settings),
-                extra,
+                crate::loader::Loading {
+                    defaults: &app.config.defaults,
+                    runtime: &app.runtime,
+                    stats: &tenant.stats,
+                    quotas: Some(&tenant.settings),
+                    extra_doc: extra,
+                    memo: &crate::loader::Memo::default(),
+                    tenant: &tenant.id,
+                    secrets: &secrets,
+                },
                 digests,
             )
             .map_err(|e| match e {

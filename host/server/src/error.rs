@@ -220,6 +220,21 @@ pub enum ApiError {
     },
     /// 404 `metrics_disabled`: `/_fn/metrics` on a host started with `--no-metrics`.
     MetricsDisabled,
+    /// 404 `secret_not_found`: no secret of this name was set through the admin API.
+    SecretNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// 409 `secrets_unavailable`: the host cannot keep secrets set through the admin API.
+    SecretsUnavailable {
+        /// Why, and the flag that gives it.
+        message: String,
+    },
+    /// 422 `invalid_secret`: a secret's name or value that is not allowed.
+    InvalidSecret {
+        /// What is wrong (never the value).
+        message: String,
+    },
     /// 400 `bad_query`: a query parameter of an admin endpoint that does not parse.
     BadQuery {
         /// Which parameter, and what it takes.
@@ -262,7 +277,9 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } | ApiError::InvalidTenant { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TenantNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::TenantConflict { .. } => StatusCode::CONFLICT,
-            ApiError::MetricsDisabled => StatusCode::NOT_FOUND,
+            ApiError::MetricsDisabled | ApiError::SecretNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::SecretsUnavailable { .. } => StatusCode::CONFLICT,
+            ApiError::InvalidSecret { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
         }
     }
@@ -305,6 +322,9 @@ impl ApiError {
             ApiError::InvalidTenant { .. } => "invalid_tenant",
             ApiError::TenantConflict { .. } => "tenant_conflict",
             ApiError::MetricsDisabled => "metrics_disabled",
+            ApiError::SecretNotFound { .. } => "secret_not_found",
+            ApiError::SecretsUnavailable { .. } => "secrets_unavailable",
+            ApiError::InvalidSecret { .. } => "invalid_secret",
             ApiError::BadQuery { .. } => "bad_query",
         }
     }
@@ -367,12 +387,17 @@ impl ApiError {
             | ApiError::InvalidTenant { message }
             | ApiError::TenantConflict { message }
             | ApiError::BadQuery { message }
+            | ApiError::SecretsUnavailable { message }
+            | ApiError::InvalidSecret { message }
             | ApiError::CallerRefused { message, .. } => message.clone(),
             ApiError::RateLimited { rate, .. } => format!(
                 "too many requests: this API takes {} per second (bursts of {}); retry after `Retry-After` seconds",
                 rate.0, rate.1
             ),
             ApiError::TenantNotFound { tenant } => format!("no tenant `{tenant}`"),
+            ApiError::SecretNotFound { name } => {
+                format!("no secret `{name}` was set through the admin API")
+            }
             ApiError::MetricsDisabled => {
                 "this host records no metrics (started with `--no-metrics`); start it without that flag".into()
             }

@@ -399,7 +399,10 @@ async fn invoke(
                 tags: tags.clone(),
                 deadline,
                 max_memory_bytes: policy.max_memory_bytes,
-                outbound: f.outbound.clone(),
+                capabilities: wasmfn_runtime::Capabilities {
+                    outbound: f.outbound.clone(),
+                    config: f.config.clone(),
+                },
                 guard: Box::new((permit, tenant_permit, host_permit)),
                 warm: Some(f.warm.clone()),
                 reuse: f.reuse.clone(),

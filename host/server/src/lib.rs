@@ -47,6 +47,7 @@ pub mod loader;
 pub mod registry;
 mod report;
 mod request_id;
+pub mod secrets;
 pub mod state;
 pub mod telemetry;
 mod tenancy;
@@ -110,6 +111,10 @@ pub struct HostConfig {
     pub tenants_file: Option<PathBuf>,
     /// Metrics, the access log and traces.
     pub telemetry: telemetry::TelemetryConfig,
+    /// `--secrets-dir`: secrets as files, `<name>` for the tenant `default`, `<tenant>/<name>` for others.
+    pub secrets_dir: Option<PathBuf>,
+    /// `--secrets-key-file`: the key secrets set through the admin API are sealed under.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -129,6 +134,8 @@ impl HostConfig {
             head_limits: HeadLimits::default(),
             tenants_file: None,
             telemetry: telemetry::TelemetryConfig::default(),
+            secrets_dir: None,
+            secrets_key_file: None,
         }
     }
 }
@@ -160,6 +167,8 @@ pub struct AppState {
     pub(crate) access: arc_swap::ArcSwap<AdminAccess>,
     /// Metrics, access log and traces of every request.
     pub(crate) telemetry: Arc<telemetry::Telemetry>,
+    /// The key of `--secrets-key-file`, read at start.
+    pub(crate) secrets_key: Option<secrets::SecretsKey>,
 }
 
 /// What a reload did.
@@ -190,7 +199,16 @@ impl AppState {
             Some(d) => Some(deploy::Deployments::open(d, config.keep_versions)?),
             None => None,
         };
-        let tenants = tenancy::load_tenants(&config, &runtime, deployments.as_ref())?;
+        let secrets_key = match &config.secrets_key_file {
+            Some(p) => Some(secrets::SecretsKey::load(p)?),
+            None => None,
+        };
+        let source = secrets::SecretSource {
+            sealed: sealed_secrets(deployments.as_ref()),
+            key: secrets_key.clone(),
+            dir: config.secrets_dir.clone(),
+        };
+        let tenants = tenancy::load_tenants(&config, &runtime, deployments.as_ref(), &source)?;
         registry.set_tenants(tenants);
         let host_gate = ConcurrencyGate::new(
             config.max_concurrency,
@@ -209,6 +227,7 @@ impl AppState {
             retire_after,
             access: arc_swap::ArcSwap::from_pointee(config.admin.clone()),
             telemetry,
+            secrets_key,
             config,
         }))
     }
@@ -240,9 +259,21 @@ impl AppState {
     /// unchanged functions are reused as they are.
     pub async fn reload(self: &Arc<Self>) -> anyhow::Result<ReloadReport> {
         let _one_at_a_time = self.reloading.lock().await;
+        let tenant = self.registry.tenants().default_tenant().clone();
+        self.reload_tenant(&tenant).await
+    }
+
+    /// Loads `tenant` again (for `default`, its functions directory too)
+    /// and swaps its new snapshot in; the caller holds `reloading`.
+    pub(crate) async fn reload_tenant(
+        self: &Arc<Self>,
+        tenant: &Arc<registry::Tenant>,
+    ) -> anyhow::Result<ReloadReport> {
         let started = Instant::now();
         let app = self.clone();
-        let tenant = self.registry.tenants().default_tenant().clone();
+        let target = tenant.clone();
+        let tenant = tenant.clone();
+        let secrets = self.secret_source();
         let next = tokio::task::spawn_blocking(move || {
             let previous = tenant.snapshot();
             let extra = app.extra_doc(&tenant);
@@ -250,10 +281,11 @@ impl AppState {
             let deployed = app
                 .deployments
                 .as_ref()
-                .map(|d| d.set(tenant::DEFAULT_TENANT, &c.defaults))
+                .map(|d| d.set(&tenant.id, &c.defaults))
                 .unwrap_or_default();
+            let dir = tenant.is_default().then_some(c.functions_dir.as_path());
             let next = loader::reload(
-                Some(&c.functions_dir),
+                dir,
                 loader::Loading {
                     defaults: &c.defaults,
                     runtime: &app.runtime,
@@ -261,6 +293,8 @@ impl AppState {
                     quotas: Some(&tenant.settings),
                     extra_doc: extra,
                     memo: &loader::Memo::default(),
+                    tenant: &tenant.id,
+                    secrets: &secrets,
                 },
                 Some(&previous),
                 deployed,
@@ -277,9 +311,10 @@ impl AppState {
             duration_ms: started.elapsed().as_millis() as u64,
         };
         let leaving = deploy::leaving(&previous, &next);
-        self.registry.swap(next);
+        target.swap(next);
         self.retire(leaving);
         tracing::info!(
+            tenant = %target.id,
             functions = report.functions,
             failed = report.failed,
             kept_previous = ?report.kept_previous,
@@ -288,6 +323,33 @@ impl AppState {
             "reloaded"
         );
         Ok(report)
+    }
+}
+
+/// The secrets set through the admin API, by tenant, as the state directory keeps them.
+fn sealed_secrets(
+    deployments: Option<&deploy::Deployments>,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, secrets::SealedSecret>> {
+    deployments
+        .map(|d| {
+            d.desired()
+                .tenants
+                .into_iter()
+                .filter(|(_, t)| !t.secrets.is_empty())
+                .map(|(id, t)| (id, t.secrets))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl AppState {
+    /// Where secrets come from now (the admin API's as of the desired state).
+    pub(crate) fn secret_source(&self) -> secrets::SecretSource {
+        secrets::SecretSource {
+            sealed: sealed_secrets(self.deployments.as_ref()),
+            key: self.secrets_key.clone(),
+            dir: self.config.secrets_dir.clone(),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! to describe itself, mounting its operations, building the route table
 //! and the OpenAPI document, into a [`Snapshot`] ready to swap in.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use crate::registry::{FunctionApi, LoadedFunction, Registry, Snapshot, StatsBook};
+use crate::secrets::SecretSource;
 use crate::tenant::CheckedSettings;
 use wasmfn_manifest::Policy;
 use wasmfn_manifest::digest::content_digest;
@@ -18,7 +19,7 @@ use wasmfn_openapi::{
     self as openapi, DocFunction, Fragment, FragmentError, Mount, MountError, build_mounts, namespace,
 };
 use wasmfn_routing::{RouteClaim, RouteTable};
-use wasmfn_runtime::{CompiledComponent, Runtime};
+use wasmfn_runtime::{CompiledComponent, GuestConfig, Runtime};
 
 /// Why one function did not load: shown in the catalog, the log and by
 /// `wasmfn check`; the other functions load regardless.
@@ -116,6 +117,8 @@ pub fn load(
             quotas: None,
             extra_doc,
             memo: &Memo::default(),
+            tenant: &tenant.id,
+            secrets: &SecretSource::default(),
         },
         None,
         DeployedSet::default(),
@@ -136,6 +139,10 @@ pub struct Loading<'a> {
     pub extra_doc: Option<Value>,
     /// Shared with the loads of other tenants at start.
     pub memo: &'a Memo,
+    /// The tenant loaded.
+    pub tenant: &'a str,
+    /// Where its functions' secrets come from.
+    pub secrets: &'a SecretSource,
 }
 
 /// The functions deployed through the admin API, as a load takes them.
@@ -169,6 +176,8 @@ pub fn reload(
         quotas,
         extra_doc,
         memo,
+        tenant,
+        secrets,
     } = with;
     let DeployedSet {
         specs: deployed,
@@ -226,14 +235,43 @@ pub fn reload(
             None => true,
         });
     }
-    let old = |name: &str| previous.and_then(|p| p.functions.iter().find(|f| f.spec.name == name));
+    // What each reads through `wasi:config/store`. A function whose secret
+    // no provider has fails, and no earlier version of it serves on: a
+    // secret deleted on purpose must stop what used it.
+    let mut configs = HashMap::new();
+    specs.retain(|spec| match secrets.config_for(tenant, &spec.policy) {
+        Ok(c) => {
+            configs.insert(spec.name.clone(), c);
+            true
+        }
+        Err(error) => {
+            failed.push(FailedSpec {
+                name: spec.name.clone(),
+                dir: spec.dir.clone(),
+                manifest_path: spec.manifest_path.clone(),
+                component_path: Some(spec.component_path.clone()),
+                error: format!("function `{}`: {error}", spec.name),
+            });
+            false
+        }
+    });
+    // The loaded version of a function, when its configuration and secrets
+    // are still what it was made with.
+    let old = |name: &str| {
+        previous.and_then(|p| {
+            p.functions
+                .iter()
+                .find(|f| f.spec.name == name && configs.get(name).is_some_and(|(_, d)| *d == f.config_digest))
+        })
+    };
     let prepared = prepare_all(&specs, runtime, &|spec| old(&spec.name).cloned(), memo);
     let mut functions: Vec<Arc<LoadedFunction>> = Vec::new();
     let mut kept = std::collections::BTreeMap::new();
     // `wasmfn` names the host's own schemas.
     let mut namespaces = HashSet::from(["wasmfn".to_string()]);
     for (spec, result) in specs.into_iter().zip(prepared) {
-        match result.and_then(|p| mount(spec.clone(), p, runtime, stats, &mut namespaces)) {
+        let config = configs.get(&spec.name).cloned().expect("resolved above");
+        match result.and_then(|p| mount(spec.clone(), p, runtime, stats, &mut namespaces, config)) {
             Ok(f) => functions.push(f),
             Err(error) => match old(&spec.name).map(|f| (f, error.to_string())) {
                 Some((f, error)) => {
@@ -276,16 +314,30 @@ pub fn reload(
 pub fn with_function(
     previous: &Snapshot,
     spec: FunctionSpec,
-    runtime: &Runtime,
-    stats: &StatsBook,
-    quotas: Option<&CheckedSettings>,
-    extra_doc: Option<Value>,
+    with: Loading<'_>,
     deployed: BTreeMap<String, String>,
 ) -> Result<Snapshot, LoadError> {
+    let Loading {
+        runtime,
+        stats,
+        quotas,
+        extra_doc,
+        memo,
+        tenant,
+        secrets,
+        ..
+    } = with;
     if let Some(error) = quotas.and_then(|q| quota_refusal(q, &spec)) {
         return Err(LoadError::Quota(error));
     }
-    let old = previous.functions.iter().find(|f| f.spec.name == spec.name).cloned();
+    let config = secrets
+        .config_for(tenant, &spec.policy)
+        .map_err(|e| LoadError::Invalid(format!("function `{}`: {e}", spec.name)))?;
+    let old = previous
+        .functions
+        .iter()
+        .find(|f| f.spec.name == spec.name && f.config_digest == config.1)
+        .cloned();
     let mut namespaces: HashSet<String> = previous
         .functions
         .iter()
@@ -293,9 +345,9 @@ pub fn with_function(
         .map(|f| f.namespace.clone())
         .chain(["wasmfn".to_string()])
         .collect();
-    let prepared = prepare_one(&spec, runtime, old, &Memo::default())?;
+    let prepared = prepare_one(&spec, runtime, old, memo)?;
     let name = spec.name.clone();
-    let f = mount(spec, prepared, runtime, stats, &mut namespaces)?;
+    let f = mount(spec, prepared, runtime, stats, &mut namespaces, config)?;
     let mut functions: Vec<Arc<LoadedFunction>> = previous
         .functions
         .iter()
@@ -342,6 +394,7 @@ fn mount(
     runtime: &Runtime,
     stats: &StatsBook,
     namespaces: &mut HashSet<String>,
+    (config, config_digest): (Arc<GuestConfig>, [u8; 32]),
 ) -> Result<Arc<LoadedFunction>, LoadError> {
     match prepared {
         Prepared::Unchanged(f) => {
@@ -386,6 +439,8 @@ fn mount(
                 mounts,
                 checks,
                 cors,
+                config,
+                config_digest,
             };
             let stats = stats.stats_for(&spec.name);
             Ok(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)))

@@ -20,7 +20,9 @@ use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
 use wasmfn_routing::RouteTable;
-use wasmfn_runtime::{CompiledComponent, GuestOutput, Interrupt, ReusePool, Runtime, Stream, WarmSlot};
+use wasmfn_runtime::{
+    Capabilities, CompiledComponent, GuestConfig, GuestOutput, Interrupt, ReusePool, Runtime, Stream, WarmSlot,
+};
 
 /// A function that is compiled, mounted and serving.
 pub struct LoadedFunction {
@@ -51,6 +53,10 @@ pub struct LoadedFunction {
     pub gate: ConcurrencyGate,
     /// The hosts it may call out to (`allowed_outbound_hosts`).
     pub outbound: Arc<[OutboundRule]>,
+    /// What it reads through `wasi:config/store`: its `config` and secrets.
+    pub config: Arc<GuestConfig>,
+    /// A digest of `config`: a function whose values changed is made again.
+    pub config_digest: [u8; 32],
     /// Its counters, kept across reloads by the [`Registry`].
     pub stats: Arc<FunctionStats>,
     /// The instance made ahead for its next request.
@@ -74,12 +80,16 @@ impl LoadedFunction {
         let p = &spec.policy;
         let name: Arc<str> = spec.name.as_str().into();
         let outbound: Arc<[OutboundRule]> = p.allowed_outbound_hosts.clone().into();
+        let capabilities = Capabilities {
+            outbound: outbound.clone(),
+            config: api.config.clone(),
+        };
         let warm = runtime.warm_slot(
             &component,
             name.clone(),
             Some(stats.clone()),
             p.max_memory_bytes,
-            outbound.clone(),
+            capabilities,
             Duration::from_millis(p.timeout_ms),
         );
         let reuse = runtime.reuse_pool(
@@ -103,6 +113,8 @@ impl LoadedFunction {
             cors: api.cors,
             digest: api.digest,
             outbound,
+            config: api.config,
+            config_digest: api.config_digest,
             component,
             warm,
             reuse,
@@ -130,6 +142,10 @@ pub struct FunctionApi {
     pub checks: Vec<Option<Arc<CallerCheck>>>,
     /// See [`LoadedFunction::cors`].
     pub cors: Option<Arc<CorsPolicy>>,
+    /// See [`LoadedFunction::config`].
+    pub config: Arc<GuestConfig>,
+    /// See [`LoadedFunction::config_digest`].
+    pub config_digest: [u8; 32],
 }
 
 /// Live counters of one function.

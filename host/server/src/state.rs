@@ -106,6 +106,9 @@ pub struct TenantState {
     /// API keys its functions' callers present, stored hashed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKeyEntry>,
+    /// Secrets set through the admin API, by name, sealed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::secrets::SealedSecret>,
 }
 
 /// One API key of a tenant: its SHA-256, never the key.

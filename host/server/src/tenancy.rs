@@ -23,6 +23,7 @@ pub(crate) fn load_tenants(
     config: &HostConfig,
     runtime: &Runtime,
     deployments: Option<&Deployments>,
+    secrets: &crate::secrets::SecretSource,
 ) -> anyhow::Result<TenantSet> {
     let fixed = match &config.tenants_file {
         Some(p) => load_tenants_file(p)?,
@@ -84,6 +85,8 @@ pub(crate) fn load_tenants(
                 quotas: Some(&tenant.settings),
                 extra_doc: extra,
                 memo: &memo,
+                tenant: id,
+                secrets,
             },
             None,
             deployed,

@@ -175,10 +175,7 @@ const DRAIN_REFUSED_UPLOAD: u64 = 256 << 20;
 async fn drain(body: axum::body::Body, within: Duration) {
     use http_body_util::BodyExt;
     let mut body = body;
-    let _ = tokio::time::timeout(within, async {
-        while let Some(Ok(_)) = body.frame().await {}
-    })
-    .await;
+    let _ = tokio::time::timeout(within, async { while let Some(Ok(_)) = body.frame().await {} }).await;
 }
 
 /// Reads the parts of a deploy upload.

@@ -6,6 +6,7 @@
 
 mod functions;
 mod observe;
+mod secrets;
 mod tenants;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use crate::state::AuditEntry;
 use crate::tenant::DEFAULT_TENANT;
 use functions::*;
 use observe::*;
+use secrets::*;
 use tenants::*;
 use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
 
@@ -38,7 +40,8 @@ use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
           put_function, rollback_function, delete_function, audit, list_tenants, get_tenant, put_tenant,
           delete_tenant, list_tenant_functions, get_tenant_function, put_tenant_function,
           rollback_tenant_function, delete_tenant_function, list_api_keys, create_api_key, delete_api_key,
-          metrics, function_logs, tenant_function_logs),
+          metrics, function_logs, tenant_function_logs, put_secret, put_tenant_secret, list_secrets,
+          list_tenant_secrets, delete_secret, delete_tenant_secret),
     tags((name = "wasmfn", description = "The host's own endpoints.")),
     modifiers(&AdminTokenScheme)
 )]
@@ -338,6 +341,16 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route("/_fn/functions/{name}/rollback", post(rollback_function))
         .route("/_fn/functions/{name}/logs", get(function_logs))
         .route("/_fn/metrics", get(metrics))
+        .route("/_fn/secrets", get(list_secrets))
+        .route(
+            "/_fn/secrets/{name}",
+            axum::routing::put(put_secret).delete(delete_secret),
+        )
+        .route("/_fn/tenants/{tenant}/secrets", get(list_tenant_secrets))
+        .route(
+            "/_fn/tenants/{tenant}/secrets/{name}",
+            axum::routing::put(put_tenant_secret).delete(delete_tenant_secret),
+        )
         .route("/_fn/audit", get(audit))
         .route("/_fn/tenants", get(list_tenants))
         .route(

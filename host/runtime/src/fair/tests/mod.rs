@@ -246,7 +246,7 @@ impl Call {
                     },
                     deadline: Instant::now() + self.timeout,
                     max_memory_bytes: 16 << 20,
-                    outbound: Arc::from([]),
+                    capabilities: crate::Capabilities::default(),
                     guard: Box::new(()),
                     warm: None,
                     reuse: self.reuse,
