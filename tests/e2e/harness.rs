@@ -567,7 +567,11 @@ impl Served {
                 // The address ends where the message does: at a space, or
                 // at the closing quote of a JSON log line (`--log-format json`).
                 if let Some(a) = line.split("listening on http://").nth(1) {
-                    break a.split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_string();
+                    break a
+                        .split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap()
+                        .to_string();
                 }
             }
         })

@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod cache;
 mod cli;
+mod config;
 mod drain;
 mod hosted;
 mod images;

@@ -115,6 +115,9 @@ pub struct HostConfig {
     pub secrets_dir: Option<PathBuf>,
     /// `--secrets-key-file`: the key secrets set through the admin API are sealed under.
     pub secrets_key_file: Option<PathBuf>,
+    /// Whether a function whose secret is set nowhere fails (`false` for
+    /// `wasmfn check` and `openapi`, which run no function).
+    pub secrets_required: bool,
 }
 
 impl HostConfig {
@@ -136,6 +139,7 @@ impl HostConfig {
             telemetry: telemetry::TelemetryConfig::default(),
             secrets_dir: None,
             secrets_key_file: None,
+            secrets_required: true,
         }
     }
 }
@@ -207,6 +211,7 @@ impl AppState {
             sealed: sealed_secrets(deployments.as_ref()),
             key: secrets_key.clone(),
             dir: config.secrets_dir.clone(),
+            lenient: !config.secrets_required,
         };
         let tenants = tenancy::load_tenants(&config, &runtime, deployments.as_ref(), &source)?;
         registry.set_tenants(tenants);
@@ -349,6 +354,7 @@ impl AppState {
             sealed: sealed_secrets(self.deployments.as_ref()),
             key: self.secrets_key.clone(),
             dir: self.config.secrets_dir.clone(),
+            lenient: !self.config.secrets_required,
         }
     }
 }

@@ -132,6 +132,9 @@ pub struct SecretSource {
     pub key: Option<SecretsKey>,
     /// `--secrets-dir`.
     pub dir: Option<PathBuf>,
+    /// A secret set nowhere is left out instead of failing its function
+    /// (`wasmfn check` and `wasmfn openapi`, which run nothing).
+    pub lenient: bool,
 }
 
 impl SecretSource {
@@ -190,8 +193,11 @@ impl SecretSource {
                     "`{name}` is both a `config` key and a name in `secrets`; rename one of them"
                 ));
             }
-            let value = self.get(tenant, name)?.ok_or_else(|| unset(tenant, name))?;
-            pairs.push((name.clone(), value));
+            match self.get(tenant, name)? {
+                Some(value) => pairs.push((name.clone(), value)),
+                None if self.lenient => {}
+                None => return Err(unset(tenant, name)),
+            }
         }
         let mut digest = sha2::Sha256::new();
         for (k, v) in &pairs {
@@ -429,6 +435,11 @@ mod tests {
             secrets: vec!["nowhere_at_all_x".into()],
             ..Policy::default()
         };
+        let lenient = SecretSource {
+            lenient: true,
+            ..source.clone()
+        };
+        assert!(lenient.config_for("default", &missing).is_ok());
         let e = source.config_for("default", &missing).unwrap_err();
         assert!(
             e.contains("nowhere_at_all_x")

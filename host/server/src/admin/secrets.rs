@@ -80,8 +80,11 @@ pub(crate) async fn put_tenant_secret(
 
 async fn put(app: Arc<AppState>, caller: Caller, tenant: String, name: String, req: Request) -> Response {
     let id = request_id(req.headers());
+    // Another tenant's (or no tenant's) secrets: 404, and nothing in any audit log.
+    if let Err(e) = visible_tenant(&app, &caller, &tenant) {
+        return e.into_response_with(&id);
+    }
     let result = async {
-        visible_tenant(&app, &caller, &tenant)?;
         let value = value_of(req).await?;
         app.put_secret(&tenant, &name, value).await.map_err(secret_error)
     }
@@ -175,10 +178,10 @@ pub(crate) async fn delete_tenant_secret(
 
 async fn delete(app: Arc<AppState>, caller: Caller, tenant: String, name: String, req: Request) -> Response {
     let id = request_id(req.headers());
-    let result = match visible_tenant(&app, &caller, &tenant) {
-        Ok(_) => app.delete_secret(&tenant, &name).await.map_err(secret_error),
-        Err(e) => Err(e),
-    };
+    if let Err(e) = visible_tenant(&app, &caller, &tenant) {
+        return e.into_response_with(&id);
+    }
+    let result = app.delete_secret(&tenant, &name).await.map_err(secret_error);
     let resp = match result {
         Ok(()) => {
             tracing::info!(tenant, secret = name, "secret deleted");
