@@ -205,9 +205,10 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// `deploy`, `rollback`, `undeploy`, `reload`, `tenant_put`,
-    /// `tenant_delete`, `api_key_create` or `api_key_delete`.
+    /// `tenant_delete`, `api_key_create`, `api_key_delete`, `secret_set`
+    /// or `secret_delete`.
     pub action: String,
-    /// The function acted on; `None` for a reload.
+    /// The function acted on (the key's id, the secret's name); `None` for a reload.
     pub function: Option<String>,
     /// The component digest serving before (`sha256:…`).
     pub old_digest: Option<String>,
