@@ -27,6 +27,10 @@
 // engine's fetch event), and exports its `describe`. The app is built once
 // per instance: when the host reuses instances (`instance_reuse`), its
 // module state lives on between requests, as in a Node.js server.
+//
+// Handlers read the manifest's `config` values with `config.get(key)` and
+// the secrets it lists in `secrets` with `secret.get(name)`
+// (`import { config, secret } from "wasmfn"`).
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 const PARAM = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -75,6 +79,88 @@ export class HTTPError extends Error {
     return jsonAnswer({ error }, this.status, this.headers);
   }
 }
+
+/** The configuration store failed (`wasi:config/store`'s `error`, which the
+ * wasmfn host never answers), or there is none. Uncaught in a handler, it
+ * answers 500 and its message goes to the function's log. */
+export class ConfigError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+// The store `config` and `secret` read. The generated entry module imports
+// `wasi:config/store@0.2.0-rc.1` and gives it here (`config.useStore`):
+// this module imports no WIT, so that it runs in plain Node.js as well.
+let configStore;
+
+/** A plain object or `Map` of values seen as a store. */
+function valuesStore(values) {
+  const map = new Map(values instanceof Map ? values : Object.entries(values));
+  return {
+    get: (key) => (map.has(key) ? String(map.get(key)) : undefined),
+    getAll: () => [...map].map(([k, v]) => [k, String(v)]),
+  };
+}
+
+function readStore(what, call) {
+  if (configStore === undefined) {
+    throw new ConfigError(
+      `cannot read ${what}: there is no configuration store yet; read it inside a handler ` +
+        "(`wasmfn build` evaluates index.js while it builds the component), or, in a unit test, " +
+        "give values with `config.useStore({...})`",
+    );
+  }
+  try {
+    return call(configStore);
+  } catch (e) {
+    // The store's `error` variant, as the generated bindings throw it.
+    const p = e?.payload;
+    if (p?.tag === "upstream" || p?.tag === "io") {
+      throw new ConfigError(`cannot read ${what}: wasi:config/store failed: ${p.tag}: ${p.val}`);
+    }
+    throw e;
+  }
+}
+
+/** The function's configuration: the `config` values of its manifest
+ * (merged through the policy overlays above it) and the values of the
+ * secrets it lists, read through `wasi:config/store`. Read them inside
+ * handlers; a changed value loads the function again. */
+export const config = Object.freeze({
+  /** The value of `key` (a string), or `fallback` (default `undefined`)
+   * when the function has no such key. */
+  get(key, fallback = undefined) {
+    return readStore(`config \`${key}\``, (store) => store.get(key)) ?? fallback;
+  },
+
+  /** Every key and value the function may read, its listed secrets
+   * included, as a plain object. */
+  getAll() {
+    return Object.fromEntries(readStore("the config", (store) => store.getAll()));
+  },
+
+  /** Reads from `store` from now on: `wasi:config/store` (`{get, getAll}`,
+   * what the generated entry module gives), or, in a unit test, a plain
+   * object or `Map` of values; `null` forgets it. */
+  useStore(store) {
+    const wit = typeof store?.get === "function" && typeof store?.getAll === "function";
+    configStore = store == null ? undefined : wit ? store : valuesStore(store);
+  },
+});
+
+/** The function's secrets: values the operator sets (admin API,
+ * `--secrets-dir`, `WASMFN_SECRET_<NAME>`), never its manifest. A function
+ * reads only those its manifest lists in `secrets`; any other name is
+ * absent, even when set. Do not log one or answer with it. */
+export const secret = Object.freeze({
+  /** The value of secret `name`, or `fallback` (default `undefined`) when
+   * the manifest's `secrets` does not list it. */
+  get(name, fallback = undefined) {
+    return readStore(`secret \`${name}\``, (store) => store.get(name)) ?? fallback;
+  },
+});
 
 /** What an operation answers, before it becomes a web `Response` (for the
  * fetch event) or bytes (for a request taken whole, without building one). */

@@ -2,7 +2,7 @@
 // `node --test` in this folder.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { App, HTTPError, serve } from "./wasmfn.js";
+import { App, ConfigError, HTTPError, config, secret, serve } from "./wasmfn.js";
 
 function request(method, path, { params = {}, declared, body, headers = {} } = {}) {
   const h = new Headers(headers);
@@ -137,4 +137,38 @@ test("the whole-request export answers without web Request or Response objects",
     `${req.headers.get("X-Thing")} ${req.headers.has("x-thing")} ${[...req.headers.keys()].length} ${req.raw.method} ${await req.raw.text()}`);
   const raw = await serve(app).handle("POST", "/", [["x-thing", enc.encode("a")], ["x-thing", enc.encode("b")]], enc.encode("hi"));
   assert.equal(dec.decode(raw.body), "a, b true 1 POST hi");
+});
+
+test("config and secret read the store the entry module gives, and say what failed", async (t) => {
+  t.after(() => config.useStore(null));
+  assert.throws(() => config.get("greeting"), (e) => e instanceof ConfigError && /config `greeting`.*useStore/.test(e.message));
+  // What componentize-js binds for `wasi:config/store@0.2.0-rc.1`: `option`
+  // as `undefined`, `list<tuple>` as arrays, and `error` thrown with a payload.
+  const values = { greeting: "Hej", api_key: "k1" };
+  config.useStore({ get: (key) => values[key], getAll: () => Object.entries(values) });
+  assert.equal(config.get("greeting"), "Hej");
+  assert.equal(config.get("nothing"), undefined);
+  assert.equal(config.get("nothing", "Hello"), "Hello");
+  assert.equal(secret.get("api_key"), "k1");
+  assert.equal(secret.get("unlisted"), undefined);
+  assert.deepEqual(config.getAll(), { greeting: "Hej", api_key: "k1" });
+  const app = new App();
+  app.get("/", {}, () => ({ message: `${config.get("greeting", "Hello")}, ${secret.get("api_key")}` }));
+  assert.deepEqual(await (await app.handle(request("GET", "/", { declared: "/" }))).json(), { message: "Hej, k1" });
+
+  for (const [tag, said] of [["upstream", "upstream: vault sealed"], ["io", "io: reset"]]) {
+    const fail = () => {
+      const e = new Error("(see error.payload)");
+      e.payload = { tag, val: said.split(": ")[1] };
+      throw e;
+    };
+    config.useStore({ get: fail, getAll: fail });
+    assert.throws(() => config.get("greeting"), { name: "ConfigError", message: `cannot read config \`greeting\`: wasi:config/store failed: ${said}` });
+    assert.throws(() => secret.get("api_key"), ConfigError);
+    assert.throws(() => config.getAll(), /cannot read the config: wasi:config\/store failed/);
+  }
+  // In a unit test of a handler: plain values.
+  config.useStore({ greeting: "Hi", port: 8080 });
+  assert.equal(config.get("greeting"), "Hi");
+  assert.deepEqual(config.getAll(), { greeting: "Hi", port: "8080" });
 });

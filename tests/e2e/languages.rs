@@ -190,6 +190,11 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
         }
         let (ok, said) = wasmfn(&["new", name, "--lang", lang, "--dir", d], &[]);
         assert!(!ok && said.contains("already exists; nothing was written"), "{said}");
+        // The template reads its greeting from `config`.
+        let manifest = dir.path().join(name).join("fn.config.json");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(text.contains(r#""config": {"greeting": "Hello"}"#), "{text}");
+        std::fs::write(&manifest, text.replace(r#""greeting": "Hello""#, r#""greeting": "Hi""#)).unwrap();
     }
 
     // The toolchains folder given relative to where the build starts: the
@@ -231,7 +236,7 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
     let client = reqwest::Client::new();
     for name in ["pyfn", "jsfn"] {
         let body = get_json(&client, &format!("{base}/{name}?name=Ada")).await;
-        assert_eq!(body["message"], "Hello, Ada!", "{name}");
+        assert_eq!(body["message"], "Hi, Ada!", "{name}");
         let r = client.get(format!("{base}/{name}?name=")).send().await.unwrap();
         assert_eq!(r.status(), 422, "{name}: validation comes with the template");
     }
@@ -246,8 +251,8 @@ async fn new_build_dev_round_trip_in_python_and_javascript() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for (name, source, from, to) in [
-        ("pyfn", "app.py", "f\"Hello, {name}!\"", "f\"Howdy, {name}!\""),
-        ("jsfn", "index.js", "`Hello, ${", "`Howdy, ${"),
+        ("pyfn", "app.py", "f\"{greeting}, {name}!\"", "f\"Howdy, {name}!\""),
+        ("jsfn", "index.js", "`${greeting}, ${", "`Howdy, ${"),
     ] {
         let url = format!("{base}/{name}?name=Ada");
         let kind = |b: &str| {
@@ -375,9 +380,9 @@ fn helper_libraries_pass_their_own_unit_tests() {
             "guest-sdk/python",
             "python3",
             &["-m", "unittest", "discover", "-s", "tests", "-v"][..],
-            "Ran 5 tests",
+            "Ran 8 tests",
         ),
-        ("guest-sdk/js", "node", &["--test"][..], "# pass 6"),
+        ("guest-sdk/js", "node", &["--test"][..], "# pass 7"),
     ] {
         let out = std::process::Command::new(program)
             .args(args)
@@ -400,17 +405,26 @@ fn helper_libraries_pass_their_own_unit_tests() {
     }
 }
 
-/// The Python and JavaScript helpers on one instance for many requests
-/// (`instance_reuse`): the app is built once per instance (a module global
-/// counts the requests), each request sees its own headers and body, and
-/// a Python response that streams goes through `wasi:http` once, without
-/// running the handler twice.
-#[tokio::test]
-async fn python_and_javascript_apps_serve_many_requests_on_one_instance() {
-    let f = Fixture::new();
-    f.file(
-        "py/app.py",
-        r#"from wasmfn import App, Response
+/// The Python and JavaScript apps the tests below share, built once per
+/// run into the target directory (a run whose sources, helpers and
+/// toolchains are unchanged builds nothing): `py` and `js` count the
+/// requests one instance serves (`POST /`), and answer what they read
+/// through the helpers' `config` and `secret` (`GET /config`). Their
+/// manifests reuse instances; other tests serve the same components under
+/// manifests of their own.
+fn helper_apps() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = repo().join("target/e2e-helper-apps");
+            let write = |rel: &str, text: &str| {
+                let p = dir.join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            };
+            write(
+                "py/app.py",
+                r#"from wasmfn import App, Response, config, secret
 
 app = App(title="Counter")
 served = 0
@@ -428,15 +442,25 @@ def stream(req):
     global served
     served += 1
     return Response((f"{served}:{i}\n" for i in range(3)), content_type="text/plain")
+
+
+@app.get("/config")
+def read_config(req):
+    return {
+        "greeting": config.get("greeting", "Hello"),
+        "api_key": secret.get("api_key"),
+        "unlisted": secret.get("unlisted"),
+        "keys": sorted(config.get_all()),
+    }
 "#,
-    );
-    f.file(
-        "py/fn.config.json",
-        r#"{"component": "py.wasm", "instance_reuse": 1000}"#,
-    );
-    f.file(
-        "js/index.js",
-        r#"import { App } from "wasmfn";
+            );
+            write(
+                "py/fn.config.json",
+                r#"{"component": "py.wasm", "instance_reuse": 1000}"#,
+            );
+            write(
+                "js/index.js",
+                r#"import { App, config, secret } from "wasmfn";
 
 const app = new App({ title: "Counter" });
 let served = 0;
@@ -446,16 +470,37 @@ app.post("/", {}, async (req) => {
   return { served, request_id: req.requestId, body: await req.text(), secret: req.headers.get("x-secret") };
 });
 
+app.get("/config", {}, () => ({
+  greeting: config.get("greeting", "Hello"),
+  api_key: secret.get("api_key") ?? null,
+  unlisted: secret.get("unlisted") ?? null,
+  keys: Object.keys(config.getAll()).sort(),
+}));
+
 export default app;
 "#,
-    );
-    f.file(
-        "js/fn.config.json",
-        r#"{"component": "js.wasm", "instance_reuse": 1000}"#,
-    );
-    let report = wasmfn_build::build_all(f.path(), &build_options()).expect("build");
-    assert_eq!((report.built, report.failed), (2, 0), "{:?}", report.errors);
-    let mut config = wasmfn_server::HostConfig::new(f.path());
+            );
+            write(
+                "js/fn.config.json",
+                r#"{"component": "js.wasm", "instance_reuse": 1000}"#,
+            );
+            let report = wasmfn_build::build_all(&dir, &build_options()).expect("build");
+            assert_eq!(report.failed, 0, "{:?}", report.errors);
+            assert_eq!(report.built + report.up_to_date, 2, "{report:?}");
+            dir
+        })
+        .clone()
+}
+
+/// The Python and JavaScript helpers on one instance for many requests
+/// (`instance_reuse`): the app is built once per instance (a module global
+/// counts the requests), each request sees its own headers and body, and
+/// a Python response that streams goes through `wasi:http` once, without
+/// running the handler twice.
+#[tokio::test]
+async fn python_and_javascript_apps_serve_many_requests_on_one_instance() {
+    let apps = tokio::task::spawn_blocking(helper_apps).await.unwrap();
+    let mut config = wasmfn_server::HostConfig::new(apps);
     config.runtime.cache_dir = Some(examples_cache());
     let t = TestHost::start_with(config).await;
     for name in ["py", "js"] {
@@ -500,4 +545,57 @@ export default app;
     let reuse = t.json("/_fn/status").await["instance_reuse"].clone();
     assert_eq!(reuse["reused"], 19 + 19 + 2, "{reuse}");
     assert_eq!(reuse["failed"], 0, "{reuse}");
+}
+
+/// A function in each language reads the `config` values and the secrets
+/// of its manifest: Rust through `wasmfn_sdk::config` and `secret`, Python
+/// and JavaScript through their helpers' `config` and `secret`. A secret
+/// the manifest does not list is absent though the host has it; a `config`
+/// value that is not the JSON a Rust handler asks for answers 500 naming
+/// the key, not the value.
+#[tokio::test]
+async fn every_language_reads_its_config_and_secrets() {
+    let apps = tokio::task::spawn_blocking(helper_apps).await.unwrap();
+    let f = Fixture::new();
+    for (name, component, limits) in [
+        ("rs", guest("sdk_config"), "[1, 2, 3]"),
+        ("rs-bad", guest("sdk_config"), "many"),
+        ("py", apps.join("py/py.wasm"), "[]"),
+        ("js", apps.join("js/js.wasm"), "[]"),
+    ] {
+        let manifest = json!({
+            "component": component,
+            "config": {"greeting": format!("hello from {name}"), "limits": limits},
+            "secrets": ["api_key"],
+        });
+        f.file(&format!("{name}/fn.config.json"), &manifest.to_string());
+    }
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("api_key"), "sk-test-123\n").unwrap();
+    std::fs::write(secrets.path().join("unlisted"), "not-theirs\n").unwrap();
+    let mut config = wasmfn_server::HostConfig::new(f.path());
+    config.secrets_dir = Some(secrets.path().to_path_buf());
+    config.runtime.cache_dir = Some(examples_cache());
+    let t = TestHost::start_with(config).await;
+
+    for name in ["rs", "py", "js"] {
+        assert_eq!(
+            t.json(&format!("/{name}/config")).await,
+            json!({
+                "greeting": format!("hello from {name}"),
+                "api_key": "sk-test-123",
+                "unlisted": null,
+                "keys": ["api_key", "greeting", "limits"],
+            }),
+            "{name}"
+        );
+    }
+    // `config::get_json` into a type, and its error as an answer.
+    assert_eq!(t.get("/rs/limits").await.text().await.unwrap(), "6");
+    let r = t.get("/rs-bad/limits").await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": {"code": "internal", "message": "the function's config `limits` cannot be read; see its log"}})
+    );
 }

@@ -148,6 +148,11 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     let lang = wasmfn_cmd(&["new", "go", "--lang", "go", "--dir", d]);
     assert!(!lang.status.success());
     assert!(String::from_utf8_lossy(&lang.stderr).contains("[possible values: rust, python, js]"));
+    // The template reads its greeting from `config`.
+    let manifest = dir.path().join("shout/fn.config.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(r#""config": {"greeting": "Hello"}"#), "{text}");
+    std::fs::write(&manifest, text.replace(r#""greeting": "Hello""#, r#""greeting": "Hi""#)).unwrap();
 
     // `dev` builds it, serves it, and rebuilds on every source change.
     let target = repo().join("target/e2e-new-functions");
@@ -160,7 +165,7 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     let (mut child, base) = served.print_log("dev: ");
     let client = reqwest::Client::new();
     let body = get_json(&client, &format!("{base}/shout?name=Ada")).await;
-    assert_eq!(body["message"], "Hello, Ada!");
+    assert_eq!(body["message"], "Hi, Ada!");
     let doc = get_json(&client, &format!("{base}/_fn/openapi.json")).await;
     assert_eq!(doc["paths"]["/shout"]["get"]["summary"], "Greets someone.");
     let r = client.get(format!("{base}/shout?name=")).send().await.unwrap();
@@ -179,7 +184,10 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     let text = std::fs::read_to_string(&src).unwrap();
     std::fs::write(
         &src,
-        text.replace("format!(\"Hello, {name}!\")", "format!(\"Howdy, {name}!\")"),
+        text.replace(
+            "format!(\"{greeting}, {name}!\")",
+            "format!(\"Howdy, {name}! ({greeting})\")",
+        ),
     )
     .unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -203,7 +211,7 @@ async fn new_then_build_then_serve_and_dev_rebuilds_on_change() {
     })
     .await;
     let body = get_json(&client, &format!("{base}/shout?name=Ada")).await;
-    assert_eq!(body["message"], "Howdy, Ada!");
+    assert_eq!(body["message"], "Howdy, Ada! (Hi)");
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         let (failures, kinds) = c.await.unwrap();

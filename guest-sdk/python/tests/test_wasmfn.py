@@ -4,6 +4,7 @@
 import io
 import json
 import sys
+import types
 import unittest
 from contextlib import redirect_stderr
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Annotated, Literal, Optional
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
 
-from wasmfn import App, Field, HTTPError, Request, Response, schema_of  # noqa: E402
+from wasmfn import App, Field, HTTPError, Request, Response, config, schema_of, secret  # noqa: E402
 
 
 class Colour(Enum):
@@ -180,6 +181,89 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(app.handle(request("GET", "/ada")).body, b"param")
         with self.assertRaisesRegex(ValueError, "declared twice"):
             app.get("/all")(lambda req: None)
+
+
+def fake_component_store(values, error=None):
+    """The modules componentize-py generates for `wasi:config/store`, as
+    `sys.modules` entries: `get`/`get_all` answer `values`, or raise
+    `Err(error)` when `error` is given."""
+
+    class Err(Exception):
+        def __init__(self, value):
+            super().__init__(value)
+            self.value = value
+
+    store = types.ModuleType("wit_world.imports.store")
+    store.Error_Upstream = type("Error_Upstream", (), {"__init__": lambda self, v: setattr(self, "value", v)})
+    store.Error_Io = type("Error_Io", (), {"__init__": lambda self, v: setattr(self, "value", v)})
+
+    def answer(value):
+        if error is not None:
+            raise Err(error(store))
+        return value
+
+    store.get = lambda key: answer(values.get(key))
+    store.get_all = lambda: answer(list(values.items()))
+    imports = types.ModuleType("wit_world.imports")
+    imports.store = store
+    return {
+        "componentize_py_types": types.SimpleNamespace(Err=Err),
+        "wit_world": types.ModuleType("wit_world"),
+        "wit_world.imports": imports,
+        "wit_world.imports.store": store,
+    }
+
+
+class Config(unittest.TestCase):
+    def tearDown(self):
+        config.use_store(None)
+
+    def test_values_given_for_a_unit_test(self):
+        app = App()
+
+        @app.get("/")
+        def greet(req):
+            return {"message": f"{config.get('greeting', 'Hello')}, {secret.get('api_key', 'none')}"}
+
+        config.use_store({"greeting": "Hi", "api_key": "k1"})
+        self.assertEqual(json.loads(app.handle(request("GET", "/")).body), {"message": "Hi, k1"})
+        self.assertEqual(config.get_all(), {"greeting": "Hi", "api_key": "k1"})
+        self.assertIsNone(config.get("nothing"))
+        self.assertIsNone(secret.get("unlisted"))
+        config.use_store({})
+        self.assertEqual(json.loads(app.handle(request("GET", "/")).body), {"message": "Hello, none"})
+
+    def test_without_a_store_the_error_says_how_to_give_one(self):
+        with self.assertRaisesRegex(config.ConfigError, r"config `greeting`.*use_store"):
+            config.get("greeting")
+        with self.assertRaisesRegex(config.ConfigError, r"secret `api_key`"):
+            secret.get("api_key")
+
+    def test_the_component_store(self):
+        from unittest import mock
+
+        store = fake_component_store({"greeting": "Hej", "api_key": "k2"})
+        with mock.patch.dict(sys.modules, store):
+            # While `wasmfn build` imports app.py, before the host calls the component.
+            with self.assertRaisesRegex(config.ConfigError, r"config `greeting` while app.py is imported"):
+                config.get("greeting")
+        self.addCleanup(setattr, config, "_running", False)
+        config._running = True
+        with mock.patch.dict(sys.modules, store):
+            self.assertEqual(config.get("greeting"), "Hej")
+            self.assertEqual(config.get("other", "x"), "x")
+            self.assertEqual(secret.get("api_key"), "k2")
+            self.assertEqual(config.get_all(), {"greeting": "Hej", "api_key": "k2"})
+        for error, said in [
+            (lambda store: store.Error_Upstream("vault sealed"), "upstream: vault sealed"),
+            (lambda store: store.Error_Io("reset"), "io: reset"),
+        ]:
+            with mock.patch.dict(sys.modules, fake_component_store({}, error)):
+                with self.assertRaises(config.ConfigError) as e:
+                    config.get("greeting")
+                self.assertEqual(str(e.exception), f"cannot read config `greeting`: wasi:config/store failed: {said}")
+                with self.assertRaisesRegex(config.ConfigError, f"cannot read the config: .*{said}"):
+                    config.get_all()
 
 
 if __name__ == "__main__":

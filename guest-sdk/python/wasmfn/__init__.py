@@ -22,11 +22,16 @@ document::
 `wasmfn build` turns the folder's `app.py` into a component: it looks for
 the module-level `app` and exports it as the function's HTTP handler and
 `describe`.
+
+Handlers read the manifest's `config` values with `config.get(key,
+default)` and the secrets it lists in `secrets` with `secret.get(name)`
+(`from wasmfn import config, secret`).
 """
 
+from . import config, secret
 from ._app import App, Operation
 from ._http import HTTPError, Request, Response
 from ._schema import Field, schema_of
 
-__all__ = ["App", "Field", "HTTPError", "Operation", "Request", "Response", "schema_of"]
+__all__ = ["App", "Field", "HTTPError", "Operation", "Request", "Response", "config", "schema_of", "secret"]
 __version__ = "0.1.0"

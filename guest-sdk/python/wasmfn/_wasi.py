@@ -10,6 +10,7 @@ from componentize_py_types import Err, Ok
 from wit_world.exports import handler
 from wit_world.imports import streams, types
 
+from . import config
 from ._http import Request
 
 _CHUNK = 4096
@@ -85,6 +86,7 @@ def exports_for(app):
 
     class Handler:
         def handle(self, method, path_with_query, headers, body):
+            config._running = True
             req = Request(method, path_with_query or "/", headers, body=body)
             try:
                 response = app.handle(req)
@@ -102,6 +104,7 @@ def exports_for(app):
 
     class IncomingHandler:
         def handle(self, request, response_out):
+            config._running = True
             fields = request.headers()
             response = None
             if pending:
@@ -126,6 +129,7 @@ def exports_for(app):
 
     class Metadata:
         def describe(self):
+            config._running = True
             return app.describe()
 
     return IncomingHandler, Metadata, Handler

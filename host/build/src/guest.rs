@@ -345,9 +345,12 @@ pub(crate) fn build(recipe: &Recipe, opts: &BuildOptions) -> anyhow::Result<Outc
             let entry = src.join("__wasmfn_entry.js");
             std::fs::write(
                 &entry,
-                "// Written by wasmfn build: serves the default export of index.js.\n\
+                "// Written by wasmfn build: serves the default export of index.js, and\n\
+                 // gives the helper the store its `config` and `secret` read.\n\
                  import app from \"./index.js\";\n\
-                 import { serve } from \"./__wasmfn.js\";\n\
+                 import { get, getAll } from \"wasi:config/store@0.2.0-rc.1\";\n\
+                 import { config, serve } from \"./__wasmfn.js\";\n\
+                 config.useStore({ get, getAll });\n\
                  export const handler = serve(app);\n\
                  export const metadata = { describe: () => app.describe() };\n",
             )?;

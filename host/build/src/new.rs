@@ -178,6 +178,34 @@ mod tests {
     }
 
     #[test]
+    fn every_template_shows_where_config_and_secrets_go() {
+        let root = tempfile::tempdir().unwrap();
+        let sdk = root.path().join("guest-sdk");
+        std::fs::create_dir_all(&sdk).unwrap();
+        for (lang, entry, reads) in [
+            (Lang::Rust, "src/lib.rs", r#"config::get("greeting")"#),
+            (Lang::Python, "app.py", r#"config.get("greeting", "Hello")"#),
+            (Lang::Js, "index.js", r#"config.get("greeting", "Hello")"#),
+        ] {
+            let args = NewFunction {
+                name: format!("fn-{}", lang.name()),
+                lang,
+                dir: root.path().join("functions"),
+                sdk: Some(sdk.clone()),
+            };
+            let folder = new_function(&args).unwrap();
+            let read = |f: &str| std::fs::read_to_string(folder.join(f)).unwrap();
+            let manifest: serde_json::Value = serde_json::from_str(&read("fn.config.json")).unwrap();
+            assert_eq!(manifest["config"], serde_json::json!({"greeting": "Hello"}), "{lang:?}");
+            assert!(read(entry).contains(reads), "{lang:?}: {}", read(entry));
+            let readme = read("README.md");
+            for needle in ["`config`", "`secrets`", "WASMFN_SECRET_API_KEY", "docs/capabilities.md"] {
+                assert!(readme.contains(needle), "{lang:?} README lacks {needle}: {readme}");
+            }
+        }
+    }
+
+    #[test]
     fn every_template_fills_every_placeholder() {
         let root = tempfile::tempdir().unwrap();
         for (lang, entry) in [(Lang::Python, "app.py"), (Lang::Js, "index.js")] {

@@ -28,10 +28,19 @@ const FILES: &[(&str, &str)] = &[
         "python/wasmfn/_wasi.py",
         include_str!("../../../guest-sdk/python/wasmfn/_wasi.py"),
     ),
+    (
+        "python/wasmfn/config.py",
+        include_str!("../../../guest-sdk/python/wasmfn/config.py"),
+    ),
+    (
+        "python/wasmfn/secret.py",
+        include_str!("../../../guest-sdk/python/wasmfn/secret.py"),
+    ),
     ("js/wasmfn.js", include_str!("../../../guest-sdk/js/wasmfn.js")),
     ("wit/wasmfn.wit", include_str!("../../../wit/wasmfn.wit")),
     ("wit/deps/cli.wit", include_str!("../../../wit/deps/cli.wit")),
     ("wit/deps/clocks.wit", include_str!("../../../wit/deps/clocks.wit")),
+    ("wit/deps/config.wit", include_str!("../../../wit/deps/config.wit")),
     (
         "wit/deps/filesystem.wit",
         include_str!("../../../wit/deps/filesystem.wit"),
@@ -146,6 +155,26 @@ pub(crate) fn stage(toolchains: &Path) -> anyhow::Result<Staged> {
 mod tests {
     use super::*;
 
+    /// A WIT file or a helper module the toolchains are not given breaks
+    /// every Python or JavaScript build that needs it.
+    #[test]
+    fn every_wit_file_and_helper_module_of_the_repository_is_shipped() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (dir, staged_as, ext) in [
+            ("wit", "wit", "wit"),
+            ("wit/deps", "wit/deps", "wit"),
+            ("guest-sdk/python/wasmfn", "python/wasmfn", "py"),
+        ] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == ext) {
+                    let rel = format!("{staged_as}/{}", path.file_name().unwrap().to_string_lossy());
+                    assert!(FILES.iter().any(|(p, _)| *p == rel), "`{rel}` is missing from `FILES`");
+                }
+            }
+        }
+    }
+
     #[test]
     fn staged_files_are_checked_and_restaged_when_damaged() {
         let dir = tempfile::tempdir().unwrap();
@@ -157,6 +186,11 @@ mod tests {
             js_http.starts_with(&format!("package wasi:http@{JS_WASI_VERSION};")),
             "{js_http:.40}"
         );
+        // The world imports `wasi:config/store`: both toolchains resolve it.
+        for wit in [staged.wit(), staged.wit_js()] {
+            let config = std::fs::read_to_string(wit.join("deps/config.wit")).unwrap();
+            assert!(config.starts_with("package wasi:config@0.2.0-rc.1;"), "{config:.40}");
+        }
         // Something (a cache cleanup, a person) deletes part of it.
         std::fs::remove_dir_all(staged.python()).unwrap();
         std::fs::remove_file(&wit).unwrap();

@@ -1,5 +1,5 @@
 // `{{name}}`: served at `/{{name}}` (its folder), described in `/_fn/openapi.json`.
-import { App } from "wasmfn";
+import { App, config } from "wasmfn";
 
 const app = new App({ title: "{{name}}" });
 
@@ -17,7 +17,12 @@ app.get(
     query: { name: { type: "string", minLength: 1, maxLength: 40 } },
     response: Greeting,
   },
-  (req) => ({ message: `Hello, ${req.query.name ?? "world"}!` }),
+  (req) => {
+    // `config` in fn.config.json. A secret listed in its `secrets` reads the
+    // same way: `secret.get("api_key")` (`import { secret } from "wasmfn"`).
+    const greeting = config.get("greeting", "Hello");
+    return { message: `${greeting}, ${req.query.name ?? "world"}!` };
+  },
 );
 
 export default app;
