@@ -30,6 +30,8 @@ pub(super) struct Host {
     pub base: String,
     pub log: Arc<Mutex<String>>,
     pub client: reqwest::Client,
+    /// The state directory made for it when the test names none.
+    _state: Option<tempfile::TempDir>,
 }
 
 /// Starts `wasmfn serve DIR --listen 127.0.0.1:0 --no-cache FLAGS` with
@@ -58,6 +60,13 @@ pub(super) async fn try_start(
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    // Each host its own state directory unless the test names one: the
+    // default is the user's, shared by every test running at once.
+    let state = (!flags.contains(&"--state-dir")).then(|| {
+        let d = tempfile::tempdir().unwrap();
+        cmd.env("WASMFN_STATE_DIR", d.path());
+        d
+    });
     let mut child = cmd.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(Mutex::new(String::new()));
@@ -107,6 +116,7 @@ pub(super) async fn try_start(
         base: format!("http://{addr}"),
         log,
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        _state: state,
     })
 }
 
