@@ -191,15 +191,19 @@ impl TestHost {
 
     /// The catalog entry of one function.
     pub(crate) async fn function(&self, name: &str) -> serde_json::Value {
-        let catalog = self.json("/_fn/catalog").await;
-        catalog["functions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no function `{name}` in {catalog:#}"))
+        catalog_entry(&self.json("/_fn/catalog").await, name)
     }
+}
+
+/// The entry of function `name` in a catalog.
+pub(crate) fn catalog_entry(catalog: &serde_json::Value, name: &str) -> serde_json::Value {
+    catalog["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no function `{name}` in {catalog:#}"))
 }
 
 /// Checks the host's error shape and returns the error code.

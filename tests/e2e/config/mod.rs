@@ -211,13 +211,7 @@ impl Host {
     /// The catalog entry of function `name` (in the token's tenant).
     pub(super) async fn function(&self, token: &str, name: &str) -> Value {
         let (_, catalog) = self.admin_text("/_fn/catalog", token).await;
-        catalog["functions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no function `{name}` in {catalog:#}"))
+        catalog_entry(&catalog, name)
     }
 
     /// Polls (ten seconds at most) until the config guest at `route` reads `want` for `key`.
