@@ -25,6 +25,9 @@ use wasmfn_openapi::{OperationValidator, Rejection};
 use wasmfn_routing::{RouteOutcome, split_host_port, split_path};
 use wasmfn_runtime::{GuestBody, InvokeError, InvokeRequest, InvokeTags, Observer};
 
+/// The shortest wait for slots that gets a `queue` span of its own.
+const QUEUE_SPAN_AFTER: Duration = Duration::from_micros(100);
+
 /// The matched route pattern, e.g. `/users/{id}`.
 pub const FN_ROUTE: HeaderName = HeaderName::from_static("x-fn-route");
 /// The name of the function that serves the request.
@@ -371,7 +374,9 @@ async fn invoke(
             retry_after: 1,
         }
     })?;
+    // A wait worth a span: one that did wait.
     if let Some(r) = &record
+        && queued.elapsed() >= QUEUE_SPAN_AFTER
         && r.traced()
     {
         r.step("queue", queued);

@@ -167,6 +167,8 @@ pub struct FunctionStats {
     pub response_too_large: AtomicU64,
     /// Its recent guest output and access lines.
     pub logs: LogRing,
+    /// Its metric series, found at its first request.
+    pub(crate) metrics: std::sync::OnceLock<crate::telemetry::metrics::Handles>,
 }
 
 /// Counters as shown in the catalog.

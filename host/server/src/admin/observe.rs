@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::functions::visible_tenant;
 use crate::AppState;
@@ -174,10 +173,9 @@ fn follow_lines(stats: &Arc<FunctionStats>, tail: usize) -> Response {
     };
     let first = futures::stream::iter(first.iter().map(event).collect::<Vec<_>>());
     let rest = futures::stream::unfold(rx, move |mut rx| async move {
-        match rx.recv().await {
+        match rx.next().await? {
             Ok(line) => Some((event(&line), rx)),
-            Err(RecvError::Lagged(n)) => Some((Event::default().event("lagged").data(n.to_string()), rx)),
-            Err(RecvError::Closed) => None,
+            Err(missed) => Some((Event::default().event("lagged").data(missed.to_string()), rx)),
         }
     });
     Sse::new(first.chain(rest).map(Ok::<_, Infallible>))

@@ -8,7 +8,8 @@
 //! appear raw, a request that matched no function counts under
 //! `function=""`, and a denied outbound request under `host=""`.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -31,7 +32,7 @@ pub(crate) struct FunctionLabels {
 struct RequestLabels {
     tenant: Arc<str>,
     function: Arc<str>,
-    method: Arc<str>,
+    method: &'static str,
     status: u16,
 }
 
@@ -118,9 +119,21 @@ impl Limit {
     }
 }
 
+/// One function's series, found once and kept (with its counters) for
+/// the function's life: a request then records without looking them up.
+/// Series a function never uses (a kind of instance, memory for a request
+/// no guest ran) are made when first used, not before.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    labels: FunctionLabels,
+    duration: Histogram,
+    cpu: OnceLock<Counter<f64, AtomicU64>>,
+    memory: OnceLock<Histogram>,
+    kinds: [OnceLock<Counter>; 3],
+}
+
 /// What one request did, as recorded when it ends.
 pub(crate) struct Ended<'a> {
-    pub(crate) labels: &'a FunctionLabels,
     pub(crate) method: &'a str,
     pub(crate) status: u16,
     pub(crate) seconds: f64,
@@ -143,7 +156,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<FunctionLabels, Histogram>,
-    cpu: Family<FunctionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    cpu: Family<FunctionLabels, Counter<f64, AtomicU64>>,
     memory: Family<FunctionLabels, Histogram>,
     rejections: Family<ReasonLabels, Counter>,
     instantiations: Family<KindLabels, Counter>,
@@ -170,7 +183,7 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
-        let cpu = Family::<FunctionLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        let cpu = Family::<FunctionLabels, Counter<f64, AtomicU64>>::default();
         registry.register_with_unit(
             "guest_cpu",
             "Time spent running guests (instantiation included when a request made its instance)",
@@ -231,18 +244,29 @@ impl Metrics {
         }
     }
 
-    /// Records a request that ended.
-    pub(crate) fn ended(&self, e: &Ended<'_>) {
-        let FunctionLabels { tenant, function } = e.labels;
+    /// The series of the function `labels` names.
+    pub(crate) fn handles(&self, labels: FunctionLabels) -> Handles {
+        Handles {
+            duration: self.duration.get_or_create(&labels).clone(),
+            labels,
+            cpu: OnceLock::new(),
+            memory: OnceLock::new(),
+            kinds: Default::default(),
+        }
+    }
+
+    /// Records a request of the function `h` names that ended.
+    pub(crate) fn ended(&self, h: &Handles, e: &Ended<'_>) {
+        let FunctionLabels { tenant, function } = &h.labels;
         self.requests
             .get_or_create(&RequestLabels {
                 tenant: tenant.clone(),
                 function: function.clone(),
-                method: method_label(e.method).into(),
+                method: method_label(e.method),
                 status: e.status,
             })
             .inc();
-        self.duration.get_or_create(e.labels).observe(e.seconds);
+        h.duration.observe(e.seconds);
         if let Some(limit) = e.limit {
             self.rejections
                 .get_or_create(&ReasonLabels {
@@ -253,23 +277,31 @@ impl Metrics {
                 .inc();
         }
         if let Some(inv) = e.invocation {
-            self.cpu.get_or_create(e.labels).inc_by(inv.cpu.as_secs_f64());
+            h.cpu
+                .get_or_init(|| self.cpu.get_or_create(&h.labels).clone())
+                .inc_by(inv.cpu.as_secs_f64());
             if let Some(peak) = inv.memory_peak_bytes {
-                self.memory.get_or_create(e.labels).observe(peak as f64);
+                h.memory
+                    .get_or_init(|| self.memory.get_or_create(&h.labels).clone())
+                    .observe(peak as f64);
             }
-            self.instantiated(e.labels, inv.kind);
+            let slot = match inv.kind {
+                InstanceKind::Warm => 0,
+                InstanceKind::Fresh => 1,
+                InstanceKind::Reused => 2,
+            };
+            h.kinds[slot]
+                .get_or_init(|| {
+                    self.instantiations
+                        .get_or_create(&KindLabels {
+                            tenant: tenant.clone(),
+                            function: function.clone(),
+                            kind: inv.kind.as_str(),
+                        })
+                        .clone()
+                })
+                .inc();
         }
-    }
-
-    /// Counts an instance that served a request.
-    fn instantiated(&self, labels: &FunctionLabels, kind: InstanceKind) {
-        self.instantiations
-            .get_or_create(&KindLabels {
-                tenant: labels.tenant.clone(),
-                function: labels.function.clone(),
-                kind: kind.as_str(),
-            })
-            .inc();
     }
 
     /// Counts an outbound request of a guest.
@@ -354,9 +386,17 @@ impl Metrics {
 /// A method as a label value: the standard ones as they are, any other
 /// `_OTHER` (as OpenTelemetry's conventions say), so that clients cannot
 /// make up label values.
-pub(crate) fn method_label(method: &str) -> &str {
+pub(crate) fn method_label(method: &str) -> &'static str {
     match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => method,
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
         _ => "_OTHER",
     }
 }
@@ -447,39 +487,47 @@ mod tests {
         };
         let hello = labels("acme", "hello");
         for _ in 0..3 {
-            m.ended(&Ended {
-                labels: &hello,
-                method: "GET",
-                status: 200,
-                seconds: 0.002,
-                limit: None,
-                invocation: Some(&inv),
-            });
+            m.ended(
+                &m.handles(hello.clone()),
+                &Ended {
+                    method: "GET",
+                    status: 200,
+                    seconds: 0.002,
+                    limit: None,
+                    invocation: Some(&inv),
+                },
+            );
         }
-        m.ended(&Ended {
-            labels: &labels("default", ""),
-            method: "GET",
-            status: 404,
-            seconds: 0.0001,
-            limit: None,
-            invocation: None,
-        });
-        m.ended(&Ended {
-            labels: &hello,
-            method: "POST",
-            status: 429,
-            seconds: 0.0001,
-            limit: Some(Limit::RateLimited),
-            invocation: None,
-        });
-        m.ended(&Ended {
-            labels: &hello,
-            method: "BREW",
-            status: 405,
-            seconds: 0.0001,
-            limit: None,
-            invocation: None,
-        });
+        m.ended(
+            &m.handles(labels("default", "")),
+            &Ended {
+                method: "GET",
+                status: 404,
+                seconds: 0.0001,
+                limit: None,
+                invocation: None,
+            },
+        );
+        m.ended(
+            &m.handles(hello.clone()),
+            &Ended {
+                method: "POST",
+                status: 429,
+                seconds: 0.0001,
+                limit: Some(Limit::RateLimited),
+                invocation: None,
+            },
+        );
+        m.ended(
+            &m.handles(hello.clone()),
+            &Ended {
+                method: "BREW",
+                status: 405,
+                seconds: 0.0001,
+                limit: None,
+                invocation: None,
+            },
+        );
         m.outbound(&hello, "api.example.com", OutboundOutcome::Ok);
         m.outbound(&hello, "evil.example.net", OutboundOutcome::Denied);
         m.deployed("acme", true);
@@ -513,14 +561,16 @@ mod tests {
     fn a_tenant_sees_only_its_own_series() {
         let m = Metrics::new();
         for t in ["acme", "globex"] {
-            m.ended(&Ended {
-                labels: &labels(t, "hello"),
-                method: "GET",
-                status: 200,
-                seconds: 0.001,
-                limit: None,
-                invocation: None,
-            });
+            m.ended(
+                &m.handles(labels(t, "hello")),
+                &Ended {
+                    method: "GET",
+                    status: 200,
+                    seconds: 0.001,
+                    limit: None,
+                    invocation: None,
+                },
+            );
         }
         let out = m.encode(now(), Some("acme"));
         assert!(out.contains(r#"tenant="acme",function="hello",method="GET""#), "{out}");

@@ -120,18 +120,21 @@ impl Telemetry {
             .unwrap_or(0);
         let server = self.tracing.as_ref().and_then(|t| {
             let parent = trace::extract(&t.propagator, headers);
-            let method = metrics::method_label(method.as_str()).to_string();
-            let span = t
+            let method = metrics::method_label(method.as_str());
+            // Attributes only once the sampler said yes: a request not
+            // sampled costs as little as can be.
+            let mut span = t
                 .tracer
-                .span_builder(method.clone())
+                .span_builder(method)
                 .with_kind(SpanKind::Server)
-                .with_attributes([
-                    KeyValue::new("http.request.method", method),
-                    KeyValue::new("url.path", path.to_string()),
-                    KeyValue::new("wasmfn.request_id", id.to_string()),
-                ])
                 .start_with_context(&t.tracer, &parent);
-            span.span_context().is_sampled().then_some(span)
+            if !span.span_context().is_sampled() {
+                return None;
+            }
+            span.set_attribute(KeyValue::new("http.request.method", method));
+            span.set_attribute(KeyValue::new("url.path", path.to_string()));
+            span.set_attribute(KeyValue::new("wasmfn.request_id", id.to_string()));
+            Some(span)
         });
         Some(Arc::new(RequestRecord {
             telemetry: self.clone(),
@@ -279,47 +282,38 @@ impl RequestRecord {
         let seconds = self.started.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.load(Ordering::Relaxed);
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let tenant = state
-            .tenant
-            .clone()
-            .unwrap_or_else(|| crate::tenant::DEFAULT_TENANT.into());
-        let function = state
-            .function
-            .as_ref()
-            .map_or_else(|| Arc::from(""), |(f, _)| f.clone());
+        let inv = state.invocation.as_ref();
         if let Some(m) = &self.telemetry.metrics {
-            m.ended(&Ended {
-                labels: &FunctionLabels {
-                    tenant: tenant.clone(),
-                    function: function.clone(),
-                },
+            let ended = Ended {
                 method: self.method.as_str(),
                 status: state.status,
                 seconds,
                 limit: state.limit,
-                invocation: state.invocation.as_ref(),
-            });
+                invocation: inv,
+            };
+            match (&state.tenant, &state.function) {
+                // A function's handles, looked up once for its life.
+                (Some(tenant), Some((function, stats))) => {
+                    let handles = stats.metrics.get_or_init(|| {
+                        m.handles(FunctionLabels {
+                            tenant: tenant.clone(),
+                            function: function.clone(),
+                        })
+                    });
+                    m.ended(handles, &ended);
+                }
+                (tenant, _) => {
+                    let labels = FunctionLabels {
+                        tenant: tenant.clone().unwrap_or_else(|| crate::tenant::DEFAULT_TENANT.into()),
+                        function: "".into(),
+                    };
+                    m.ended(&m.handles(labels), &ended);
+                }
+            }
         }
-        let inv = state.invocation.as_ref();
         let cpu_ms = inv.map_or(0.0, |i| i.cpu.as_secs_f64() * 1000.0);
         let instance = inv.map_or("-", |i| i.kind.as_str());
         let limit = state.limit.map_or("-", Limit::as_str);
-        if let Some((_, stats)) = &state.function
-            && self.telemetry.metrics.is_some()
-        {
-            stats.logs.push(
-                logs::LineKind::Access,
-                &self.id,
-                &format!(
-                    "{} {} {} {:.1}ms in={} out={bytes_out} cpu={cpu_ms:.2}ms instance={instance} limit={limit}",
-                    self.method,
-                    self.path,
-                    state.status,
-                    seconds * 1000.0,
-                    self.bytes_in
-                ),
-            );
-        }
         let trace_id = state
             .spans
             .as_ref()
@@ -329,8 +323,8 @@ impl RequestRecord {
                 target: "wasmfn::access",
                 request_id = %self.id,
                 trace_id = trace_id.as_deref().unwrap_or("-"),
-                tenant = %tenant,
-                function = %function,
+                tenant = state.tenant.as_deref().unwrap_or(crate::tenant::DEFAULT_TENANT),
+                function = state.function.as_ref().map_or("", |(f, _)| &**f),
                 route = state.route.as_deref().unwrap_or("-"),
                 method = %self.method,
                 path = %self.path,
@@ -362,6 +356,24 @@ impl RequestRecord {
                 spans.server.set_attribute(KeyValue::new("wasmfn.limit", l.as_str()));
             }
             spans.server.end();
+        }
+        if let Some((_, stats)) = &state.function
+            && self.telemetry.metrics.is_some()
+        {
+            stats.logs.push_access(
+                self.id.clone(),
+                logs::AccessLine {
+                    method: self.method.clone(),
+                    path: std::mem::take(&mut self.path),
+                    status: state.status,
+                    duration_ms: seconds * 1000.0,
+                    bytes_in: self.bytes_in,
+                    bytes_out,
+                    cpu_ms,
+                    instance,
+                    limit,
+                },
+            );
         }
     }
 }
