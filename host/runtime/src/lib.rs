@@ -25,6 +25,8 @@
 //!   polled on meanwhile, off tokio's workers.
 //! - `whole`: the `wasmfn:function/handler` export, requests taken whole.
 //! - `warm`: [`WarmSlot`], an instance made ahead for a function's next request.
+//! - `share`: [`Load`], invocations running per tenant and function; a
+//!   heavy guest's pause per tick beside lighter neighbours.
 //! - `reuse`: [`ReusePool`], instances that serve several requests in
 //!   sequence (`instance_reuse`), and what they may not keep.
 //! - `describe`: the `wasmfn:function/metadata` export ([`DescribeError`]).
@@ -38,6 +40,7 @@ mod invoke;
 mod observe;
 mod outbound;
 mod reuse;
+mod share;
 mod state;
 mod stdio;
 mod warm;
@@ -54,9 +57,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
-pub use invoke::{GuestBody, InvokeError, InvokeRequest, Load, RequestBodyError};
+pub use invoke::{GuestBody, InvokeError, InvokeRequest, RequestBodyError};
 pub use observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer, OutboundDone, OutboundOutcome, Stream};
 pub use reuse::{ReuseHost, ReusePool, ReuseStats};
+pub use share::Load;
 pub use state::{Capabilities, GuestConfig, InstanceState, InvokeTags, TagCell};
 pub use warm::{WarmBudget, WarmSlot, WarmStats};
 pub use whole::HANDLER_INTERFACE;
