@@ -290,23 +290,11 @@ impl crate::AppState {
                 value.len()
             )));
         }
-        let _one_at_a_time = self.reloading.lock().await;
-        let t = self
-            .registry
-            .tenant(tenant)
-            .ok_or_else(|| SecretError::NoTenant(tenant.to_string()))?;
-        let mut desired = deps.desired();
         let sealed = key.seal(tenant, name, &value);
-        let created = desired
-            .tenants
-            .entry(tenant.to_string())
-            .or_default()
-            .secrets
-            .insert(name.to_string(), sealed)
-            .is_none();
-        self.on_disk(move |d| d.commit(desired)).await?;
-        self.after_secret_change(&t).await;
-        Ok(created)
+        self.change_secrets(deps, tenant, |secrets| {
+            Ok(secrets.insert(name.to_string(), sealed).is_none())
+        })
+        .await
     }
 
     /// Deletes secret `name` of tenant `tenant` set through the admin API;
@@ -317,23 +305,32 @@ impl crate::AppState {
             .deployments
             .as_ref()
             .ok_or_else(|| SecretError::NotFound(name.to_string()))?;
+        self.change_secrets(deps, tenant, |secrets| match secrets.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(SecretError::NotFound(name.to_string())),
+        })
+        .await
+    }
+
+    /// Applies `edit` to the sealed secrets of `tenant` in the desired
+    /// state (one change at a time), writes it, and loads the tenant's
+    /// functions again; an error of `edit` changes nothing.
+    async fn change_secrets<T>(
+        self: &Arc<Self>,
+        deps: &crate::deploy::Deployments,
+        tenant: &str,
+        edit: impl FnOnce(&mut BTreeMap<String, SealedSecret>) -> Result<T, SecretError>,
+    ) -> Result<T, SecretError> {
         let _one_at_a_time = self.reloading.lock().await;
         let t = self
             .registry
             .tenant(tenant)
             .ok_or_else(|| SecretError::NoTenant(tenant.to_string()))?;
         let mut desired = deps.desired();
-        let removed = desired
-            .tenants
-            .get_mut(tenant)
-            .and_then(|t| t.secrets.remove(name))
-            .is_some();
-        if !removed {
-            return Err(SecretError::NotFound(name.to_string()));
-        }
+        let out = edit(&mut desired.tenants.entry(tenant.to_string()).or_default().secrets)?;
         self.on_disk(move |d| d.commit(desired)).await?;
         self.after_secret_change(&t).await;
-        Ok(())
+        Ok(out)
     }
 
     /// The secrets of `tenant` set through the admin API.
