@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         dir: PathBuf::from("f"),
         manifest_path: PathBuf::from("f/fn.config.json"),
         component_path: PathBuf::from("f/f.wasm"),
+        component_ref: None,
         description: None,
         routes: vec![
             RoutePattern::parse("/f").unwrap(),
@@ -31,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         hosts: vec![],
         force_url: false,
         policy: Policy::default(),
+        schedules: vec![],
     };
     let Ok(mounts) = build_mounts(&spec, "f", Some(&fragment)) else {
         return;

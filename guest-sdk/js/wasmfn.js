@@ -30,7 +30,8 @@
 //
 // Handlers read the manifest's `config` values with `config.get(key)` and
 // the secrets it lists in `secrets` with `secret.get(name)`
-// (`import { config, secret } from "wasmfn"`).
+// (`import { config, secret } from "wasmfn"`), and keep state in the
+// key-value stores it lists in `key_value_stores` with `kv.open(name)`.
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 const PARAM = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -159,6 +160,236 @@ export const secret = Object.freeze({
    * the manifest's `secrets` does not list it. */
   get(name, fallback = undefined) {
     return readStore(`secret \`${name}\``, (store) => store.get(name)) ?? fallback;
+  },
+});
+
+/** A key-value operation failed. `store` is the store's name; `kind` is
+ * `"access-denied"` (the manifest does not list the store in
+ * `key_value_stores`), `"no-such-store"`, `"other"` (the host's reason: a
+ * tenant quota, a value that is not a counter, a backend that is down) or
+ * `"json"` (`getJson` of a value that is not JSON). Uncaught in a handler,
+ * it answers 500 and its message goes to the function's log. */
+export class KvError extends Error {
+  constructor(store, kind, message) {
+    super(message);
+    this.name = "KvError";
+    this.store = store;
+    this.kind = kind;
+  }
+}
+
+const I64_MAX = 2n ** 63n - 1n;
+
+// The stores `kv` opens: `wasi:keyvalue` as the generated entry module
+// gives it (`{open, increment, getMany, setMany, deleteMany}`), or, in a
+// unit test, stores kept in `Map`s (`kv.useStores`).
+let kvBackend;
+
+/** The error of `wasi:keyvalue`, as the generated bindings throw it. */
+function refusal(store, e) {
+  const p = e?.payload ?? e;
+  if (p?.tag === "access-denied") {
+    return new KvError(store, p.tag, `key-value store \`${store}\`: access denied; list it in \`key_value_stores\` of fn.config.json`);
+  }
+  if (p?.tag === "no-such-store") return new KvError(store, p.tag, `key-value store \`${store}\`: no such store`);
+  if (p?.tag === "other") return new KvError(store, p.tag, `key-value store \`${store}\`: ${p.val}`);
+  return e;
+}
+
+/** `Map`s seen as `wasi:keyvalue`, with the host's semantics. */
+function memoryBackend(stores) {
+  const fail = (tag, val) => {
+    throw { payload: { tag, val } };
+  };
+  const maps = new Map(stores instanceof Map ? stores : Object.entries(stores));
+  const bucket = (map) => ({
+    get: (key) => map.get(key),
+    set: (key, value) => void map.set(key, value),
+    delete: (key) => void map.delete(key),
+    exists: (key) => map.has(key),
+    listKeys: (cursor) => {
+      const keys = [...map.keys()].sort();
+      const start = Number(cursor ?? 0n);
+      const end = start + 1000;
+      return { keys: keys.slice(start, end), cursor: end < keys.length ? BigInt(end) : undefined };
+    },
+  });
+  return {
+    open(name) {
+      const map = maps.get(name);
+      if (!(map instanceof Map)) fail("access-denied");
+      return { map, ...bucket(map) };
+    },
+    increment(b, key, delta) {
+      if (delta > I64_MAX) fail("other", `the delta ${delta} is more than ${I64_MAX}`);
+      const text = b.map.has(key) ? UTF8.decode(b.map.get(key)) : "0";
+      if (!/^(0|[1-9][0-9]{0,18})$/.test(text) || BigInt(text) > I64_MAX) {
+        fail("other", `\`${key}\` is not a counter (a decimal number from 0 to ${I64_MAX})`);
+      }
+      const n = BigInt(text) + delta;
+      if (n > I64_MAX) fail("other", `incrementing \`${key}\` by ${delta} would pass ${I64_MAX}`);
+      b.map.set(key, UTF8_OUT.encode(String(n)));
+      return n;
+    },
+    getMany: (b, keys) => keys.map((k) => (b.map.has(k) ? [k, b.map.get(k)] : undefined)),
+    setMany: (b, pairs) => pairs.forEach(([k, v]) => b.map.set(k, v)),
+    deleteMany: (b, keys) => keys.forEach((k) => b.map.delete(k)),
+  };
+}
+
+/** A value as bytes: a string (written as UTF-8), bytes or a buffer. */
+function valueBytes(value) {
+  if (typeof value === "string") return UTF8_OUT.encode(value);
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError(`a value is a string or bytes, not ${value === null ? "null" : typeof value}`);
+}
+
+/** One open key-value store (`wasi:keyvalue`'s `bucket`): `kv.open(name)`. */
+export class Store {
+  constructor(name, backend, bucket) {
+    this.name = name;
+    this._backend = backend;
+    this._bucket = bucket;
+  }
+
+  /** Opens store `name` (1–64 of `a-z 0-9 _ -`); the manifest must list
+   * it in `key_value_stores`, or this throws a `KvError` of kind
+   * `"access-denied"`. */
+  static open(name) {
+    if (kvBackend === undefined) {
+      throw new KvError(
+        name,
+        "other",
+        `cannot open key-value store \`${name}\`: there are no key-value stores yet; open it inside a handler ` +
+          "(`wasmfn build` evaluates index.js while it builds the component), or, in a unit test, " +
+          "keep stores in memory with `kv.useStores({ default: new Map() })`",
+      );
+    }
+    try {
+      return new Store(name, kvBackend, kvBackend.open(name));
+    } catch (e) {
+      throw refusal(name, e);
+    }
+  }
+
+  _do(call) {
+    try {
+      return call(this._bucket);
+    } catch (e) {
+      throw refusal(this.name, e);
+    }
+  }
+
+  /** The value of `key` as bytes (`Uint8Array`), or `undefined` when it is
+   * not set. An empty value is a value. */
+  get(key) {
+    return this._do((b) => b.get(key)) ?? undefined;
+  }
+
+  /** The value of `key` read as UTF-8 text, or `undefined`. */
+  getText(key) {
+    const bytes = this.get(key);
+    return bytes === undefined ? undefined : UTF8.decode(bytes);
+  }
+
+  /** Sets `key` to `value`: a string (written as UTF-8) or bytes. */
+  set(key, value) {
+    const bytes = valueBytes(value);
+    this._do((b) => b.set(key, bytes));
+  }
+
+  /** Removes `key`; nothing happens when it is not set. */
+  delete(key) {
+    this._do((b) => b.delete(key));
+  }
+
+  /** Whether `key` is set. */
+  exists(key) {
+    return this._do((b) => b.exists(key));
+  }
+
+  /** Every key of the store, in no particular order, read a page at a
+   * time as the iteration goes. */
+  *keys() {
+    let cursor;
+    do {
+      const page = this._do((b) => b.listKeys(cursor));
+      yield* page.keys;
+      cursor = page.cursor;
+    } while (cursor !== undefined && cursor !== null);
+  }
+
+  /** Adds `delta` (a whole number, 0 or more; default 1) to the counter at
+   * `key` (created with `delta` when not set) and answers the new value, in
+   * one indivisible step: a number (a `bigint` past
+   * `Number.MAX_SAFE_INTEGER`). The counter is kept as decimal text. */
+  increment(key, delta = 1) {
+    if (!((typeof delta === "number" && Number.isSafeInteger(delta)) || typeof delta === "bigint") || delta < 0) {
+      throw new RangeError(`increment by a whole number, 0 or more, not ${delta}`);
+    }
+    const n = this._do((b) => this._backend.increment(b, key, BigInt(delta)));
+    return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  }
+
+  /** The values of `keys` (bytes, or `undefined` for a key that is not
+   * set), in their order, in one call to the host. */
+  getMany(keys) {
+    const list = [...keys];
+    const pairs = this._do((b) => this._backend.getMany(b, list));
+    return list.map((_, i) => pairs[i]?.[1] ?? undefined);
+  }
+
+  /** Sets every pair of `entries` (an object, a `Map` or `[key, value]`
+   * pairs; values strings or bytes) in one call to the host; under a quota
+   * all or nothing. */
+  setMany(entries) {
+    const list = Symbol.iterator in Object(entries) ? [...entries] : Object.entries(entries);
+    const pairs = list.map(([k, v]) => [k, valueBytes(v)]);
+    this._do((b) => this._backend.setMany(b, pairs));
+  }
+
+  /** Removes every key of `keys` that is set, in one call to the host. */
+  deleteMany(keys) {
+    const list = [...keys];
+    this._do((b) => this._backend.deleteMany(b, list));
+  }
+
+  /** The value of `key` parsed as JSON, or `fallback` (default
+   * `undefined`) when it is not set. */
+  getJson(key, fallback = undefined) {
+    const text = this.getText(key);
+    if (text === undefined) return fallback;
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new KvError(this.name, "json", `key-value store \`${this.name}\`: the value of \`${key}\` is not JSON: ${e.message}`);
+    }
+  }
+
+  /** Sets `key` to `value` written as JSON. */
+  setJson(key, value) {
+    this.set(key, JSON.stringify(value));
+  }
+}
+
+/** Key-value stores: state that outlives the request, in the stores the
+ * manifest lists in `key_value_stores` (`wasi:keyvalue`). Open them inside
+ * handlers. */
+export const kv = Object.freeze({
+  /** Opens store `name` (see `Store.open`). */
+  open(name) {
+    return Store.open(name);
+  },
+
+  /** Opens stores from now on through `stores`: `wasi:keyvalue`
+   * (`{open, increment, getMany, setMany, deleteMany}`, what the generated
+   * entry module gives), or, in a unit test, an object or `Map` of store
+   * names to `Map`s of keys and values (bytes), changed in place; `null`
+   * forgets them. */
+  useStores(stores) {
+    kvBackend = stores == null ? undefined : typeof stores.open === "function" ? stores : memoryBackend(stores);
   },
 });
 

@@ -2,7 +2,7 @@
 // `node --test` in this folder.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { App, ConfigError, HTTPError, config, secret, serve } from "./wasmfn.js";
+import { App, ConfigError, HTTPError, KvError, Store, config, kv, secret, serve } from "./wasmfn.js";
 
 function request(method, path, { params = {}, declared, body, headers = {} } = {}) {
   const h = new Headers(headers);
@@ -171,4 +171,118 @@ test("config and secret read the store the entry module gives, and say what fail
   config.useStore({ greeting: "Hi", port: 8080 });
   assert.equal(config.get("greeting"), "Hi");
   assert.deepEqual(config.getAll(), { greeting: "Hi", port: "8080" });
+});
+
+/** Every operation on store `default`, whose values are `values`. */
+function exerciseStore(values) {
+  const store = kv.open("default");
+  assert.ok(store instanceof Store);
+  assert.equal(store.get("a"), undefined);
+  store.set("a", new Uint8Array([0, 1]));
+  store.set("b", "ünï");
+  store.set("empty", "");
+  assert.deepEqual(store.get("a"), new Uint8Array([0, 1]));
+  assert.equal(store.getText("b"), "ünï");
+  assert.deepEqual(store.get("empty"), new Uint8Array(0));
+  assert.equal(store.exists("empty"), true);
+  store.delete("empty");
+  store.delete("never-set");
+  assert.equal(store.exists("empty"), false);
+  assert.equal(store.increment("hits"), 1);
+  assert.equal(store.increment("hits", 41n), 42);
+  assert.equal(store.getText("hits"), "42");
+  assert.throws(() => store.increment("hits", -1), RangeError);
+  assert.throws(() => store.increment("hits", 1.5), RangeError);
+  store.setMany({ m1: "1", m2: new Uint8Array([50]) });
+  store.setMany(new Map([["m3", "3"]]));
+  assert.deepEqual(store.getMany(["m1", "gone", "m3"]).map((v) => v && new TextDecoder().decode(v)), ["1", undefined, "3"]);
+  store.deleteMany(new Set(["m1", "m2", "gone"]));
+  assert.deepEqual(store.getMany(["m1", "m2"]), [undefined, undefined]);
+  store.setJson("cart", { items: [1, 2], owner: "Åda" });
+  assert.deepEqual(store.getJson("cart"), { items: [1, 2], owner: "Åda" });
+  assert.deepEqual(store.getJson("no-cart", []), []);
+  assert.throws(() => store.getJson("a"), (e) => e instanceof KvError && e.kind === "json" && /the value of `a` is not JSON/.test(e.message));
+  assert.throws(() => store.set("n", 5), TypeError);
+  assert.deepEqual([...store.keys()].sort(), ["a", "b", "cart", "hits", "m3"]);
+  assert.deepEqual([...values.keys()].sort(), ["a", "b", "cart", "hits", "m3"]);
+  // Another store, not listed: the error says how to list it.
+  assert.throws(() => kv.open("sessions"), {
+    name: "KvError",
+    store: "sessions",
+    kind: "access-denied",
+    message: "key-value store `sessions`: access denied; list it in `key_value_stores` of fn.config.json",
+  });
+}
+
+test("kv keeps stores in memory for a unit test", async (t) => {
+  t.after(() => kv.useStores(null));
+  assert.throws(() => kv.open("default"), (e) => e instanceof KvError && /`default`.*useStores/.test(e.message));
+  const values = new Map();
+  kv.useStores({ default: values });
+  exerciseStore(values);
+  const app = new App();
+  app.post("/visits", {}, () => ({ count: kv.open("default").increment("visits") }));
+  for (const n of [1, 2]) {
+    const r = await app.handle(request("POST", "/visits"));
+    assert.deepEqual(await r.json(), { count: n });
+  }
+  values.set("text", new TextEncoder().encode("many"));
+  assert.throws(() => kv.open("default").increment("text"), { kind: "other", message: /`text` is not a counter/ });
+});
+
+test("kv on the bindings the entry module gives: pages, errors", (t) => {
+  t.after(() => kv.useStores(null));
+  // What componentize-js binds for `wasi:keyvalue`: a `result`'s error is
+  // thrown with the variant as its `payload`; `option<u64>` is a bigint or
+  // `undefined`; a key `down` fails with `other`.
+  const fail = (tag, val) => {
+    const e = new Error(tag);
+    e.payload = { tag, val };
+    throw e;
+  };
+  const stores = { default: new Map() };
+  const check = (key) => key === "down" && fail("other", "the key-value store is unavailable: Redis at 127.0.0.1: refused");
+  const bindings = {
+    open(name) {
+      const map = stores[name] ?? fail("access-denied");
+      return {
+        map,
+        get: (key) => (check(key), map.get(key)),
+        set: (key, value) => {
+          assert.ok(value instanceof Uint8Array);
+          map.set(key, value);
+        },
+        delete: (key) => void map.delete(key),
+        exists: (key) => map.has(key),
+        // Pages of two keys.
+        listKeys(cursor) {
+          const keys = [...map.keys()].sort();
+          const start = Number(cursor ?? 0n);
+          return { keys: keys.slice(start, start + 2), cursor: start + 2 < keys.length ? BigInt(start + 2) : undefined };
+        },
+      };
+    },
+    increment(b, key, delta) {
+      assert.equal(typeof delta, "bigint");
+      const n = BigInt(b.map.has(key) ? new TextDecoder().decode(b.map.get(key)) : "0") + delta;
+      b.map.set(key, new TextEncoder().encode(String(n)));
+      return n;
+    },
+    getMany: (b, keys) => keys.map((k) => (b.map.has(k) ? [k, b.map.get(k)] : undefined)),
+    setMany: (b, pairs) => pairs.forEach(([k, v]) => b.map.set(k, v)),
+    deleteMany: (b, keys) => keys.forEach((k) => b.map.delete(k)),
+  };
+  kv.useStores(bindings);
+  exerciseStore(stores.default);
+  const store = kv.open("default");
+  store.setMany(Array.from({ length: 5 }, (_, i) => [`k${i}`, ""]));
+  assert.equal([...store.keys()].length, 10);
+  assert.throws(() => store.get("down"), {
+    name: "KvError",
+    kind: "other",
+    message: "key-value store `default`: the key-value store is unavailable: Redis at 127.0.0.1: refused",
+  });
+  // A counter past 2^53 stays exact.
+  store.set("big", String(2n ** 60n));
+  assert.equal(store.increment("big"), 2n ** 60n + 1n);
 });

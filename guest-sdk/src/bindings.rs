@@ -1,7 +1,8 @@
 //! Bindings for the `wasmfn:function/function-with-handler` world, generated from the
 //! repository's `wit/`. WASI types are the `wasip2` crate's own, but for
-//! `wasi:config/store`, which that crate does not bind (the SDK's
-//! [`config`](crate::config) and [`secret`](crate::secret) wrap it).
+//! `wasi:config/store` and `wasi:keyvalue`, which that crate does not bind
+//! (the SDK's [`config`](crate::config) and [`secret`](crate::secret) wrap
+//! the first, [`kv`](crate::kv) the second).
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -20,6 +21,10 @@ wit_bindgen::generate!({
         "wasi:http/outgoing-handler@0.2.12": ::wasi::http::outgoing_handler,
         // Not in the `wasip2` crate: bound here (`bindings::wasi::config::store`).
         "wasi:config/store@0.2.0-rc.1": generate,
+        // Nor these (`bindings::wasi::keyvalue`, wrapped by [`kv`](crate::kv)).
+        "wasi:keyvalue/store@0.2.0-draft": generate,
+        "wasi:keyvalue/atomics@0.2.0-draft": generate,
+        "wasi:keyvalue/batch@0.2.0-draft": generate,
     },
     pub_export_macro: true,
     export_macro_name: "export",

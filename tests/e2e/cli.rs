@@ -26,7 +26,7 @@ fn check_is_a_ci_gate() {
     let (code, out, err) = wasmfn(&["check", good.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("/users/{id}"), "{out}");
-    assert!(out.contains("8 functions ready, 0 failed, 0 conflicts"), "{out}");
+    assert!(out.contains("9 functions ready, 0 failed, 0 conflicts"), "{out}");
 
     let f = Fixture::new();
     f.function("a", "probe", json!({"invoke": {"routes": ["/x"]}}))

@@ -47,7 +47,7 @@ pub(crate) fn examples() -> PathBuf {
             let dir = repo().join("functions");
             let report = wasmfn_build::build_all(&dir, &build_options()).expect("build examples");
             assert_eq!(report.failed, 0, "an example failed to build: {:?}", report.errors);
-            assert!(report.built + report.up_to_date >= 8, "{report:?}");
+            assert!(report.built + report.up_to_date >= 9, "{report:?}");
             // Compile everything once into the tests' cache, so that the many
             // hosts started on the examples do not each compile the Python
             // and JavaScript runtimes again.
@@ -64,6 +64,9 @@ pub(crate) fn examples() -> PathBuf {
         })
         .clone()
 }
+
+/// The secret `signing_key` of the `sign` example on [`TestHost::examples`].
+pub(crate) const EXAMPLES_SIGNING_KEY: &str = "examples-signing-key";
 
 /// The compile cache of every host started on the examples.
 pub(crate) fn examples_cache() -> PathBuf {
@@ -122,6 +125,9 @@ pub(crate) struct TestHost {
     pub host: RunningHost,
     pub client: reqwest::Client,
     pub base: String,
+    /// The state directory [`Self::examples`] gives the host (its key-value
+    /// store), removed with the host.
+    _state: Option<tempfile::TempDir>,
 }
 
 impl TestHost {
@@ -129,10 +135,28 @@ impl TestHost {
         Self::start_with(HostConfig::new(dir)).await
     }
 
-    /// A host on the example functions (built once), with their compile cache.
+    /// A host on the example functions (built once), with their compile
+    /// cache and a fresh state directory (see [`Self::examples_in`]).
     pub(crate) async fn examples() -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let host = Self::examples_in(state.path()).await;
+        Self {
+            _state: Some(state),
+            ..host
+        }
+    }
+
+    /// A host on the example functions with the state directory `state`
+    /// (`items` keeps its items in the key-value store there) and the
+    /// secret `sign` needs (in `state/secrets`).
+    pub(crate) async fn examples_in(state: &Path) -> Self {
+        let secrets = state.join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::write(secrets.join("signing_key"), EXAMPLES_SIGNING_KEY).unwrap();
         let mut config = HostConfig::new(examples());
         config.runtime.cache_dir = Some(examples_cache());
+        config.state_dir = Some(state.to_path_buf());
+        config.secrets_dir = Some(secrets);
         Self::start_with(config).await
     }
 
@@ -148,6 +172,7 @@ impl TestHost {
             host,
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             base,
+            _state: None,
         }
     }
 
@@ -413,7 +438,8 @@ impl FixtureServer {
 /// A Python virtual environment under `target/` with the given pinned
 /// packages installed from PyPI (once per test run); returns its `bin/`.
 /// The tests' Python tools all live in this one environment: the OpenAPI
-/// validator, Schemathesis, and the protobuf types of the OTLP receiver.
+/// validator, Schemathesis, the protobuf types of the OTLP receiver, and the
+/// Kubernetes schema validator.
 pub(crate) fn python_tools() -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
@@ -424,6 +450,7 @@ pub(crate) fn python_tools() -> PathBuf {
             "schemathesis==4.32.5",
             "opentelemetry-proto==1.45.2",
             "protobuf==7.36.2",
+            "kubernetes-validate==1.37.0",
         ];
         let stamp = venv.join(".installed");
         if std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted.join(" ")) {

@@ -380,9 +380,9 @@ fn helper_libraries_pass_their_own_unit_tests() {
             "guest-sdk/python",
             "python3",
             &["-m", "unittest", "discover", "-s", "tests", "-v"][..],
-            "Ran 8 tests",
+            "Ran 11 tests",
         ),
-        ("guest-sdk/js", "node", &["--test"][..], "# pass 7"),
+        ("guest-sdk/js", "node", &["--test"][..], "# pass 9"),
     ] {
         let out = std::process::Command::new(program)
             .args(args)
@@ -408,8 +408,10 @@ fn helper_libraries_pass_their_own_unit_tests() {
 /// The Python and JavaScript apps the tests below share, built once per
 /// run into the target directory (a run whose sources, helpers and
 /// toolchains are unchanged builds nothing): `py` and `js` count the
-/// requests one instance serves (`POST /`), and answer what they read
-/// through the helpers' `config` and `secret` (`GET /config`). Their
+/// requests one instance serves (`POST /`), answer what they read
+/// through the helpers' `config` and `secret` (`GET /config`), and count
+/// visits in the key-value store `default` through `kv` (`POST /kv`,
+/// `GET /kv/last`, as the Rust guest `sdk_kv` does). Their
 /// manifests reuse instances; other tests serve the same components under
 /// manifests of their own.
 fn helper_apps() -> std::path::PathBuf {
@@ -424,7 +426,7 @@ fn helper_apps() -> std::path::PathBuf {
             };
             write(
                 "py/app.py",
-                r#"from wasmfn import App, Response, config, secret
+                r#"from wasmfn import App, Response, config, kv, secret
 
 app = App(title="Counter")
 served = 0
@@ -452,6 +454,24 @@ def read_config(req):
         "unlisted": secret.get("unlisted"),
         "keys": sorted(config.get_all()),
     }
+
+
+@app.post("/kv")
+def visit(req):
+    store = kv.Store.open("default")
+    visits = store.increment("visits")
+    store.set_json("last", {"by": "py", "body": req.text(), "visits": visits})
+    try:
+        kv.Store.open("private")
+        denied = "opened"
+    except kv.KvError as e:
+        denied = e.kind
+    return {"visits": visits, "keys": sorted(store.keys()), "denied": denied}
+
+
+@app.get("/kv/last")
+def last(req):
+    return kv.Store.open("default").get_json("last")
 "#,
             );
             write(
@@ -460,7 +480,7 @@ def read_config(req):
             );
             write(
                 "js/index.js",
-                r#"import { App, config, secret } from "wasmfn";
+                r#"import { App, KvError, config, kv, secret } from "wasmfn";
 
 const app = new App({ title: "Counter" });
 let served = 0;
@@ -476,6 +496,21 @@ app.get("/config", {}, () => ({
   unlisted: secret.get("unlisted") ?? null,
   keys: Object.keys(config.getAll()).sort(),
 }));
+
+app.post("/kv", {}, async (req) => {
+  const store = kv.open("default");
+  const visits = store.increment("visits");
+  store.setJson("last", { by: "js", body: await req.text(), visits });
+  let denied = "opened";
+  try {
+    kv.open("private");
+  } catch (e) {
+    denied = e instanceof KvError ? e.kind : String(e);
+  }
+  return { visits, keys: [...store.keys()].sort(), denied };
+});
+
+app.get("/kv/last", {}, () => kv.open("default").getJson("last"));
 
 export default app;
 "#,
@@ -598,4 +633,74 @@ async fn every_language_reads_its_config_and_secrets() {
         r.json::<Value>().await.unwrap(),
         json!({"error": {"code": "internal", "message": "the function's config `limits` cannot be read; see its log"}})
     );
+}
+
+/// `POST /{name}/kv` with `body`: the answer, which must be 200.
+async fn visit(t: &TestHost, name: &str, body: String) -> Value {
+    let r = t
+        .client
+        .post(t.url(&format!("/{name}/kv")))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{name}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A function in each language keeps state in the key-value store
+/// `default` through its SDK (Rust `wasmfn_sdk::kv`, Python and JavaScript
+/// `kv`): the stores are the tenant's, so the three functions count the
+/// same visits and each reads the JSON the others wrote; a store the
+/// manifest does not list is `access-denied`, and a function that lists
+/// none cannot open `default` either. The count outlives the host.
+#[tokio::test]
+async fn every_language_keeps_state_in_the_tenants_store() {
+    let apps = tokio::task::spawn_blocking(helper_apps).await.unwrap();
+    let f = Fixture::new();
+    for (name, component, stores) in [
+        ("rs", guest("sdk_kv"), json!(["default"])),
+        ("py", apps.join("py/py.wasm"), json!(["default"])),
+        ("js", apps.join("js/js.wasm"), json!(["default"])),
+        ("none", guest("sdk_kv"), json!([])),
+    ] {
+        let manifest = json!({"component": component, "key_value_stores": stores});
+        f.file(&format!("{name}/fn.config.json"), &manifest.to_string());
+    }
+    let state = tempfile::tempdir().unwrap();
+    let host = |state: &std::path::Path| {
+        let mut config = wasmfn_server::HostConfig::new(f.path());
+        config.state_dir = Some(state.to_path_buf());
+        config.runtime.cache_dir = Some(examples_cache());
+        TestHost::start_with(config)
+    };
+    let t = host(state.path()).await;
+    for (i, name) in ["rs", "py", "js", "rs", "py", "js"].into_iter().enumerate() {
+        let visits = i as u64 + 1;
+        assert_eq!(
+            visit(&t, name, format!("visit {visits}")).await,
+            json!({"visits": visits, "keys": ["last", "visits"], "denied": "access-denied"}),
+            "{name}"
+        );
+        // Each reads what the one before wrote.
+        let reader = ["rs", "py", "js"][(i + 1) % 3];
+        assert_eq!(
+            t.json(&format!("/{reader}/kv/last")).await,
+            json!({"by": name, "body": format!("visit {visits}"), "visits": visits}),
+            "{reader} reads what {name} wrote"
+        );
+    }
+    let r = t.client.post(t.url("/none/kv")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": {"code": "internal", "message": "the function's key-value store `default` failed; see its log"}})
+    );
+    assert_eq!(t.host.stop().await.unwrap(), wasmfn_server::Drained::Complete);
+
+    let t = host(state.path()).await;
+    assert_eq!(visit(&t, "py", "after".into()).await["visits"], 7);
+    assert_eq!(t.json("/js/kv/last").await["by"], "py");
 }

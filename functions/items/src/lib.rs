@@ -1,6 +1,12 @@
-//! `/items`: a CRUD-style API over in-memory data. Every request runs in a
-//! fresh instance, so the data is the built-in catalogue on every call:
-//! creating or deleting answers as if it happened, and nothing persists.
+//! `/items`: a CRUD-style API whose items live in the key-value store
+//! `default` (`"key_value_stores": ["default"]` in fn.config.json), so
+//! what a request creates or deletes stays so for the next request and
+//! across restarts of the host.
+//!
+//! Each item is the JSON of `item:<id>`; ids come from the counter
+//! `next_id` (`increment`: two requests never get the same one). The
+//! first request to a store that was never seeded (no key `seeded`) fills
+//! it with a small catalogue.
 //!
 //! The host validates every request against the schemas below before this
 //! code runs: a name that is too long, a negative price or a `limit` of
@@ -8,6 +14,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use wasmfn_sdk::kv::Store;
 use wasmfn_sdk::{Created, HttpError, Json, JsonLines, NoContent, Path, Query};
 
 /// An item in the catalogue.
@@ -63,62 +70,113 @@ struct ItemPath {
     id: u32,
 }
 
-fn catalogue() -> Vec<Item> {
-    let item = |id, name: &str, price_cents, tags: &[&str]| Item {
-        id,
-        name: name.into(),
-        price_cents,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-    };
-    vec![
-        item(1, "Teapot", 2500, &["kitchen"]),
-        item(2, "Lamp", 4200, &["home", "light"]),
-        item(3, "Notebook", 350, &["office"]),
-        item(4, "Kettle", 3100, &["kitchen"]),
-    ]
+/// The counter ids are taken from.
+const NEXT_ID: &str = "next_id";
+/// Set (to `1`) by the request that seeds the store.
+const SEEDED: &str = "seeded";
+/// Every item's key starts with this.
+const ITEM: &str = "item:";
+
+fn key(id: u32) -> String {
+    format!("{ITEM}{id}")
 }
 
-fn list(Query(q): Query<ListQuery>) -> Json<Vec<Item>> {
+/// The store `default`, seeded with the catalogue the first time.
+fn open() -> Result<Store, HttpError> {
+    let store = Store::open("default")?;
+    // `increment` answers 1 to one request only: if two arrive at a new
+    // store at once, one seeds it.
+    if !store.exists(SEEDED)? && store.increment(SEEDED, 1)? == 1 {
+        seed(&store)?;
+    }
+    Ok(store)
+}
+
+fn seed(store: &Store) -> Result<(), HttpError> {
+    let catalogue: [(&str, u32, &[&str]); 4] = [
+        ("Teapot", 2500, &["kitchen"]),
+        ("Lamp", 4200, &["home", "light"]),
+        ("Notebook", 350, &["office"]),
+        ("Kettle", 3100, &["kitchen"]),
+    ];
+    for (name, price_cents, tags) in catalogue {
+        let item = Item {
+            id: next_id(store)?,
+            name: name.into(),
+            price_cents,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        store.set_json(&key(item.id), &item)?;
+    }
+    Ok(())
+}
+
+fn next_id(store: &Store) -> Result<u32, HttpError> {
+    let id = store.increment(NEXT_ID, 1)?;
+    u32::try_from(id).map_err(|_| HttpError::internal(format!("item ids are used up ({id})")))
+}
+
+/// Every item, by id.
+fn all(store: &Store) -> Result<Vec<Item>, HttpError> {
+    let keys: Vec<String> = store
+        .keys()
+        .filter(|k| k.as_ref().map_or(true, |k| k.starts_with(ITEM)))
+        .collect::<Result<_, _>>()?;
+    let mut items = Vec::with_capacity(keys.len());
+    for (key, value) in keys.iter().zip(store.get_many(&keys)?) {
+        // Deleted since the keys were listed.
+        let Some(bytes) = value else { continue };
+        let item: Item =
+            serde_json::from_slice(&bytes).map_err(|e| HttpError::internal(format!("`{key}` is not an item: {e}")))?;
+        items.push(item);
+    }
+    items.sort_by_key(|i| i.id);
+    Ok(items)
+}
+
+fn list(Query(q): Query<ListQuery>) -> Result<Json<Vec<Item>>, HttpError> {
     let limit = q.limit.unwrap_or(20) as usize;
-    let items = catalogue()
+    let items = all(&open()?)?
         .into_iter()
         .filter(|i| q.tag.as_ref().is_none_or(|t| i.tags.contains(t)))
         .take(limit)
         .collect();
-    Json(items)
+    Ok(Json(items))
 }
 
 fn show(Path(p): Path<ItemPath>) -> Result<Json<Item>, HttpError> {
-    catalogue()
-        .into_iter()
-        .find(|i| i.id == p.id)
+    open()?
+        .get_json(&key(p.id))?
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("no item with id {}", p.id)))
 }
 
 fn create(Json(new): Json<NewItem>) -> Result<Created<Item>, HttpError> {
-    if catalogue().iter().any(|i| i.name.eq_ignore_ascii_case(&new.name)) {
+    let store = open()?;
+    if all(&store)?.iter().any(|i| i.name.eq_ignore_ascii_case(&new.name)) {
         return Err(HttpError::conflict(format!("an item named `{}` exists", new.name)));
     }
-    let id = catalogue().iter().map(|i| i.id).max().unwrap_or(0) + 1;
-    Ok(Created(Item {
-        id,
+    let item = Item {
+        id: next_id(&store)?,
         name: new.name,
         price_cents: new.price_cents,
         tags: new.tags,
-    }))
+    };
+    store.set_json(&key(item.id), &item)?;
+    Ok(Created(item))
 }
 
 fn delete(Path(p): Path<ItemPath>) -> Result<NoContent, HttpError> {
-    if catalogue().iter().any(|i| i.id == p.id) {
-        Ok(NoContent)
-    } else {
-        Err(HttpError::not_found(format!("no item with id {}", p.id)))
+    let store = open()?;
+    if !store.exists(&key(p.id))? {
+        return Err(HttpError::not_found(format!("no item with id {}", p.id)));
     }
+    store.delete(&key(p.id))?;
+    Ok(NoContent)
 }
 
-fn export() -> JsonLines<std::vec::IntoIter<Item>> {
-    JsonLines(catalogue().into_iter())
+fn export() -> Result<JsonLines<std::vec::IntoIter<Item>>, HttpError> {
+    Ok(JsonLines(all(&open()?)?.into_iter()))
 }
 
 wasmfn_sdk::function! {

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
 
-from wasmfn import App, Field, HTTPError, Request, Response, config, schema_of, secret  # noqa: E402
+from wasmfn import App, Field, HTTPError, Request, Response, config, kv, schema_of, secret  # noqa: E402
 
 
 class Colour(Enum):
@@ -183,17 +183,21 @@ class Dispatch(unittest.TestCase):
             app.get("/all")(lambda req: None)
 
 
+class Err(Exception):
+    """componentize-py's `Err`: a WIT `result`'s error, raised."""
+
+    def __init__(self, value):
+        super().__init__(value)
+        self.value = value
+
+
 def fake_component_store(values, error=None):
     """The modules componentize-py generates for `wasi:config/store`, as
     `sys.modules` entries: `get`/`get_all` answer `values`, or raise
-    `Err(error)` when `error` is given."""
+    `Err(error)` when `error` is given. The world imports two `store`
+    interfaces, so this one is named in full."""
 
-    class Err(Exception):
-        def __init__(self, value):
-            super().__init__(value)
-            self.value = value
-
-    store = types.ModuleType("wit_world.imports.store")
+    store = types.ModuleType("wit_world.imports.wasi_config_store")
     store.Error_Upstream = type("Error_Upstream", (), {"__init__": lambda self, v: setattr(self, "value", v)})
     store.Error_Io = type("Error_Io", (), {"__init__": lambda self, v: setattr(self, "value", v)})
 
@@ -205,12 +209,12 @@ def fake_component_store(values, error=None):
     store.get = lambda key: answer(values.get(key))
     store.get_all = lambda: answer(list(values.items()))
     imports = types.ModuleType("wit_world.imports")
-    imports.store = store
+    imports.wasi_config_store = store
     return {
         "componentize_py_types": types.SimpleNamespace(Err=Err),
         "wit_world": types.ModuleType("wit_world"),
         "wit_world.imports": imports,
-        "wit_world.imports.store": store,
+        "wit_world.imports.wasi_config_store": store,
     }
 
 
@@ -264,6 +268,196 @@ class Config(unittest.TestCase):
                 self.assertEqual(str(e.exception), f"cannot read config `greeting`: wasi:config/store failed: {said}")
                 with self.assertRaisesRegex(config.ConfigError, f"cannot read the config: .*{said}"):
                     config.get_all()
+
+
+def fake_component_keyvalue(stores, pages=None):
+    """The modules componentize-py generates for `wasi:keyvalue` (`store`,
+    `atomics`, `batch`), as `sys.modules` entries, on `stores` (name →
+    dict; any other name is refused with `access-denied`). `pages` splits
+    `list-keys` into pages of that many keys. A key `"down"` fails every
+    operation on it with `other`."""
+    store = types.ModuleType("wit_world.imports.wasi_keyvalue_store")
+
+    class Error_Other:
+        def __init__(self, value):
+            self.value = value
+
+    store.Error_NoSuchStore = type("Error_NoSuchStore", (), {})
+    store.Error_AccessDenied = type("Error_AccessDenied", (), {})
+    store.Error_Other = Error_Other
+    store.KeyResponse = lambda keys, cursor: types.SimpleNamespace(keys=keys, cursor=cursor)
+
+    def check(key):
+        if key == "down":
+            raise Err(store.Error_Other("the key-value store is unavailable: Redis at 127.0.0.1: refused"))
+
+    class Bucket:
+        def __init__(self, values):
+            self.values = values
+
+        def get(self, key):
+            check(key)
+            return self.values.get(key)
+
+        def set(self, key, value):
+            check(key)
+            assert isinstance(value, bytes), value
+            self.values[key] = value
+
+        def delete(self, key):
+            check(key)
+            self.values.pop(key, None)
+
+        def exists(self, key):
+            check(key)
+            return key in self.values
+
+        def list_keys(self, cursor):
+            keys = sorted(self.values)
+            size = pages or len(keys) or 1
+            start = cursor or 0
+            nxt = start + size
+            return store.KeyResponse(keys[start:nxt], nxt if nxt < len(keys) else None)
+
+    def open_(name):
+        if name not in stores:
+            raise Err(store.Error_AccessDenied())
+        return Bucket(stores[name])
+
+    store.open = open_
+    atomics = types.ModuleType("wit_world.imports.atomics")
+
+    def increment(bucket, key, delta):
+        check(key)
+        new = int(bucket.values.get(key, b"0")) + delta
+        bucket.values[key] = str(new).encode()
+        return new
+
+    atomics.increment = increment
+    batch = types.ModuleType("wit_world.imports.batch")
+    batch.get_many = lambda bucket, keys: [(k, bucket.values[k]) if k in bucket.values else None for k in keys]
+    batch.set_many = lambda bucket, pairs: bucket.values.update(pairs)
+
+    def delete_many(bucket, keys):
+        for k in keys:
+            bucket.values.pop(k, None)
+
+    batch.delete_many = delete_many
+    imports = types.ModuleType("wit_world.imports")
+    imports.wasi_keyvalue_store, imports.atomics, imports.batch = store, atomics, batch
+    return {
+        "componentize_py_types": types.SimpleNamespace(Err=Err),
+        "wit_world": types.ModuleType("wit_world"),
+        "wit_world.imports": imports,
+        "wit_world.imports.wasi_keyvalue_store": store,
+        "wit_world.imports.atomics": atomics,
+        "wit_world.imports.batch": batch,
+    }
+
+
+class KeyValue(unittest.TestCase):
+    def tearDown(self):
+        kv.use_stores(None)
+
+    def exercise(self, values):
+        """Every operation on store `default`, whose values are `values`."""
+        store = kv.Store.open("default")
+        self.assertIsNone(store.get("a"))
+        self.assertEqual(store.get("a", b"none"), b"none")
+        store.set("a", b"\x00\x01")
+        store.set("b", "ünï")
+        store.set("empty", b"")
+        self.assertEqual(store.get("a"), b"\x00\x01")
+        self.assertEqual(store.get("b"), "ünï".encode())
+        self.assertEqual(store.get("empty", b"none"), b"")
+        self.assertTrue(store.exists("empty"))
+        store.delete("empty")
+        store.delete("never-set")
+        self.assertFalse(store.exists("empty"))
+        self.assertEqual(store.increment("hits"), 1)
+        self.assertEqual(store.increment("hits", 41), 42)
+        self.assertEqual(store.get("hits"), b"42")
+        with self.assertRaisesRegex(ValueError, "0 or more"):
+            store.increment("hits", -1)
+        store.set_many({"m1": b"1", "m2": "2"})
+        store.set_many([("m3", b"3")])
+        self.assertEqual(store.get_many(["m1", "gone", "m3"]), [b"1", None, b"3"])
+        store.delete_many(k for k in ["m1", "m2", "gone"])
+        self.assertEqual(store.get_many(["m1", "m2", "m3"]), [None, None, b"3"])
+        store.set_json("cart", {"items": [1, 2], "owner": "Åda"})
+        self.assertEqual(store.get_json("cart"), {"items": [1, 2], "owner": "Åda"})
+        self.assertEqual(store.get_json("no-cart", []), [])
+        with self.assertRaises(kv.KvError) as e:
+            store.get_json("a")
+        self.assertEqual((e.exception.store, e.exception.kind), ("default", "json"))
+        self.assertIn("the value of `a` is not JSON", str(e.exception))
+        with self.assertRaisesRegex(TypeError, "bytes or str"):
+            store.set("n", 5)
+        self.assertEqual(sorted(store.keys()), ["a", "b", "cart", "hits", "m3"])
+        self.assertEqual(sorted(values), ["a", "b", "cart", "hits", "m3"])
+        # Another store, not listed: the error says how to list it.
+        with self.assertRaises(kv.KvError) as e:
+            kv.Store.open("sessions")
+        self.assertEqual((e.exception.store, e.exception.kind), ("sessions", "access-denied"))
+        self.assertEqual(
+            str(e.exception),
+            "key-value store `sessions`: access denied; list it in `key_value_stores` of fn.config.json",
+        )
+
+    def test_stores_kept_in_memory_for_a_unit_test(self):
+        values = {}
+        kv.use_stores({"default": values})
+        self.exercise(values)
+        app = App()
+
+        @app.post("/visits")
+        def visit(req):
+            return {"count": kv.Store.open("default").increment("visits")}
+
+        for n in (1, 2):
+            self.assertEqual(json.loads(app.handle(request("POST", "/visits")).body), {"count": n})
+        values["text"] = b"many"
+        with self.assertRaisesRegex(kv.KvError, "`text` is not a counter"):
+            kv.Store.open("default").increment("text")
+        with self.assertRaisesRegex(TypeError, "mapping"):
+            kv.use_stores(["default"])
+
+    def test_without_stores_the_error_says_how_to_give_them(self):
+        with self.assertRaisesRegex(kv.KvError, r"key-value store `default`.*use_stores"):
+            kv.Store.open("default")
+
+    def test_the_component_stores(self):
+        from unittest import mock
+
+        values = {}
+        modules = fake_component_keyvalue({"default": values}, pages=2)
+        # What kv.py imports with itself inside a component.
+        component = mock.patch.multiple(
+            kv,
+            _Err=modules["componentize_py_types"].Err,
+            _wasi_store=modules["wit_world.imports.wasi_keyvalue_store"],
+            _atomics=modules["wit_world.imports.atomics"],
+            _batch=modules["wit_world.imports.batch"],
+            create=True,
+        )
+        with component:
+            with self.assertRaisesRegex(kv.KvError, r"`default` while app.py is imported"):
+                kv.Store.open("default")
+        self.addCleanup(setattr, config, "_running", False)
+        config._running = True
+        with component:
+            self.exercise(values)
+            # `list-keys` a page at a time until the cursor ends.
+            store = kv.Store.open("default")
+            store.set_many({f"k{i}": b"" for i in range(5)})
+            self.assertEqual(len(list(store.keys())), 10)
+            with self.assertRaises(kv.KvError) as e:
+                store.get("down")
+            self.assertEqual(e.exception.kind, "other")
+            self.assertEqual(
+                str(e.exception),
+                "key-value store `default`: the key-value store is unavailable: Redis at 127.0.0.1: refused",
+            )
 
 
 if __name__ == "__main__":

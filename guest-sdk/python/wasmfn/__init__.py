@@ -25,13 +25,14 @@ the module-level `app` and exports it as the function's HTTP handler and
 
 Handlers read the manifest's `config` values with `config.get(key,
 default)` and the secrets it lists in `secrets` with `secret.get(name)`
-(`from wasmfn import config, secret`).
+(`from wasmfn import config, secret`), and keep state in the key-value
+stores it lists in `key_value_stores` with `kv.Store.open(name)`.
 """
 
-from . import config, secret
+from . import config, kv, secret
 from ._app import App, Operation
 from ._http import HTTPError, Request, Response
 from ._schema import Field, schema_of
 
-__all__ = ["App", "Field", "HTTPError", "Operation", "Request", "Response", "config", "schema_of", "secret"]
+__all__ = ["App", "Field", "HTTPError", "Operation", "Request", "Response", "config", "kv", "schema_of", "secret"]
 __version__ = "0.1.0"

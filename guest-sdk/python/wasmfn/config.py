@@ -64,7 +64,10 @@ def _read(what, call):
         return call(_given)
     try:
         from componentize_py_types import Err
-        from wit_world.imports import store
+
+        # `wasi:config/store`: componentize-py names it in full, as the
+        # world imports another `store` (`wasi:keyvalue/store`).
+        from wit_world.imports import wasi_config_store as store
     except ImportError:
         raise ConfigError(
             f"cannot read {what}: there is no configuration store outside a component built by "

@@ -346,11 +346,16 @@ pub(crate) fn build(recipe: &Recipe, opts: &BuildOptions) -> anyhow::Result<Outc
             std::fs::write(
                 &entry,
                 "// Written by wasmfn build: serves the default export of index.js, and\n\
-                 // gives the helper the store its `config` and `secret` read.\n\
+                 // gives the helper the store its `config` and `secret` read and the\n\
+                 // key-value stores `kv` opens.\n\
                  import app from \"./index.js\";\n\
                  import { get, getAll } from \"wasi:config/store@0.2.0-rc.1\";\n\
-                 import { config, serve } from \"./__wasmfn.js\";\n\
+                 import { open } from \"wasi:keyvalue/store@0.2.0-draft\";\n\
+                 import { increment } from \"wasi:keyvalue/atomics@0.2.0-draft\";\n\
+                 import { getMany, setMany, deleteMany } from \"wasi:keyvalue/batch@0.2.0-draft\";\n\
+                 import { config, kv, serve } from \"./__wasmfn.js\";\n\
                  config.useStore({ get, getAll });\n\
+                 kv.useStores({ open, increment, getMany, setMany, deleteMany });\n\
                  export const handler = serve(app);\n\
                  export const metadata = { describe: () => app.describe() };\n",
             )?;

@@ -33,6 +33,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/python/wasmfn/config.py"),
     ),
     (
+        "python/wasmfn/kv.py",
+        include_str!("../../../guest-sdk/python/wasmfn/kv.py"),
+    ),
+    (
         "python/wasmfn/secret.py",
         include_str!("../../../guest-sdk/python/wasmfn/secret.py"),
     ),
@@ -46,6 +50,7 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../wit/deps/filesystem.wit"),
     ),
     ("wit/deps/http.wit", include_str!("../../../wit/deps/http.wit")),
+    ("wit/deps/keyvalue.wit", include_str!("../../../wit/deps/keyvalue.wit")),
     ("wit/deps/io.wit", include_str!("../../../wit/deps/io.wit")),
     ("wit/deps/random.wit", include_str!("../../../wit/deps/random.wit")),
     ("wit/deps/sockets.wit", include_str!("../../../wit/deps/sockets.wit")),

@@ -49,6 +49,10 @@ pub enum Command {
     /// Deploy a function folder to a running host (building it first if it
     /// has a recipe and is out of date).
     Deploy(DeployArgs),
+    /// Publish a function folder to an OCI registry as a Wasm artifact
+    /// (building it first if it has a recipe and is out of date); prints
+    /// the reference pinned to its digest, for `wasmfn deploy`.
+    Push(PushArgs),
     /// Serve the version of a deployed function deployed before the current one again.
     Rollback(NameArgs),
     /// Stop serving a deployed function; its requests in flight finish.
@@ -122,11 +126,18 @@ impl ClientArgs {
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// The function's folder: its `fn.config.json`, the component it names
-    /// and the fragment it names, if any.
+    /// and the fragment it names, if any. Or an OCI reference
+    /// (`oci://REGISTRY/REPOSITORY:TAG` or `…@sha256:…`) the host pulls
+    /// itself, with the manifest the artifact carries (or `--manifest`).
     pub dir: PathBuf,
-    /// The name to deploy it as [default: the folder's name].
+    /// The name to deploy it as [default: the folder's name, or the
+    /// reference's last path segment].
     #[arg(long)]
     pub name: Option<String>,
+    /// With an OCI reference: a `fn.config.json` to deploy it with,
+    /// instead of the one the artifact carries.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
     /// Upload the component as it is, without building.
     #[arg(long)]
     pub no_build: bool,
@@ -136,6 +147,52 @@ pub struct DeployArgs {
     /// Where the Python and JavaScript toolchains come from, for the build.
     #[command(flatten)]
     pub toolchains: ToolchainArgs,
+}
+
+/// The arguments of `wasmfn push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The function's folder: its `fn.config.json`, the component it names
+    /// and the fragment it names, if any.
+    pub dir: PathBuf,
+    /// Where to push it: `oci://REGISTRY/REPOSITORY:TAG`.
+    pub reference: String,
+    /// Push the component as it is, without building.
+    #[arg(long)]
+    pub no_build: bool,
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+    /// Where the Python and JavaScript toolchains come from, for the build.
+    #[command(flatten)]
+    pub toolchains: ToolchainArgs,
+}
+
+/// How to reach OCI registries.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// A docker-style `config.json` holding registries' credentials under
+    /// `auths` (`{"auths": {"REGISTRY": {"auth": "BASE64(USER:PASSWORD)"}}}`).
+    #[arg(long, env = "WASMFN_REGISTRY_AUTH")]
+    pub registry_auth: Option<PathBuf>,
+    /// A registry (`host:port`) spoken to over plain HTTP instead of HTTPS;
+    /// repeat (or separate with commas) for several.
+    #[arg(
+        long = "insecure-registry",
+        env = "WASMFN_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+}
+
+impl RegistryArgs {
+    /// The options of the registries' client.
+    pub fn options(&self) -> wasmfn_oci::RegistryOptions {
+        wasmfn_oci::RegistryOptions {
+            auth_file: self.registry_auth.clone(),
+            insecure: self.insecure_registries.clone(),
+        }
+    }
 }
 
 /// A deployed function's name, and the host.
@@ -319,6 +376,18 @@ pub struct ServeArgs {
     /// Without it, `PUT /_fn/secrets/…` is refused.
     #[arg(long, env = "WASMFN_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// Share the desired state (deployed functions, tenants, API keys,
+    /// sealed secrets, and the deployed components by digest) with every
+    /// host that names this Redis (`redis://[user:password@]host:port[/db]`):
+    /// a change through any of them reaches all within seconds. The state
+    /// directory keeps this host's copy.
+    #[arg(long, env = "WASMFN_STATE_STORE")]
+    pub state_store: Option<String>,
+    /// Keep functions' key-value stores in this Redis server
+    /// (`redis://[user:password@]host:port[/db]`), shared by every host
+    /// that names it [default: `kv.sqlite3` in the state directory].
+    #[arg(long, env = "WASMFN_KV_REDIS_URL")]
+    pub kv_redis_url: Option<String>,
 }
 
 /// The arguments of `wasmfn new`.
@@ -357,6 +426,10 @@ pub struct HostArgs {
     /// Compile every component at every start.
     #[arg(long, env = "WASMFN_NO_CACHE")]
     pub no_cache: bool,
+    /// How OCI registries are reached: the components manifests name by
+    /// `oci://` reference, and deploys from registries.
+    #[command(flatten)]
+    pub registries: RegistryArgs,
     /// Allocate instances on demand instead of from a pool.
     #[arg(long, env = "WASMFN_NO_POOLING")]
     pub no_pooling: bool,
@@ -466,6 +539,7 @@ impl HostArgs {
                     self.cache_dir.clone().or_else(default_cache_dir)
                 },
             },
+            registries: self.registries.options(),
             ..HostConfig::new(&self.dir)
         })
     }
@@ -505,8 +579,14 @@ impl ServeArgs {
             c.tenants_file = Some(p.clone());
         }
         c.max_deploy_bytes = self.max_deploy_bytes;
+        c.state_store = self.state_store.clone();
         c.secrets_dir = self.secrets_dir.clone();
         c.secrets_key_file = self.secrets_key_file.clone();
+        if let Some(url) = &self.kv_redis_url {
+            c.key_value = wasmfn_server::KeyValueBackend::Redis(url.clone());
+        }
+        // Read now, so that a broken credentials file stops the start with its message.
+        wasmfn_oci::Registries::new(&c.registries).map_err(|e| anyhow::anyhow!("`--registry-auth`: {e}"))?;
         c.telemetry = TelemetryConfig {
             metrics: !self.no_metrics,
             access_log: self.access_log,

@@ -1,13 +1,14 @@
 //! The admin client: `wasmfn deploy`, `rollback`, `undeploy` and
 //! `functions` against a running host's admin surface, and `wasmfn token
-//! create`. Errors from the host are printed as the host gave them.
+//! create`; and `wasmfn push` to an OCI registry. Errors from the host
+//! are printed as the host gave them.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::args::{ClientArgs, DeployArgs, LogsArgs, NameArgs, TokenCreateArgs};
+use crate::args::{ClientArgs, DeployArgs, LogsArgs, NameArgs, PushArgs, TokenCreateArgs, ToolchainArgs};
 use wasmfn_server::manifest::discovery::standalone_spec;
 use wasmfn_server::manifest::{FunctionManifest, MANIFEST_FILE, Policy};
 
@@ -118,10 +119,17 @@ fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> 
         .block_on(f)
 }
 
-/// `wasmfn deploy DIR`: builds the function if it has a recipe and is out
-/// of date, then uploads its manifest, component and fragment.
-pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
-    let dir = &args.dir;
+/// A function folder, built and read: what `deploy` uploads and `push` publishes.
+struct Folder {
+    manifest: String,
+    component_file: String,
+    component: Vec<u8>,
+    openapi: Option<String>,
+}
+
+/// Reads the function folder `dir` (deployed or pushed as `name`),
+/// building it first if it has a recipe, unless `no_build`.
+fn read_folder(dir: &Path, name: &str, no_build: bool, toolchains: &ToolchainArgs) -> anyhow::Result<Folder> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", manifest_path.display()))?;
@@ -132,59 +140,98 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
             manifest_path.display()
         );
     };
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => folder_name(dir)?,
-    };
     let component_path = dir.join(component);
     let spec = standalone_spec(
-        &name,
+        name,
         &manifest_path,
         &manifest,
         &component_path,
         None,
         &Policy::default(),
     )?;
-    if wasmfn_build::Recipe::of(&spec).is_some() && !args.no_build {
-        let report = wasmfn_build::build_all(dir, &args.toolchains.options())?;
+    if wasmfn_build::Recipe::of(&spec).is_some() && !no_build {
+        let report = wasmfn_build::build_all(dir, &toolchains.options())?;
         anyhow::ensure!(
             report.failed == 0,
-            "the build of `{}` failed; nothing was deployed",
+            "the build of `{}` failed; nothing was sent",
             dir.display()
         );
     }
     let wasm = std::fs::read(&component_path)
         .map_err(|e| anyhow::anyhow!("cannot read component `{}`: {e}", component_path.display()))?;
-    let mut form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::text(manifest_text).mime_str("application/json")?,
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(wasm)
-                .file_name(component.to_string())
-                .mime_str("application/wasm")?,
+    let openapi = match &manifest.openapi {
+        Some(o) => {
+            let p = dir.join(o);
+            Some(std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    Ok(Folder {
+        manifest: manifest_text,
+        component_file: component.to_string(),
+        component: wasm,
+        openapi,
+    })
+}
+
+/// `wasmfn deploy DIR`: builds the function if it has a recipe and is out
+/// of date, then uploads its manifest, component and fragment. `wasmfn
+/// deploy oci://…`: the host pulls the artifact itself.
+pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let target = args.dir.to_string_lossy();
+    let (name, request) = if wasmfn_oci::OciRef::is_oci(&target) {
+        let reference = wasmfn_oci::OciRef::parse(&target)?;
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => reference_name(&reference)?,
+        };
+        let mut body = serde_json::json!({ "component": target });
+        if let Some(path) = &args.manifest {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read `--manifest` `{}`: {e}", path.display()))?;
+            FunctionManifest::parse(path, &text)?;
+            body["manifest"] = Value::String(text);
+        }
+        (name, Request::Json(body))
+    } else {
+        anyhow::ensure!(
+            args.manifest.is_none(),
+            "`--manifest` goes with an OCI reference; a folder deploys its own `fn.config.json`"
         );
-    if let Some(o) = &manifest.openapi {
-        let p = dir.join(o);
-        let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?;
-        form = form.part(
-            "openapi",
-            reqwest::multipart::Part::text(text).mime_str("application/json")?,
-        );
-    }
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => folder_name(&args.dir)?,
+        };
+        let folder = read_folder(&args.dir, &name, args.no_build, &args.toolchains)?;
+        let mut form = reqwest::multipart::Form::new()
+            .part(
+                "manifest",
+                reqwest::multipart::Part::text(folder.manifest).mime_str("application/json")?,
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(folder.component)
+                    .file_name(folder.component_file)
+                    .mime_str("application/wasm")?,
+            );
+        if let Some(text) = folder.openapi {
+            form = form.part(
+                "openapi",
+                reqwest::multipart::Part::text(text).mime_str("application/json")?,
+            );
+        }
+        (name, Request::Form(form))
+    };
     let admin = Admin::new(&args.client)?;
-    let (status, body) = block_on(
-        admin.send(
-            admin
-                .request(
-                    reqwest::Method::PUT,
-                    &format!("{}/{name}", args.client.functions_path()),
-                )
-                .multipart(form),
-        ),
-    )?;
+    let put = admin.request(
+        reqwest::Method::PUT,
+        &format!("{}/{name}", args.client.functions_path()),
+    );
+    let put = match request {
+        Request::Json(body) => put.json(&body),
+        Request::Form(form) => put.multipart(form),
+    };
+    let (status, body) = block_on(admin.send(put))?;
     let what = match (status, body["changed"].as_bool()) {
         (201, _) => "deployed (new)",
         (_, Some(false)) => "unchanged (the same version serves)",
@@ -198,6 +245,52 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
             .map(|r| r.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
             .unwrap_or_default()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A deploy's body: an upload, or a reference the host pulls.
+enum Request {
+    Form(reqwest::multipart::Form),
+    Json(Value),
+}
+
+/// The function name an OCI reference suggests: its repository's last segment.
+fn reference_name(reference: &wasmfn_oci::OciRef) -> anyhow::Result<String> {
+    let name = reference
+        .repository()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(
+        wasmfn_server::deploy::is_valid_name(&name),
+        "the repository name `{name}` is not a function name (1 to 63 of a-z, 0-9, `-`); give `--name`"
+    );
+    Ok(name)
+}
+
+/// `wasmfn push DIR oci://…`: builds the function if it has a recipe and
+/// is out of date, then publishes it as a Wasm OCI artifact; prints the
+/// reference pinned to the digest the registry gave it.
+pub(crate) fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let reference = wasmfn_oci::OciRef::parse(&args.reference)?;
+    let name = folder_name(&args.dir).unwrap_or_else(|_| "function".into());
+    let folder = read_folder(&args.dir, &name, args.no_build, &args.toolchains)?;
+    let registries = wasmfn_oci::Registries::new(&args.registries.options())?;
+    let pinned = block_on(async {
+        Ok(registries
+            .push(
+                &reference,
+                wasmfn_oci::Artifact {
+                    component: &folder.component,
+                    manifest: &folder.manifest,
+                    openapi: folder.openapi.as_deref(),
+                },
+            )
+            .await?)
+    })?;
+    println!("{}", pinned.digest().unwrap_or("?"));
+    eprintln!("pushed {reference} as {pinned}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(args) => new(&args),
         Command::Build(args) => build(&args),
         Command::Deploy(args) => client::deploy(&args),
+        Command::Push(args) => client::push(&args),
         Command::Rollback(args) => client::rollback(&args),
         Command::Undeploy(args) => client::undeploy(&args),
         Command::Functions(args) => client::functions(&args),

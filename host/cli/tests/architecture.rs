@@ -10,13 +10,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("wasmfn-routing", &[]),
     ("wasmfn-manifest", &["wasmfn-routing"]),
     ("wasmfn-openapi", &["wasmfn-manifest", "wasmfn-routing"]),
-    ("wasmfn-runtime", &["wasmfn-manifest"]),
+    ("wasmfn-kv", &[]),
+    ("wasmfn-oci", &[]),
+    ("wasmfn-runtime", &["wasmfn-manifest", "wasmfn-kv"]),
     ("wasmfn-build", &["wasmfn-manifest", "wasmfn-routing"]),
     (
         "wasmfn-server",
-        &["wasmfn-manifest", "wasmfn-routing", "wasmfn-openapi", "wasmfn-runtime"],
+        &[
+            "wasmfn-manifest",
+            "wasmfn-routing",
+            "wasmfn-openapi",
+            "wasmfn-runtime",
+            "wasmfn-kv",
+            "wasmfn-oci",
+        ],
     ),
-    ("wasmfn", &["wasmfn-server", "wasmfn-build"]),
+    ("wasmfn", &["wasmfn-server", "wasmfn-build", "wasmfn-oci"]),
 ];
 
 /// Words that may each appear in the dependencies of one crate only.
@@ -24,6 +33,9 @@ const CONFINED: &[(&str, &str)] = &[
     ("wasmtime", "wasmfn-runtime"),
     ("axum", "wasmfn-server"),
     ("clap", "wasmfn"),
+    ("rusqlite", "wasmfn-kv"),
+    ("redis", "wasmfn-kv"),
+    ("oci-client", "wasmfn-oci"),
 ];
 
 /// Each workspace package under `host/` with the names of its normal and

@@ -37,6 +37,7 @@ pub mod digest;
 pub mod discovery;
 mod outbound;
 mod policy;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use auth::{ApiKeySettings, AuthScheme, AuthSettings, JwtSettings, KeyLocatio
 pub use cors::{CorsPolicy, CorsSettings};
 pub use outbound::{OutboundRule, OutboundRuleError, is_internal_address};
 pub use policy::{Policy, PolicyOverlay, limits};
+pub use schedule::Schedule;
 
 /// The file name of a function manifest.
 pub const MANIFEST_FILE: &str = "fn.config.json";
@@ -120,6 +122,20 @@ pub struct FunctionManifest {
     /// their values come from the operator. Replaces an overlay's list.
     #[serde(default, deserialize_with = "secrets")]
     pub secrets: Option<Vec<String>>,
+    /// Names of the key-value stores the guest may open through
+    /// `wasi:keyvalue`; the stores are its tenant's. Replaces an overlay's list.
+    #[serde(default, deserialize_with = "key_value_stores")]
+    pub key_value_stores: Option<Vec<String>>,
+    /// Invocations the host makes on a timetable.
+    #[serde(default, deserialize_with = "schedules")]
+    pub schedules: Option<Vec<Schedule>>,
+}
+
+fn schedules<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Schedule>>, D::Error> {
+    let entries = Vec::<serde_json::Value>::deserialize(d)?;
+    schedule::parse_schedules(entries)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// The longest `config` value, in bytes.
@@ -159,20 +175,39 @@ fn config<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, Str
     Ok(Some(map))
 }
 
-fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+/// Whether `name` may name a key-value store: 1–64 of `a-z 0-9 _ -`.
+pub fn is_store_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn key_value_stores<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    names(d, is_store_name, "a store name: give 1 to 64 of `a-z`, `0-9`, `_`, `-`")
+}
+
+/// A list of distinct names, each passing `valid`.
+fn names<'de, D: Deserializer<'de>>(
+    d: D,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> Result<Option<Vec<String>>, D::Error> {
     let names = Vec::<String>::deserialize(d)?;
     let mut seen = std::collections::BTreeSet::new();
     for n in &names {
-        if !is_secret_name(n) {
-            return Err(serde::de::Error::custom(format!(
-                "`{n}` is not a secret name: give 1 to 64 of `a-z`, `0-9`, `_`"
-            )));
+        if !valid(n) {
+            return Err(serde::de::Error::custom(format!("`{n}` is not {what}")));
         }
         if !seen.insert(n) {
             return Err(serde::de::Error::custom(format!("`{n}` is listed twice")));
         }
     }
     Ok(Some(names))
+}
+
+fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    names(d, is_secret_name, "a secret name: give 1 to 64 of `a-z`, `0-9`, `_`")
 }
 
 fn cors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CorsSettings>, D::Error> {
@@ -326,6 +361,7 @@ impl FunctionManifest {
             cors: self.cors.clone(),
             config: self.config.clone(),
             secrets: self.secrets.clone(),
+            key_value_stores: self.key_value_stores.clone(),
         }
     }
 }
@@ -485,6 +521,19 @@ mod tests {
             ),
             (r#"{"colour": 1}"#, "unknown field `colour`, expected one of"),
             (
+                r#"{"key_value_stores": ["Default"]}"#,
+                "field `key_value_stores`: `Default` is not a store name: give 1 to 64 of `a-z`, `0-9`, `_`, `-`",
+            ),
+            (
+                r#"{"key_value_stores": ["a", "a"]}"#,
+                "field `key_value_stores`: `a` is listed twice",
+            ),
+            (
+                r#"{"key_value_stores": "default"}"#,
+                "field `key_value_stores`: invalid type",
+            ),
+            (r#"{"secrets": ["API"]}"#, "field `secrets`: `API` is not a secret name"),
+            (
                 r#"{"invoke": {"method": ["GET"]}}"#,
                 "field `invoke.method`: unknown field `method`, expected one of `methods`",
             ),
@@ -516,6 +565,16 @@ mod tests {
             let err = parse(text).expect_err(text);
             assert!(err.contains(want), "{text}\n got: {err}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn key_value_stores_are_listed_names() {
+        let m = parse(r#"{"key_value_stores": ["default", "user-sessions_2"]}"#).unwrap();
+        assert_eq!(
+            m.policy().key_value_stores.as_deref(),
+            Some(&["default".to_string(), "user-sessions_2".to_string()][..])
+        );
+        assert!(is_store_name(&"a".repeat(64)) && !is_store_name(&"a".repeat(65)) && !is_store_name(""));
     }
 
     #[test]

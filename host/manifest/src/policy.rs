@@ -43,6 +43,8 @@ pub struct PolicyOverlay {
     pub config: Option<BTreeMap<String, String>>,
     /// Secrets the guest may read; a set list replaces the one below it.
     pub secrets: Option<Vec<String>>,
+    /// Key-value stores the guest may open; a set list replaces the one below it.
+    pub key_value_stores: Option<Vec<String>>,
 }
 
 impl PolicyOverlay {
@@ -67,6 +69,7 @@ impl PolicyOverlay {
             cors: upper.cors.clone().or_else(|| self.cors.clone()),
             config: merged(self.config.as_ref(), upper.config.as_ref()),
             secrets: upper.secrets.clone().or_else(|| self.secrets.clone()),
+            key_value_stores: upper.key_value_stores.clone().or_else(|| self.key_value_stores.clone()),
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct Policy {
     pub config: BTreeMap<String, String>,
     /// Names of the secrets the guest may read through `wasi:config/store`.
     pub secrets: Vec<String>,
+    /// Names of the key-value stores the guest may open through `wasi:keyvalue`.
+    pub key_value_stores: Vec<String>,
 }
 
 /// `lower`'s keys with `upper`'s added or replacing them.
@@ -148,6 +153,7 @@ impl Default for Policy {
             cors: None,
             config: BTreeMap::new(),
             secrets: Vec::new(),
+            key_value_stores: Vec::new(),
         }
     }
 }
@@ -174,6 +180,10 @@ impl Policy {
             cors: o.cors.clone().or_else(|| self.cors.clone()),
             config: merged(Some(&self.config), o.config.as_ref()).unwrap_or_default(),
             secrets: o.secrets.clone().unwrap_or_else(|| self.secrets.clone()),
+            key_value_stores: o
+                .key_value_stores
+                .clone()
+                .unwrap_or_else(|| self.key_value_stores.clone()),
         }
     }
 }
@@ -226,10 +236,12 @@ mod tests {
         assert_eq!(p.max_queue, 3);
         assert_eq!(p.max_body_bytes, Policy::default().max_body_bytes);
         assert_eq!(p.allowed_outbound_hosts.len(), 1);
-        // `config` merges key by key, the upper's keys winning; `secrets` replaces.
+        // `config` merges key by key, the upper's keys winning; `secrets`
+        // and `key_value_stores` replace.
         let root = PolicyOverlay {
             config: Some([("a".to_string(), "1".to_string()), ("b".into(), "2".into())].into()),
             secrets: Some(vec!["x".into()]),
+            key_value_stores: Some(vec!["default".into(), "cache".into()]),
             ..Default::default()
         };
         let leaf = PolicyOverlay {
@@ -243,6 +255,13 @@ mod tests {
             [("a".to_string(), "1".to_string()), ("b".into(), "3".into())].into()
         );
         assert_eq!(p.secrets, ["y"]);
+        assert_eq!(p.key_value_stores, ["default", "cache"], "kept from below");
+        let own = PolicyOverlay {
+            key_value_stores: Some(vec!["sessions".into()]),
+            ..Default::default()
+        };
+        let p = Policy::default().with(&root.overlaid_by(&leaf).overlaid_by(&own));
+        assert_eq!(p.key_value_stores, ["sessions"]);
         // An unset field keeps what is below it.
         assert_eq!(Policy::default().with(&PolicyOverlay::default()), Policy::default());
     }

@@ -59,6 +59,7 @@ fn spec() -> FunctionSpec {
         dir: PathBuf::from("f"),
         manifest_path: PathBuf::from("f/fn.config.json"),
         component_path: PathBuf::from("f/f.wasm"),
+        component_ref: None,
         description: None,
         routes: vec![
             RoutePattern::parse("/f").unwrap(),
@@ -71,6 +72,7 @@ fn spec() -> FunctionSpec {
         hosts: vec![],
         force_url: false,
         policy: Policy::default(),
+        schedules: vec![],
     }
 }
 

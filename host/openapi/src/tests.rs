@@ -17,6 +17,7 @@ fn spec(name: &str, routes: &[&str], hidden: &[&str]) -> FunctionSpec {
         dir: PathBuf::from(name),
         manifest_path: PathBuf::from(format!("{name}/fn.config.json")),
         component_path: PathBuf::from(format!("{name}/f.wasm")),
+        component_ref: None,
         description: Some(format!("{name} function")),
         routes: routes.iter().map(|r| RoutePattern::parse(r).unwrap()).collect(),
         schema_hidden: hidden.iter().map(|r| RoutePattern::parse(r).unwrap()).collect(),
@@ -26,6 +27,7 @@ fn spec(name: &str, routes: &[&str], hidden: &[&str]) -> FunctionSpec {
         hosts: vec![],
         force_url: false,
         policy: Policy::default(),
+        schedules: vec![],
     }
 }
 

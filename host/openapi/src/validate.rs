@@ -354,12 +354,16 @@ impl OperationValidator {
                         });
                     }
                 }
-                None if has_body => {
+                // A body without a type may be taken as
+                // `application/octet-stream` (RFC 9110, 8.3): accepted where
+                // the operation takes that, `*/*` or `application/*`.
+                None if has_body && !b.media.iter().any(|d| media_matches(d, "application/octet-stream")) => {
                     return Err(Rejection::UnsupportedMediaType {
                         got: String::new(),
                         expected: b.media.clone(),
                     });
                 }
+                None if has_body => {}
                 _ => {
                     if b.required && !has_body {
                         issues.push(Issue::new(vec![json!("body")], "Field required", "missing"));

@@ -37,6 +37,7 @@ mod describe;
 mod fair;
 mod interrupt;
 mod invoke;
+mod keyvalue;
 mod observe;
 mod outbound;
 mod reuse;
@@ -58,6 +59,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, RequestBodyError};
+pub use keyvalue::KeyValueGrant;
 pub use observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer, OutboundDone, OutboundOutcome, Stream};
 pub use reuse::{ReuseHost, ReusePool, ReuseStats};
 pub use share::Load;
@@ -372,6 +374,8 @@ impl Tier {
             wasmtime_wasi_config::WasiConfig::from(&s.config.0)
         })
         .map_err(wasm_err)?;
+        // `wasi:keyvalue`: the stores of the function's `key_value_stores`.
+        keyvalue::add_to_linker(&mut linker).map_err(wasm_err)?;
         Ok(Self {
             engine,
             linker,

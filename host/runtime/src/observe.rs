@@ -106,7 +106,8 @@ pub type OutboundDone = Box<dyn FnOnce(OutboundOutcome, Option<u16>) + Send>;
 
 /// Receives what one request's invocation does. Every method has a
 /// default that does nothing; each is called at most once per invocation
-/// except [`Observer::outbound`], called for each outbound request.
+/// except [`Observer::outbound`], called for each outbound request, and
+/// [`Observer::key_value_refused`].
 pub trait Observer: Send + Sync {
     /// The instance is ready and the guest is about to be called;
     /// `instantiation` is how long making it took (zero for one that waited).
@@ -124,6 +125,10 @@ pub trait Observer: Send + Sync {
     ) -> Option<OutboundDone> {
         None
     }
+
+    /// A key-value write of the guest was refused by its tenant's quota
+    /// (called for each).
+    fn key_value_refused(&self) {}
 
     /// The invocation is over: the guest returned (after its response
     /// body, if it streamed), failed, or was stopped.

@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::keyvalue::KeyValueGrant;
 use super::observe::{GuestOutput, Observer, Stream};
 use super::outbound::OutboundHooks;
 use super::stdio::GuestLog;
@@ -25,16 +26,21 @@ pub struct InstanceState {
     output: [GuestLog; 2],
     /// What it reads through `wasi:config/store`.
     pub(crate) config: Arc<GuestConfig>,
+    /// The stores it may open through `wasi:keyvalue`.
+    pub(crate) kv: Option<Arc<KeyValueGrant>>,
 }
 
-/// What a function may reach besides its request: the hosts it may call
-/// and the values it reads through `wasi:config/store`.
+/// What a function may reach besides its request: the hosts it may call,
+/// the values it reads through `wasi:config/store` and the stores it
+/// opens through `wasi:keyvalue`.
 #[derive(Clone, Default)]
 pub struct Capabilities {
     /// Destinations the guest may send HTTP requests to; empty denies every one.
     pub outbound: Arc<[wasmfn_manifest::OutboundRule]>,
     /// Its configuration and the secrets it may read.
     pub config: Arc<GuestConfig>,
+    /// Its key-value stores (`None`: it may open none).
+    pub kv: Option<Arc<KeyValueGrant>>,
 }
 
 /// The keys and values a guest reads through `wasi:config/store`
@@ -80,6 +86,7 @@ impl InstanceState {
             tags,
             output: [stdout, stderr],
             config: capabilities.config,
+            kv: capabilities.kv,
         }
     }
 

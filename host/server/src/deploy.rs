@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::loader::DeployedSet;
 use crate::registry::{LoadedFunction, Snapshot, Tenant};
-use crate::state::{Deployment, DesiredState, StateDir, StateError, Version, now_rfc3339};
+use crate::state::{ArtifactSource, Deployment, DesiredState, StateDir, StateError, Version, now_rfc3339};
 use crate::tenant::DEFAULT_TENANT;
 use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, standalone_spec};
 use wasmfn_manifest::{FunctionManifest, Policy};
@@ -28,6 +28,8 @@ pub struct Deployments {
     pub(crate) dir: StateDir,
     pub(crate) desired: std::sync::Mutex<DesiredState>,
     keep_versions: usize,
+    /// The desired state shared with other hosts (`--state-store`), if any.
+    pub(crate) shared: Option<crate::shared::SharedStore>,
 }
 
 impl std::fmt::Debug for Deployments {
@@ -50,6 +52,8 @@ pub struct Upload {
     pub component: Bytes,
     /// The OpenAPI fragment's text, for components that do not describe themselves.
     pub openapi: Option<String>,
+    /// The OCI artifact the parts were pulled from; `None` for an upload.
+    pub source: Option<ArtifactSource>,
 }
 
 /// Why a change was refused; what serves is unchanged.
@@ -146,7 +150,25 @@ impl Deployments {
             dir,
             desired: std::sync::Mutex::new(desired),
             keep_versions: keep_versions.max(1),
+            shared: None,
         })
+    }
+
+    /// As [`Deployments::open`], with the desired state shared through the
+    /// store at `url` (`--state-store`): the store's state is read (or this
+    /// one stored as its first) before anything loads.
+    pub fn open_shared(root: &Path, keep_versions: usize, url: &str) -> anyhow::Result<Self> {
+        let mut d = Self::open(root, keep_versions)?;
+        let mut desired = d.desired();
+        let shared = crate::shared::SharedStore::open(url, &d.dir, &mut desired)?;
+        *d.desired.lock().expect("no panics while held") = desired;
+        d.shared = Some(shared);
+        Ok(d)
+    }
+
+    /// Why the shared state store cannot be reached, if the host has one and it cannot.
+    pub fn degraded(&self) -> Option<String> {
+        self.shared.as_ref().and_then(|s| s.degraded())
     }
 
     /// The state directory.
@@ -254,6 +276,17 @@ impl Deployments {
             let extra = d.versions.len().saturating_sub(self.keep_versions);
             d.versions.drain(..extra);
         }
+        if let Some(shared) = &self.shared {
+            shared.publish(&self.dir, &next)?;
+        }
+        self.dir.save(&next)?;
+        *self.desired.lock().expect("no panics while held") = next.clone();
+        self.dir.collect_garbage(&next);
+        Ok(())
+    }
+
+    /// Makes `next`, stored by another host, the desired state here.
+    pub(crate) fn adopt(&self, next: DesiredState) -> Result<(), StateError> {
         self.dir.save(&next)?;
         *self.desired.lock().expect("no panics while held") = next.clone();
         self.dir.collect_garbage(&next);
@@ -352,6 +385,7 @@ impl AppState {
                     },
                     deployed_at: now_rfc3339(),
                     token,
+                    source: upload.source,
                 })
             })
             .await?;
@@ -475,6 +509,8 @@ impl AppState {
                     memo: &crate::loader::Memo::default(),
                     tenant: &tenant.id,
                     secrets: &secrets,
+                    kv: app.kv.as_ref(),
+                    oci: Some(&app.oci),
                 },
                 digests,
             )
@@ -634,6 +670,7 @@ mod tests {
                 openapi: None,
                 deployed_at: now_rfc3339(),
                 token: None,
+                source: None,
             })
             .collect();
         let mut next = crate::state::empty_state();

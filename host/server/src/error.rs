@@ -174,6 +174,31 @@ pub enum ApiError {
         /// What is wrong, and what is expected.
         message: String,
     },
+    /// 422 `invalid_artifact`: a deploy from an OCI registry whose reference, tag, digest or
+    /// artifact cannot be used (not found, refused, not a component, digest mismatch, too
+    /// large); what serves is unchanged.
+    InvalidArtifact {
+        /// What is wrong, naming the reference, and the fix.
+        message: String,
+    },
+    /// 502 `registry_unavailable`: a deploy from an OCI registry that did not answer, or failed;
+    /// what serves is unchanged.
+    RegistryUnavailable {
+        /// The reference and what the connection said.
+        message: String,
+    },
+    /// 409 `state_conflict`: another host sharing the state store changed the desired state
+    /// meanwhile; nothing changed, retry.
+    StateConflict {
+        /// What happened.
+        message: String,
+    },
+    /// 503 `state_store_unavailable`: the shared state store (`--state-store`) cannot be
+    /// reached; nothing changed.
+    StateStoreUnavailable {
+        /// The store's error.
+        message: String,
+    },
     /// 500 `state_failed`: the state directory could not be written; nothing changed.
     StateFailed {
         /// The file and the system's reason.
@@ -243,6 +268,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The answer to a state change that could not be stored.
+    pub(crate) fn state(e: &crate::state::StateError) -> Self {
+        match e {
+            crate::state::StateError::Shared {
+                message,
+                conflict: true,
+            } => ApiError::StateConflict {
+                message: message.clone(),
+            },
+            crate::state::StateError::Shared { message, .. } => ApiError::StateStoreUnavailable {
+                message: format!("the shared state store cannot be reached, so nothing changed: {message}"),
+            },
+            e => ApiError::StateFailed { message: e.to_string() },
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -269,6 +310,10 @@ impl ApiError {
             ApiError::DeployTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadUpload { .. } => StatusCode::BAD_REQUEST,
             ApiError::StateFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::StateConflict { .. } => StatusCode::CONFLICT,
+            ApiError::StateStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InvalidArtifact { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RegistryUnavailable { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -314,6 +359,10 @@ impl ApiError {
             ApiError::DeployTooLarge { .. } => "deploy_too_large",
             ApiError::BadUpload { .. } => "bad_upload",
             ApiError::StateFailed { .. } => "state_failed",
+            ApiError::StateConflict { .. } => "state_conflict",
+            ApiError::StateStoreUnavailable { .. } => "state_store_unavailable",
+            ApiError::InvalidArtifact { .. } => "invalid_artifact",
+            ApiError::RegistryUnavailable { .. } => "registry_unavailable",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::CallerRefused { status: 403, .. } => "forbidden",
             ApiError::CallerRefused { .. } => "unauthorized",
@@ -383,6 +432,10 @@ impl ApiError {
             | ApiError::InvalidFunction { message }
             | ApiError::DeployConflict { message, .. }
             | ApiError::BadUpload { message }
+            | ApiError::InvalidArtifact { message }
+            | ApiError::StateConflict { message }
+            | ApiError::StateStoreUnavailable { message }
+            | ApiError::RegistryUnavailable { message }
             | ApiError::QuotaExceeded { message }
             | ApiError::InvalidTenant { message }
             | ApiError::TenantConflict { message }

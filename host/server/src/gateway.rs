@@ -97,14 +97,7 @@ async fn handle(
             let (fi, mi) = snapshot.mount_index[m.claim.tag];
             let f = &snapshot.functions[fi];
             let mount = &f.mounts[mi];
-            let target = Target {
-                route: mount.route_header.clone(),
-                path: mount.path_header.clone(),
-                params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-                forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
-                check_response: None,
-                verified: None,
-            };
+            let target = Target::new(mount, &m, &method);
             let check = f.checks.get(mi).cloned().flatten();
             if let Some(r) = record {
                 r.matched(
@@ -268,6 +261,24 @@ struct Target {
     check_response: Option<Arc<OperationValidator>>,
     /// What the caller check established, for `x-fn-auth-*`.
     verified: Option<Verified>,
+    /// The host's own `x-fn-*` headers of a request it makes itself (a schedule's).
+    own: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Target {
+    /// Where route match `m` on `mount` sends a `method` request; no caller
+    /// verified yet, responses not checked, no headers of the host's own.
+    fn new(mount: &wasmfn_openapi::Mount, m: &wasmfn_routing::RouteMatch<'_>, method: &Method) -> Self {
+        Target {
+            route: mount.route_header.clone(),
+            path: mount.path_header.clone(),
+            params: m.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            forward_as_get: method == Method::HEAD && !m.claim.methods.contains(&Method::HEAD),
+            check_response: None,
+            verified: None,
+            own: Vec::new(),
+        }
+    }
 }
 
 /// Checks a request against its declared operation before any instance
@@ -404,10 +415,7 @@ async fn invoke(
                 tags: tags.clone(),
                 deadline,
                 max_memory_bytes: policy.max_memory_bytes,
-                capabilities: wasmfn_runtime::Capabilities {
-                    outbound: f.outbound.clone(),
-                    config: f.config.clone(),
-                },
+                capabilities: f.capabilities.clone(),
                 guard: Box::new((permit, tenant_permit, host_permit)),
                 warm: Some(f.warm.clone()),
                 reuse: f.reuse.clone(),
@@ -481,6 +489,9 @@ fn set_guest_headers(parts: &mut http::request::Parts, f: &LoadedFunction, targe
     }
     if let Some(v) = &target.verified {
         v.set_headers(h);
+    }
+    for (k, v) in &target.own {
+        h.insert(k.clone(), v.clone());
     }
     for (k, v) in &target.params {
         if let (Ok(name), Ok(value)) = (
@@ -649,4 +660,114 @@ mod tests {
             assert!(!is_admin_path(p), "{p}");
         }
     }
+}
+
+/// A request the host makes itself for schedule `schedule` of `function`
+/// in `tenant`: routed in that tenant's table (to that function only),
+/// checked against its declared operation, and run under the function's
+/// limits with a request id and an access line of its own. No caller
+/// credentials are asked for: the host is the caller.
+pub(crate) async fn scheduled_request(
+    app: &AppState,
+    tenant: &Arc<Tenant>,
+    function: &str,
+    schedule: &str,
+    mut req: Request,
+) -> ScheduledOutcome {
+    req.headers_mut().reserve(8);
+    let (id, _) = crate::request_id::settle(&mut req);
+    let record = app.telemetry.record(req.method(), req.uri().path(), req.headers(), &id);
+    if let Some(r) = &record {
+        r.tenant(&tenant.id);
+        r.scheduled(schedule);
+    }
+    let resp = match route_scheduled(app, tenant, function, req, &id, record.clone()).await {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(&id),
+    };
+    let resp = match record {
+        Some(r) => r.respond(resp),
+        None => resp,
+    };
+    // The whole body is read, so that a streamed response runs to its end
+    // (and its limits apply); what went wrong is in the body of a failure.
+    use http_body_util::BodyExt;
+    let status = resp.status().as_u16();
+    let body = match resp.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return ScheduledOutcome {
+                request_id: id,
+                status,
+                error: Some(format!("the response broke off: {e}")),
+            };
+        }
+    };
+    let error = (status >= 400).then(|| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+        format!("status {status}: {}", text.trim())
+    });
+    ScheduledOutcome {
+        request_id: id,
+        status,
+        error,
+    }
+}
+
+/// How a scheduled request went.
+#[derive(Debug, Clone)]
+pub(crate) struct ScheduledOutcome {
+    /// Its request id (in the access log and the guest's `x-request-id`).
+    pub request_id: String,
+    /// The response's status.
+    pub status: u16,
+    /// Why it failed (a status of 400 or more), with the start of the body.
+    pub error: Option<String>,
+}
+
+async fn route_scheduled(
+    app: &AppState,
+    tenant: &Arc<Tenant>,
+    function: &str,
+    req: Request,
+    id: &str,
+    record: Record,
+) -> Result<Response, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
+    let (host, port) = request_host(&req);
+    let snapshot = tenant.snapshot();
+    let RouteOutcome::Matched(m) = snapshot.table.route(&method, &host, port, &segs) else {
+        return Err(ApiError::NotFound { path });
+    };
+    let (fi, mi) = snapshot.mount_index[m.claim.tag];
+    let f = snapshot.functions[fi].clone();
+    if *f.name != *function {
+        return Err(ApiError::InvalidPath {
+            message: format!("`{method} {path}` is served by function `{}`, not `{function}`", f.name),
+        });
+    }
+    let mount = &f.mounts[mi];
+    let mut target = Target::new(mount, &m, &method);
+    target.own = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("x-fn-schedule"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(r) = &record {
+        r.matched(
+            &f.name,
+            &f.stats,
+            mount.route_header.as_ref().and_then(|h| h.to_str().ok()),
+        );
+    }
+    let operation = mount.operation(&method).cloned();
+    drop(snapshot);
+    let req = match operation.as_ref().and_then(|o| o.validator.as_ref()) {
+        Some(v) => validate(v, &f, req, &target.params).await?,
+        None => req,
+    };
+    invoke(app, tenant, &f, req, id, target, record).await
 }

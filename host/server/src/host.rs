@@ -56,6 +56,11 @@ pub enum Drained {
 /// stops waiting for them.
 const AFTER_INTERRUPT: Duration = Duration::from_secs(2);
 
+/// How long [`RunningHost::stop`] waits for the stopped host's background
+/// tasks (aborted watcher, scheduler, state-store loop; connection tasks
+/// ending) to drop it.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// Settings for a [`Host`] before it loads.
 #[derive(Debug)]
 #[must_use]
@@ -214,6 +219,8 @@ impl Host {
             let task = tokio::spawn(crate::watch(self.app.clone(), interval));
             AbortOnDrop(task)
         });
+        let _scheduler = AbortOnDrop(tokio::spawn(crate::schedule::run(self.app.clone())));
+        let _shared = AbortOnDrop(tokio::spawn(crate::shared::run(self.app.clone())));
         let Drain { delay, timeout } = self.drain;
         let begun = Arc::new(tokio::sync::Notify::new());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -317,12 +324,30 @@ impl RunningHost {
         Host::builder(config).load().await?.start(listen).await
     }
 
-    /// Stops accepting, drains, and waits for the server to end.
+    /// Stops accepting, drains, and waits for the server to end and for
+    /// its background tasks to let go of the host, so that its state
+    /// directory and key-value store are free for the next host when this
+    /// returns (a task that has not let go within [`RELEASE_WAIT`] is
+    /// logged and left).
     pub async fn stop(mut self) -> std::io::Result<Drained> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        (&mut self.task).await.unwrap_or(Ok(Drained::Cut))
+        let drained = (&mut self.task).await.unwrap_or(Ok(Drained::Cut));
+        let app = Arc::downgrade(&self.app);
+        drop(self);
+        let start = tokio::time::Instant::now();
+        while app.strong_count() > 0 {
+            if start.elapsed() >= RELEASE_WAIT {
+                tracing::warn!(
+                    holders = app.strong_count(),
+                    "stopped host still referenced after {RELEASE_WAIT:?}; its state directory stays locked until they end"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drained
     }
 }
 

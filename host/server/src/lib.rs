@@ -44,10 +44,13 @@ mod gateway;
 mod host;
 mod listen;
 pub mod loader;
+pub mod oci;
 pub mod registry;
 mod report;
 mod request_id;
+pub mod schedule;
 pub mod secrets;
+pub mod shared;
 pub mod state;
 pub mod telemetry;
 mod tenancy;
@@ -70,7 +73,7 @@ pub use admin::{admin_document, catalog_json};
 pub use auth::{AdminAccess, AdminTokens, Scope};
 pub use error::ApiError;
 pub use gateway::{FN_FUNCTION, FN_PARAM_PREFIX, FN_PATH, FN_ROUTE};
-pub use host::{AdminListener, Drain, Drained, Host, HostBuilder, RunningHost};
+pub use host::{AdminListener, Drain, Drained, Host, HostBuilder, RELEASE_WAIT, RunningHost};
 pub use listen::{DEFAULT_MAX_HEADER_BYTES, HeadLimits, MIN_MAX_HEADER_BYTES, TlsFiles};
 pub use report::RouteReport;
 pub use request_id::{REQUEST_ID, request_id};
@@ -118,6 +121,24 @@ pub struct HostConfig {
     /// Whether a function whose secret is set nowhere fails (`false` for
     /// `wasmfn check` and `openapi`, which run no function).
     pub secrets_required: bool,
+    /// Where functions' key-value stores are kept.
+    pub key_value: KeyValueBackend,
+    /// How deploys from OCI registries reach them: credentials, plain-HTTP registries.
+    pub registries: wasmfn_oci::RegistryOptions,
+    /// A Redis (`redis://…`) holding the desired state shared by several
+    /// hosts; `None`: the state directory alone.
+    pub state_store: Option<String>,
+}
+
+/// Where functions' key-value stores (`wasi:keyvalue`) are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyValueBackend {
+    /// One SQLite database in the state directory (`kv.sqlite3`); a host
+    /// without a state directory has no stores.
+    #[default]
+    Embedded,
+    /// A Redis server (`redis://…`), shared by several hosts.
+    Redis(String),
 }
 
 impl HostConfig {
@@ -140,6 +161,9 @@ impl HostConfig {
             secrets_dir: None,
             secrets_key_file: None,
             secrets_required: true,
+            key_value: KeyValueBackend::Embedded,
+            registries: wasmfn_oci::RegistryOptions::default(),
+            state_store: None,
         }
     }
 }
@@ -173,6 +197,14 @@ pub struct AppState {
     pub(crate) telemetry: Arc<telemetry::Telemetry>,
     /// The key of `--secrets-key-file`, read at start.
     pub(crate) secrets_key: Option<secrets::SecretsKey>,
+    /// Where functions' key-value stores are kept (`None`: nowhere).
+    pub(crate) kv: Option<wasmfn_kv::KeyValue>,
+    /// The client of the OCI registries deploys name.
+    pub(crate) registries: wasmfn_oci::Registries,
+    /// The functions directory's components named by OCI reference.
+    pub(crate) oci: oci::OciComponents,
+    /// Every function's schedules, their next runs and last results.
+    pub(crate) scheduler: schedule::Scheduler,
 }
 
 /// What a reload did.
@@ -199,9 +231,13 @@ impl AppState {
         let runtime = Runtime::new(rc)?;
         let telemetry = Arc::new(telemetry::Telemetry::start(&config.telemetry)?);
         let registry = Registry::default();
-        let deployments = match &config.state_dir {
-            Some(d) => Some(deploy::Deployments::open(d, config.keep_versions)?),
-            None => None,
+        let deployments = match (&config.state_dir, &config.state_store) {
+            (Some(d), Some(url)) => Some(deploy::Deployments::open_shared(d, config.keep_versions, url)?),
+            (Some(d), None) => Some(deploy::Deployments::open(d, config.keep_versions)?),
+            (None, Some(_)) => {
+                anyhow::bail!("`--state-store` needs a state directory (`--state-dir`) to keep its copy in")
+            }
+            (None, None) => None,
         };
         let secrets_key = match &config.secrets_key_file {
             Some(p) => Some(secrets::SecretsKey::load(p)?),
@@ -213,7 +249,22 @@ impl AppState {
             dir: config.secrets_dir.clone(),
             lenient: !config.secrets_required,
         };
-        let tenants = tenancy::load_tenants(&config, &runtime, deployments.as_ref(), &source)?;
+        let kv = open_key_value(&config)?;
+        let registries =
+            wasmfn_oci::Registries::new(&config.registries).map_err(|e| anyhow::anyhow!("`--registry-auth`: {e}"))?;
+        let oci = oci::OciComponents::open(
+            config.registries.clone(),
+            config.state_dir.as_ref().map(|d| d.join("oci")).as_deref(),
+            config.max_deploy_bytes,
+        )?;
+        let tenants = tenancy::load_tenants(
+            &config,
+            &runtime,
+            deployments.as_ref(),
+            &source,
+            kv.as_ref(),
+            Some(&oci),
+        )?;
         registry.set_tenants(tenants);
         let host_gate = ConcurrencyGate::new(
             config.max_concurrency,
@@ -233,6 +284,10 @@ impl AppState {
             access: arc_swap::ArcSwap::from_pointee(config.admin.clone()),
             telemetry,
             secrets_key,
+            kv,
+            registries,
+            oci,
+            scheduler: Default::default(),
             config,
         }))
     }
@@ -300,6 +355,8 @@ impl AppState {
                     memo: &loader::Memo::default(),
                     tenant: &tenant.id,
                     secrets: &secrets,
+                    kv: app.kv.as_ref(),
+                    oci: Some(&app.oci),
                 },
                 Some(&previous),
                 deployed,
@@ -332,6 +389,27 @@ impl AppState {
 }
 
 /// The secrets set through the admin API, by tenant, as the state directory keeps them.
+/// The key-value backend `config` asks for; `None` for a host that runs
+/// no function (`check`, `openapi`) or has no state directory.
+fn open_key_value(config: &HostConfig) -> anyhow::Result<Option<wasmfn_kv::KeyValue>> {
+    if !config.secrets_required {
+        return Ok(None);
+    }
+    let kv = match (&config.key_value, &config.state_dir) {
+        (KeyValueBackend::Redis(url), _) => {
+            wasmfn_kv::KeyValue::redis(url).map_err(|e| anyhow::anyhow!("`--kv-redis-url`: {e}"))?
+        }
+        (KeyValueBackend::Embedded, Some(dir)) => {
+            let path = dir.join("kv.sqlite3");
+            wasmfn_kv::KeyValue::embedded(&path)
+                .map_err(|e| anyhow::anyhow!("the key-value store `{}` cannot be opened: {e}", path.display()))?
+        }
+        (KeyValueBackend::Embedded, None) => return Ok(None),
+    };
+    tracing::info!(backend = kv.kind(), "key-value stores");
+    Ok(Some(kv))
+}
+
 fn sealed_secrets(
     deployments: Option<&deploy::Deployments>,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, secrets::SealedSecret>> {

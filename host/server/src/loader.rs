@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::registry::{FunctionApi, LoadedFunction, Registry, Snapshot, StatsBook};
+use crate::registry::{FunctionApi, Granted, LoadedFunction, Registry, Snapshot, StatsBook};
 use crate::secrets::SecretSource;
 use crate::tenant::CheckedSettings;
+use wasmfn_kv::KeyValue;
 use wasmfn_manifest::Policy;
 use wasmfn_manifest::digest::content_digest;
 use wasmfn_manifest::discovery::{Discovery, FailedSpec, FunctionSpec, discover};
@@ -19,7 +20,7 @@ use wasmfn_openapi::{
     self as openapi, DocFunction, Fragment, FragmentError, Mount, MountError, build_mounts, namespace,
 };
 use wasmfn_routing::{RouteClaim, RouteTable};
-use wasmfn_runtime::{CompiledComponent, GuestConfig, Runtime};
+use wasmfn_runtime::{CompiledComponent, KeyValueGrant, Runtime};
 
 /// Why one function did not load: shown in the catalog, the log and by
 /// `wasmfn check`; the other functions load regardless.
@@ -119,6 +120,8 @@ pub fn load(
             memo: &Memo::default(),
             tenant: &tenant.id,
             secrets: &SecretSource::default(),
+            kv: None,
+            oci: None,
         },
         None,
         DeployedSet::default(),
@@ -143,6 +146,12 @@ pub struct Loading<'a> {
     pub tenant: &'a str,
     /// Where its functions' secrets come from.
     pub secrets: &'a SecretSource,
+    /// Where its functions' key-value stores are kept (`None`: the host
+    /// has none, and a function that lists a store fails).
+    pub kv: Option<&'a KeyValue>,
+    /// Where components named by OCI reference are pulled to (`None`:
+    /// such a function fails).
+    pub oci: Option<&'a crate::oci::OciComponents>,
 }
 
 /// The functions deployed through the admin API, as a load takes them.
@@ -178,6 +187,8 @@ pub fn reload(
         memo,
         tenant,
         secrets,
+        kv,
+        oci,
     } = with;
     let DeployedSet {
         specs: deployed,
@@ -199,7 +210,12 @@ pub fn reload(
         .chain(deployed.failed.iter().map(|f| f.name.as_str()))
         .collect();
     let mut specs = Vec::with_capacity(discovered.functions.len() + deployed.functions.len());
-    for spec in discovered.functions {
+    let mut discovered_functions = discovered.functions;
+    // Components named by OCI reference, pulled (or as pinned); those that
+    // cannot be are loaded as versions that fail, so that the previous
+    // version of each, if any, keeps serving.
+    let unpulled = crate::oci::resolve_all(oci, dir.is_some(), &mut discovered_functions, previous);
+    for spec in discovered_functions {
         if deployed_names.contains(spec.name.as_str()) {
             failed.push(FailedSpec {
                 error: format!(
@@ -235,11 +251,11 @@ pub fn reload(
             None => true,
         });
     }
-    // What each reads through `wasi:config/store`. A function whose secret
-    // no provider has fails, and no earlier version of it serves on: a
-    // secret deleted on purpose must stop what used it.
+    // What each is granted. A function whose secret no provider has fails,
+    // and no earlier version of it serves on: a secret deleted on purpose
+    // must stop what used it.
     let mut configs = HashMap::new();
-    specs.retain(|spec| match secrets.config_for(tenant, &spec.policy) {
+    specs.retain(|spec| match grant(secrets, kv, tenant, quotas, &spec.policy) {
         Ok(c) => {
             configs.insert(spec.name.clone(), c);
             true
@@ -259,9 +275,9 @@ pub fn reload(
     // are still what it was made with.
     let old = |name: &str| {
         previous.and_then(|p| {
-            p.functions
-                .iter()
-                .find(|f| f.spec.name == name && configs.get(name).is_some_and(|(_, d)| *d == f.config_digest))
+            p.functions.iter().find(|f| {
+                f.spec.name == name && configs.get(name).is_some_and(|g: &Granted| g.digest == f.grant_digest)
+            })
         })
     };
     let prepared = prepare_all(&specs, runtime, &|spec| old(&spec.name).cloned(), memo);
@@ -271,7 +287,11 @@ pub fn reload(
     let mut namespaces = HashSet::from(["wasmfn".to_string()]);
     for (spec, result) in specs.into_iter().zip(prepared) {
         let config = configs.get(&spec.name).cloned().expect("resolved above");
-        match result.and_then(|p| mount(spec.clone(), p, runtime, stats, &mut namespaces, config)) {
+        let result = match unpulled.get(&spec.name) {
+            Some(error) => Err(LoadError::Invalid(error.clone())),
+            None => result.and_then(|p| mount(spec.clone(), p, runtime, stats, &mut namespaces, config)),
+        };
+        match result {
             Ok(f) => functions.push(f),
             Err(error) => match old(&spec.name).map(|f| (f, error.to_string())) {
                 Some((f, error)) => {
@@ -325,18 +345,18 @@ pub fn with_function(
         memo,
         tenant,
         secrets,
+        kv,
         ..
     } = with;
     if let Some(error) = quotas.and_then(|q| quota_refusal(q, &spec)) {
         return Err(LoadError::Quota(error));
     }
-    let config = secrets
-        .config_for(tenant, &spec.policy)
+    let config = grant(secrets, kv, tenant, quotas, &spec.policy)
         .map_err(|e| LoadError::Invalid(format!("function `{}`: {e}", spec.name)))?;
     let old = previous
         .functions
         .iter()
-        .find(|f| f.spec.name == spec.name && f.config_digest == config.1)
+        .find(|f| f.spec.name == spec.name && f.grant_digest == config.digest)
         .cloned();
     let mut namespaces: HashSet<String> = previous
         .functions
@@ -387,6 +407,54 @@ pub fn without_function(
     assemble(functions, failed, kept, previous.fingerprint, extra_doc, deployed)
 }
 
+/// What a function of `tenant` with `policy` is granted: what it reads
+/// through `wasi:config/store` (see [`SecretSource::config_for`]) and the
+/// key-value stores it lists, under the tenant's quotas. An error names
+/// what is missing and how to provide it.
+fn grant(
+    secrets: &SecretSource,
+    kv: Option<&KeyValue>,
+    tenant: &str,
+    quotas: Option<&CheckedSettings>,
+    policy: &wasmfn_manifest::Policy,
+) -> Result<Granted, String> {
+    use sha2::Digest as _;
+    let (config, config_digest) = secrets.config_for(tenant, policy)?;
+    let mut digest = sha2::Sha256::new();
+    digest.update(config_digest);
+    let kv = match (policy.key_value_stores.as_slice(), kv) {
+        ([], _) => None,
+        // `check` and `openapi` run no function: no store is needed.
+        (_, None) if secrets.lenient => None,
+        (_, None) => {
+            return Err(
+                "field `key_value_stores`: this host has no key-value backend; start it with a state \
+                        directory (`--state-dir`) or `--kv-redis-url`"
+                    .into(),
+            );
+        }
+        (stores, Some(backend)) => {
+            let limits = quotas.map(|q| q.settings.quotas.kv_limits()).unwrap_or_default();
+            for s in stores {
+                digest.update((s.len() as u64).to_le_bytes());
+                digest.update(s.as_bytes());
+            }
+            digest.update(format!("{limits:?}").as_bytes());
+            Some(Arc::new(KeyValueGrant {
+                backend: backend.clone(),
+                tenant: tenant.into(),
+                stores: stores.into(),
+                limits: Arc::new(limits),
+            }))
+        }
+    };
+    Ok(Granted {
+        config,
+        kv,
+        digest: digest.finalize().into(),
+    })
+}
+
 /// A prepared function, mounted under its routes (or the loaded one, unchanged).
 fn mount(
     spec: FunctionSpec,
@@ -394,7 +462,7 @@ fn mount(
     runtime: &Runtime,
     stats: &StatsBook,
     namespaces: &mut HashSet<String>,
-    (config, config_digest): (Arc<GuestConfig>, [u8; 32]),
+    granted: Granted,
 ) -> Result<Arc<LoadedFunction>, LoadError> {
     match prepared {
         Prepared::Unchanged(f) => {
@@ -439,8 +507,7 @@ fn mount(
                 mounts,
                 checks,
                 cors,
-                config,
-                config_digest,
+                granted,
             };
             let stats = stats.stats_for(&spec.name);
             Ok(Arc::new(LoadedFunction::new(spec, component, api, stats, runtime)))

@@ -16,12 +16,12 @@ use crate::callers::{ApiKeys, CallerCheck};
 use crate::telemetry::logs::LogRing;
 use crate::tenant::{CheckedSettings, DEFAULT_TENANT, HostIndex, TenantSettings};
 use wasmfn_manifest::CorsPolicy;
-use wasmfn_manifest::OutboundRule;
 use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
 use wasmfn_routing::RouteTable;
 use wasmfn_runtime::{
-    Capabilities, CompiledComponent, GuestConfig, GuestOutput, Interrupt, ReusePool, Runtime, Stream, WarmSlot,
+    Capabilities, CompiledComponent, GuestConfig, GuestOutput, Interrupt, KeyValueGrant, ReusePool, Runtime, Stream,
+    WarmSlot,
 };
 
 /// A function that is compiled, mounted and serving.
@@ -51,12 +51,14 @@ pub struct LoadedFunction {
     pub digest: u64,
     /// Its slots and queue, from `max_concurrency`, `max_queue` and `queue_timeout_ms`.
     pub gate: ConcurrencyGate,
-    /// The hosts it may call out to (`allowed_outbound_hosts`).
-    pub outbound: Arc<[OutboundRule]>,
-    /// What it reads through `wasi:config/store`: its `config` and secrets.
-    pub config: Arc<GuestConfig>,
-    /// A digest of `config`: a function whose values changed is made again.
-    pub config_digest: [u8; 32],
+    /// What its guest may reach besides its request: the hosts it may call
+    /// out to (`allowed_outbound_hosts`), what it reads through
+    /// `wasi:config/store` (its `config` and secrets) and the key-value
+    /// stores it may open.
+    pub capabilities: Capabilities,
+    /// A digest of what it was granted (see [`Granted`]): a function whose
+    /// values or stores changed is made again.
+    pub grant_digest: [u8; 32],
     /// Its counters, kept across reloads by the [`Registry`].
     pub stats: Arc<FunctionStats>,
     /// The instance made ahead for its next request.
@@ -79,17 +81,17 @@ impl LoadedFunction {
     ) -> Self {
         let p = &spec.policy;
         let name: Arc<str> = spec.name.as_str().into();
-        let outbound: Arc<[OutboundRule]> = p.allowed_outbound_hosts.clone().into();
         let capabilities = Capabilities {
-            outbound: outbound.clone(),
-            config: api.config.clone(),
+            outbound: p.allowed_outbound_hosts.clone().into(),
+            config: api.granted.config,
+            kv: api.granted.kv,
         };
         let warm = runtime.warm_slot(
             &component,
             name.clone(),
             Some(stats.clone()),
             p.max_memory_bytes,
-            capabilities,
+            capabilities.clone(),
             Duration::from_millis(p.timeout_ms),
         );
         let reuse = runtime.reuse_pool(
@@ -112,9 +114,8 @@ impl LoadedFunction {
             checks: api.checks,
             cors: api.cors,
             digest: api.digest,
-            outbound,
-            config: api.config,
-            config_digest: api.config_digest,
+            capabilities,
+            grant_digest: api.granted.digest,
             component,
             warm,
             reuse,
@@ -142,10 +143,21 @@ pub struct FunctionApi {
     pub checks: Vec<Option<Arc<CallerCheck>>>,
     /// See [`LoadedFunction::cors`].
     pub cors: Option<Arc<CorsPolicy>>,
-    /// See [`LoadedFunction::config`].
+    /// What its guest is granted.
+    pub granted: Granted,
+}
+
+/// What a function's guest is granted by its manifest and its tenant,
+/// besides its request and outbound hosts.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    /// What it reads through `wasi:config/store`: its `config` and secrets.
     pub config: Arc<GuestConfig>,
-    /// See [`LoadedFunction::config_digest`].
-    pub config_digest: [u8; 32],
+    /// The key-value stores it may open (`key_value_stores`) and the
+    /// tenant's quotas on them; `None` when it lists none.
+    pub kv: Option<Arc<KeyValueGrant>>,
+    /// A digest of it all: values, store names, quotas.
+    pub digest: [u8; 32],
 }
 
 /// Live counters of one function.

@@ -64,6 +64,14 @@ pub enum StateError {
         /// The state directory.
         root: PathBuf,
     },
+    /// The shared state store (`--state-store`) refused or failed the change.
+    #[error("state store: {message}")]
+    Shared {
+        /// What happened, and what to do.
+        message: String,
+        /// Whether another host changed the state first (else the store failed).
+        conflict: bool,
+    },
     /// `state.json` does not parse.
     #[error(
         "state directory `{}`: `state.json` is not a wasmfn state file ({message}); \
@@ -185,12 +193,29 @@ pub struct Version {
     /// The id of the admin token that deployed it; `None` without tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The OCI artifact it was pulled from; `None` for an upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ArtifactSource>,
+}
+
+/// Where a deployed version came from, when it was pulled from an OCI registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSource {
+    /// The reference as the deploy named it (`oci://registry/repository:tag`).
+    pub reference: String,
+    /// The digest of the artifact's manifest it resolved to, once, at the deploy (`sha256:…`).
+    pub digest: String,
 }
 
 impl Version {
-    /// Whether `other` is made of the same bytes.
+    /// Whether `other` is made of the same bytes, from the same artifact
+    /// (if it came from one).
     pub fn same_content(&self, other: &Version) -> bool {
-        self.component == other.component && self.manifest == other.manifest && self.openapi == other.openapi
+        self.component == other.component
+            && self.manifest == other.manifest
+            && self.openapi == other.openapi
+            && self.source.as_ref().map(|s| &s.digest) == other.source.as_ref().map(|s| &s.digest)
     }
 }
 
@@ -481,6 +506,7 @@ mod tests {
             openapi: None,
             deployed_at: now_rfc3339(),
             token: None,
+            source: None,
         }
     }
 

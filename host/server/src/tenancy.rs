@@ -24,6 +24,8 @@ pub(crate) fn load_tenants(
     runtime: &Runtime,
     deployments: Option<&Deployments>,
     secrets: &crate::secrets::SecretSource,
+    kv: Option<&wasmfn_kv::KeyValue>,
+    oci: Option<&crate::oci::OciComponents>,
 ) -> anyhow::Result<TenantSet> {
     let fixed = match &config.tenants_file {
         Some(p) => load_tenants_file(p)?,
@@ -87,6 +89,8 @@ pub(crate) fn load_tenants(
                 memo: &memo,
                 tenant: id,
                 secrets,
+                kv,
+                oci,
             },
             None,
             deployed,
@@ -154,7 +158,7 @@ impl AppState {
         if let Some(s) = &snapshot {
             refuse_over_quota(id, s, &checked)?;
         }
-        let next_tenant = match &current {
+        let next_tenant = Arc::new(match &current {
             Some(t) => t.with_settings(checked.clone(), false),
             None => Tenant::new(
                 id,
@@ -163,11 +167,11 @@ impl AppState {
                 Arc::new(Snapshot::empty()),
                 ApiKeys::default(),
             ),
-        };
+        });
         let next_set = self
             .registry
             .tenants()
-            .with(Arc::new(next_tenant))
+            .with(next_tenant.clone())
             .map_err(TenantError::Conflict)?;
         let mut desired = deps.desired();
         let entry = desired.tenants.entry(id.to_string()).or_default();
@@ -175,6 +179,14 @@ impl AppState {
         entry.created_at.get_or_insert_with(now_rfc3339);
         self.commit_state(desired).await?;
         self.registry.set_tenants(next_set);
+        // Each function is granted its key-value limits as it loads (they
+        // are in its grant's digest): new ones need the functions loaded again.
+        let kv_changed = current
+            .as_ref()
+            .is_some_and(|t| t.settings.settings.quotas.kv_limits() != checked.settings.quotas.kv_limits());
+        if kv_changed && let Err(e) = self.reload_tenant(&next_tenant).await {
+            tracing::error!(tenant = id, error = %format!("{e:#}"), "reload after the key-value quotas changed failed; the functions keep their former limits");
+        }
         Ok(created)
     }
 

@@ -58,6 +58,36 @@ pub struct Quotas {
     /// function lists must be allowed by one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_outbound_hosts: Option<Vec<String>>,
+    /// The largest value its functions may write to a key-value store, in
+    /// bytes (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_value_bytes: Option<u64>,
+    /// The longest key, in bytes (default 1 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_key_bytes: Option<u64>,
+    /// Keys in all its key-value stores together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_keys: Option<u64>,
+    /// Bytes of keys and values in all its key-value stores together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_total_bytes: Option<u64>,
+}
+
+/// The largest `kv_max_value_bytes`: 256 MiB (Redis takes 512 MiB at most).
+pub const KV_VALUE_CEILING: u64 = 256 << 20;
+/// The largest `kv_max_key_bytes`: 64 KiB.
+pub const KV_KEY_CEILING: u64 = 64 << 10;
+
+impl Quotas {
+    /// The limits its functions write their key-value stores under.
+    pub fn kv_limits(&self) -> wasmfn_kv::Limits {
+        wasmfn_kv::Limits {
+            max_value_bytes: self.kv_max_value_bytes.unwrap_or(wasmfn_kv::DEFAULT_MAX_VALUE_BYTES),
+            max_key_bytes: self.kv_max_key_bytes.unwrap_or(wasmfn_kv::DEFAULT_MAX_KEY_BYTES),
+            max_keys: self.kv_max_keys,
+            max_total_bytes: self.kv_max_total_bytes,
+        }
+    }
 }
 
 /// Whether `id` is a tenant id: 1 to 63 of `a-z`, `0-9`, `-`, not starting with `-`.
@@ -174,6 +204,22 @@ impl TenantSettings {
         positive("requests_per_second", q.requests_per_second.map(u64::from))?;
         positive("burst", q.burst.map(u64::from))?;
         positive("max_memory_bytes", q.max_memory_bytes)?;
+        positive("kv_max_value_bytes", q.kv_max_value_bytes)?;
+        positive("kv_max_key_bytes", q.kv_max_key_bytes)?;
+        positive("kv_max_keys", q.kv_max_keys)?;
+        positive("kv_max_total_bytes", q.kv_max_total_bytes)?;
+        for (field, v, max) in [
+            ("kv_max_value_bytes", q.kv_max_value_bytes, KV_VALUE_CEILING),
+            ("kv_max_key_bytes", q.kv_max_key_bytes, KV_KEY_CEILING),
+        ] {
+            if let Some(v) = v
+                && v > max
+            {
+                return Err(format!(
+                    "field `quotas.{field}`: {v} is above the largest allowed, {max}"
+                ));
+            }
+        }
         if q.burst.is_some() && q.requests_per_second.is_none() {
             return Err("field `quotas.burst`: a burst needs `quotas.requests_per_second` beside it".into());
         }
@@ -390,6 +436,39 @@ mod tests {
             .refuse_policy("f", &policy, c.outbound_ceiling.as_deref())
             .unwrap();
         assert!(refused.contains("`https://evil.example` is outside"), "{refused}");
+    }
+
+    #[test]
+    fn key_value_quotas_default_and_are_checked() {
+        let mut s = TenantSettings::default();
+        assert_eq!(s.quotas.kv_limits(), wasmfn_kv::Limits::default());
+        s.quotas.kv_max_keys = Some(0);
+        assert!(
+            s.check("t")
+                .unwrap_err()
+                .contains("field `quotas.kv_max_keys`: 0 allows nothing")
+        );
+        s.quotas.kv_max_keys = Some(10);
+        s.quotas.kv_max_value_bytes = Some(KV_VALUE_CEILING + 1);
+        let e = s.check("t").unwrap_err();
+        assert!(
+            e.contains("field `quotas.kv_max_value_bytes`") && e.contains("above the largest"),
+            "{e}"
+        );
+        s.quotas.kv_max_value_bytes = Some(100);
+        s.quotas.kv_max_total_bytes = Some(1000);
+        let limits = s.check("t").unwrap().settings.quotas.kv_limits();
+        assert_eq!(
+            limits,
+            wasmfn_kv::Limits {
+                max_value_bytes: 100,
+                max_key_bytes: wasmfn_kv::DEFAULT_MAX_KEY_BYTES,
+                max_keys: Some(10),
+                max_total_bytes: Some(1000),
+            }
+        );
+        let parsed: Quotas = serde_json::from_str(r#"{"kv_max_keys": 5, "kv_max_key_bytes": 64}"#).unwrap();
+        assert_eq!((parsed.kv_max_keys, parsed.kv_max_key_bytes), (Some(5), Some(64)));
     }
 
     #[test]

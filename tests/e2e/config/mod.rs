@@ -8,6 +8,7 @@
 mod at_rest;
 mod missing;
 mod secrets;
+mod sign;
 mod tenants;
 mod values;
 
@@ -243,11 +244,23 @@ impl Host {
 
     /// `PUT {prefix}/functions/{name}` (multipart) with the config guest.
     pub(super) async fn deploy(&self, prefix: &str, name: &str, manifest: Value, token: &str) -> reqwest::Response {
+        self.deploy_guest(prefix, name, "config", manifest, token).await
+    }
+
+    /// `PUT {prefix}/functions/{name}` (multipart) with test guest `guest_name`.
+    pub(crate) async fn deploy_guest(
+        &self,
+        prefix: &str,
+        name: &str,
+        guest_name: &str,
+        manifest: Value,
+        token: &str,
+    ) -> reqwest::Response {
         let form = reqwest::multipart::Form::new()
             .text("manifest", manifest.to_string())
             .part(
                 "component",
-                reqwest::multipart::Part::bytes(std::fs::read(guest("config")).unwrap()).file_name("f.wasm"),
+                reqwest::multipart::Part::bytes(std::fs::read(guest(guest_name)).unwrap()).file_name("f.wasm"),
             );
         self.client
             .put(self.url(&format!("{prefix}/functions/{name}")))

@@ -14,14 +14,14 @@ use wasmfn_server::Scope;
 /// One sample of an exposition: its name, its labels in the order the
 /// exposition gives them, and its value.
 #[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
+pub(crate) struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
 }
 
 impl Sample {
-    fn label(&self, name: &str) -> Option<&str> {
+    pub(crate) fn label(&self, name: &str) -> Option<&str> {
         self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
@@ -32,7 +32,7 @@ impl Sample {
 }
 
 /// The samples of an OpenMetrics text exposition (`# ` lines skipped).
-fn samples(text: &str) -> Vec<Sample> {
+pub(crate) fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| sample(l).unwrap_or_else(|| panic!("a sample line the test cannot read: {l}")))
@@ -75,7 +75,7 @@ fn sample(line: &str) -> Option<Sample> {
 }
 
 /// The value of the sample `name` with exactly `labels`, if there is one.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = samples.iter().filter(|s| s.name == name && s.has_labels(labels));
     let first = found.next()?;
     assert!(found.next().is_none(), "two samples {name}{labels:?}");
@@ -123,7 +123,7 @@ async fn scrape_until(h: &TestHost, token: Option<&str>, wanted: &[Wanted<'_>]) 
 }
 
 const REQUESTS: &str = "wasmfn_requests_total";
-const REJECTIONS: &str = "wasmfn_limit_rejections_total";
+pub(crate) const REJECTIONS: &str = "wasmfn_limit_rejections_total";
 
 #[test]
 fn the_tests_parser_reads_samples_as_the_exposition_writes_them() {

@@ -5,7 +5,7 @@
 //! `wasmfn logs`) and the access log. This module holds what they share.
 
 mod logs;
-mod metrics;
+pub(crate) mod metrics;
 mod prometheus;
 mod traces;
 

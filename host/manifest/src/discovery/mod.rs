@@ -20,6 +20,9 @@ use wasmfn_routing::{HostRule, RoutePattern};
 
 pub use folder::{FolderRouteError, folder_routes};
 
+/// How a manifest's `component` names an OCI artifact instead of a file.
+pub const OCI_SCHEME: &str = "oci://";
+
 /// Everything needed to load and mount one function.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
@@ -29,8 +32,12 @@ pub struct FunctionSpec {
     pub dir: PathBuf,
     /// Path of its `fn.config.json`.
     pub manifest_path: PathBuf,
-    /// Path of its component, resolved against `dir`.
+    /// Path of its component, resolved against `dir`; for a component
+    /// named by an OCI reference, the reference until the host pulls it.
     pub component_path: PathBuf,
+    /// The OCI reference its manifest names as `component`
+    /// (`oci://registry/repository:tag`), which the host pulls.
+    pub component_ref: Option<String>,
     /// The manifest's one-line description, shown in the catalog.
     pub description: Option<String>,
     /// The routes it serves: `invoke.routes`, or those of its folder path.
@@ -50,6 +57,8 @@ pub struct FunctionSpec {
     /// The effective policy: host defaults, then overlays from the root
     /// down, then the function's own manifest.
     pub policy: Policy,
+    /// Invocations the host makes on a timetable (`schedules`).
+    pub schedules: Vec<crate::Schedule>,
 }
 
 /// A function folder that cannot be mounted, with the reason.
@@ -134,6 +143,17 @@ impl Walk {
                     overlay = inherited.overlaid_by(&manifest.policy());
                     if manifest.component.is_some() {
                         self.function(dir, rel, &name, &manifest_path, manifest, &overlay, broken.as_deref());
+                    } else if manifest.schedules.is_some() {
+                        self.out.failed.push(FailedSpec {
+                            name: name.clone(),
+                            dir: dir.to_path_buf(),
+                            manifest_path: manifest_path.clone(),
+                            component_path: None,
+                            error: SpecError::OverlaySchedules {
+                                manifest: manifest_path.clone(),
+                            }
+                            .to_string(),
+                        });
                     }
                 }
                 Err(e) => {
@@ -185,7 +205,12 @@ impl Walk {
         overlay: &PolicyOverlay,
         broken_overlay: Option<&str>,
     ) {
-        let component_path = dir.join(manifest.component.as_deref().unwrap_or_default());
+        let component = manifest.component.as_deref().unwrap_or_default();
+        let component_ref = component.starts_with(OCI_SCHEME).then(|| component.to_string());
+        let component_path = match &component_ref {
+            Some(r) => PathBuf::from(r),
+            None => dir.join(component),
+        };
         let fail = |error: SpecError| FailedSpec {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -206,6 +231,7 @@ impl Walk {
                     dir: dir.to_path_buf(),
                     manifest_path: manifest_path.to_path_buf(),
                     component_path: component_path.clone(),
+                    component_ref,
                     description: manifest.description.clone(),
                     routes,
                     schema_hidden,
@@ -215,6 +241,7 @@ impl Walk {
                     hosts,
                     force_url: invoke.force_url,
                     policy: self.defaults.with(overlay),
+                    schedules: manifest.schedules.clone().unwrap_or_default(),
                 });
             }
             Err(e) => self.out.failed.push(fail(e)),
@@ -243,6 +270,7 @@ pub fn standalone_spec(
         dir,
         manifest_path: manifest_path.to_path_buf(),
         component_path: component_path.to_path_buf(),
+        component_ref: None,
         description: manifest.description.clone(),
         routes,
         schema_hidden,
@@ -252,6 +280,7 @@ pub fn standalone_spec(
         hosts,
         force_url: invoke.force_url,
         policy: defaults.with(&manifest.policy()),
+        schedules: manifest.schedules.clone().unwrap_or_default(),
     })
 }
 
@@ -310,6 +339,26 @@ pub enum SpecError {
         /// Why the rule is refused.
         source: wasmfn_routing::HostRuleError,
     },
+    /// An entry of `schedules` does not fit the function.
+    #[error("invalid `{}`: field `schedules`: entry {index}, {message}", manifest.display())]
+    Schedule {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The entry's index.
+        index: usize,
+        /// What does not fit, and the fix.
+        message: String,
+    },
+    /// A manifest without `component` (a policy overlay) has `schedules`.
+    #[error(
+        "invalid `{}`: field `schedules`: a policy overlay (a manifest without `component`) runs nothing; \
+         move the schedules to the manifest of the function they call",
+        manifest.display()
+    )]
+    OverlaySchedules {
+        /// The manifest.
+        manifest: PathBuf,
+    },
     /// A policy overlay in a folder above the function does not parse.
     #[error("a policy overlay above this function is invalid: {0}")]
     BrokenOverlay(String),
@@ -349,7 +398,7 @@ fn spec_from_manifest(rel: &[String], manifest_path: &Path, manifest: &FunctionM
             Vec::new(),
         ),
     };
-    let methods = invoke
+    let methods: Vec<Method> = invoke
         .methods
         .as_deref()
         .unwrap_or(&["GET".to_string()])
@@ -371,6 +420,26 @@ fn spec_from_manifest(rel: &[String], manifest_path: &Path, manifest: &FunctionM
             })
         })
         .collect::<Result<_, _>>()?;
+    for (index, schedule) in manifest.schedules.iter().flatten().enumerate() {
+        let bad = |message: String| SpecError::Schedule {
+            manifest: manifest_path.to_path_buf(),
+            index,
+            message,
+        };
+        if !methods.contains(&schedule.method) {
+            let listed: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            return Err(bad(format!(
+                "`method`: the function answers {} only (`invoke.methods`); add `{}` there or schedule one of those",
+                listed.join(", "),
+                schedule.method
+            )));
+        }
+        if schedule.path.is_none() && !routes.0.first().is_some_and(RoutePattern::is_static) {
+            return Err(bad(
+                "`path`: the function's first route has parameters, so the request needs a `path` of its own".into(),
+            ));
+        }
+    }
     Ok((routes, methods, hosts))
 }
 

@@ -132,6 +132,23 @@ fn media_types() {
         issues(head(&v, "1", "sort=asc", &[], false)),
         [(r#"["body"]"#.into(), "missing".into())]
     );
+    // A body without a type is `application/octet-stream`: taken where
+    // the operation takes any type, or bytes.
+    for (declared, accepted) in [
+        ("*/*", true),
+        ("application/*", true),
+        ("application/octet-stream", true),
+        ("text/*", false),
+    ] {
+        let raw = OperationValidator::compile(
+            &op(json!({"requestBody": {"content": {declared: {"schema": {}}}}})),
+            &[],
+            &schemas(),
+        )
+        .unwrap();
+        let r = raw.check_head(&[], None, &HeaderMap::new(), true);
+        assert_eq!(r.is_ok(), accepted, "{declared}: {:?}", issues(r));
+    }
     assert!(v.wants_json_body(Some("application/json")));
     assert!(v.wants_json_body(None));
     assert!(!v.wants_json_body(Some("text/plain")));

@@ -17,7 +17,7 @@ use crate::deploy::{DeployError, Upload, digest_label};
 use crate::error::ApiError;
 use crate::registry::{Snapshot, Tenant};
 use crate::request_id::request_id;
-use crate::state::DesiredState;
+use crate::state::{ArtifactSource, DesiredState};
 use crate::tenant::DEFAULT_TENANT;
 
 pub(crate) fn deploy_error(e: DeployError) -> ApiError {
@@ -29,7 +29,7 @@ pub(crate) fn deploy_error(e: DeployError) -> ApiError {
         DeployError::Conflict { message, functions } => ApiError::DeployConflict { message, functions },
         DeployError::NotDeployed(function) => ApiError::FunctionNotFound { function },
         DeployError::NoPreviousVersion(function) => ApiError::NoPreviousVersion { function },
-        DeployError::State(e) => ApiError::StateFailed { message: e.to_string() },
+        DeployError::State(e) => ApiError::state(&e),
     }
 }
 
@@ -54,6 +54,7 @@ fn function_json(desired: &DesiredState, tenant: &str, s: &Snapshot, name: &str)
     });
     if let Some(d) = deployment {
         v["digest"] = json!(d.current().map(|c| digest_label(&c.component)));
+        v["source"] = json!(d.current().and_then(|c| c.source.as_ref()));
         v["versions"] = d
             .versions
             .iter()
@@ -65,6 +66,7 @@ fn function_json(desired: &DesiredState, tenant: &str, s: &Snapshot, name: &str)
                     "openapi_digest": ver.openapi.as_deref().map(digest_label),
                     "deployed_at": ver.deployed_at,
                     "deployed_by": ver.token,
+                    "source": ver.source,
                 })
             })
             .collect();
@@ -234,19 +236,105 @@ async fn read_upload(name: String, req: Request, limit: u64) -> Result<Upload, A
         manifest,
         component,
         openapi,
+        source: None,
     })
+}
+
+/// A deploy from an OCI registry: `{"component": "oci://…", "manifest": {…}, "openapi": {…}}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromRegistry {
+    component: String,
+    #[serde(default)]
+    manifest: Option<Value>,
+    #[serde(default)]
+    openapi: Option<Value>,
+}
+
+/// The largest JSON deploy body (the manifest and fragment, not the component).
+const MAX_DEPLOY_JSON: usize = 4 << 20;
+
+/// Whether a deploy request names its component by reference (a JSON body).
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Reads a JSON deploy body and pulls the artifact it names: its component,
+/// and its manifest and fragment unless the body gives them.
+async fn pull_upload(app: &AppState, name: String, req: Request) -> Result<Upload, ApiError> {
+    let bad = |message: String| ApiError::BadUpload {
+        message: format!(
+            "{message}; send `{{\"component\": \"oci://REGISTRY/REPOSITORY:TAG\"}}`, with `manifest` \
+             (the fn.config.json object) unless the artifact carries one, and optionally `openapi`"
+        ),
+    };
+    let body = axum::body::to_bytes(req.into_body(), MAX_DEPLOY_JSON)
+        .await
+        .map_err(|e| {
+            bad(format!(
+                "the body cannot be read ({e}; at most {MAX_DEPLOY_JSON} bytes)"
+            ))
+        })?;
+    let request: FromRegistry =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not valid: {e}")))?;
+    let reference = wasmfn_oci::OciRef::parse(&request.component).map_err(|e| ApiError::InvalidArtifact {
+        message: format!("field `component`: {e}"),
+    })?;
+    let pulled = app
+        .registries
+        .pull(&reference, Some(app.config.max_deploy_bytes))
+        .await
+        .map_err(artifact_error)?;
+    let text = |v: Value| match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let manifest = match request.manifest {
+        Some(m) => text(m),
+        None => pulled.manifest.ok_or_else(|| {
+            bad(format!(
+                "the artifact `{reference}` carries no manifest (it was not pushed by `wasmfn push`), \
+                 so the body must give `manifest`"
+            ))
+        })?,
+    };
+    Ok(Upload {
+        name,
+        manifest,
+        component: pulled.component.into(),
+        openapi: request.openapi.map(text).or(pulled.openapi),
+        source: Some(ArtifactSource {
+            reference: request.component,
+            digest: pulled.digest,
+        }),
+    })
+}
+
+/// The answer to a pull that failed.
+fn artifact_error(e: wasmfn_oci::OciError) -> ApiError {
+    use wasmfn_oci::OciError as E;
+    let message = e.to_string();
+    match e {
+        E::Unreachable { .. } | E::Registry { .. } => ApiError::RegistryUnavailable { message },
+        _ => ApiError::InvalidArtifact { message },
+    }
 }
 
 /// Deploys a new version of a function (or its first).
 #[utoipa::path(put, path = "/_fn/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
     params(("name" = String, Path, description = "The function's name: 1-63 of `a-z`, `0-9`, `-`")),
-    request_body(content_type = "multipart/form-data", description = "Parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment)"),
+    request_body(content(("multipart/form-data"), ("application/json")), description = "An upload: parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment). Or, from an OCI registry, JSON `{\"component\": \"oci://registry/repository:tag\", \"manifest\": {…}, \"openapi\": {…}}` (`manifest` and `openapi` default to what the artifact carries)"),
     responses((status = 201, description = "Deployed: a new function", body = Object),
               (status = 200, description = "Deployed: a new version, or the same bytes again (`changed: false`)", body = Object),
               (status = 400, description = "Not a deploy upload (`bad_upload`)", body = Object),
               (status = 409, description = "Routes or name taken (`deploy_conflict`)", body = Object),
               (status = 413, description = "Over `--max-deploy-bytes` (`deploy_too_large`)", body = Object),
-              (status = 422, description = "Not a valid function (`invalid_function`)", body = Object)))]
+              (status = 422, description = "Not a valid function (`invalid_function`), or an OCI artifact that cannot be used (`invalid_artifact`)", body = Object),
+              (status = 502, description = "The OCI registry cannot be reached (`registry_unavailable`)", body = Object)))]
 pub(crate) async fn put_function(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -259,14 +347,15 @@ pub(crate) async fn put_function(
 /// Deploys a new version of a tenant's function (or its first).
 #[utoipa::path(put, path = "/_fn/tenants/{tenant}/functions/{name}", tag = "wasmfn", security(("admin_token" = ["deploy"])),
     params(("tenant" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The function's name: 1-63 of `a-z`, `0-9`, `-`")),
-    request_body(content_type = "multipart/form-data", description = "Parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment)"),
+    request_body(content(("multipart/form-data"), ("application/json")), description = "An upload: parts `manifest` (fn.config.json), `component` (.wasm), optional `openapi` (fragment). Or, from an OCI registry, JSON `{\"component\": \"oci://registry/repository:tag\", \"manifest\": {…}, \"openapi\": {…}}` (`manifest` and `openapi` default to what the artifact carries)"),
     responses((status = 201, description = "Deployed: a new function", body = Object),
               (status = 200, description = "Deployed: a new version, or the same bytes again (`changed: false`)", body = Object),
               (status = 400, description = "Not a deploy upload (`bad_upload`)", body = Object),
               (status = 404, description = "No such tenant (`tenant_not_found`)", body = Object),
               (status = 409, description = "Routes or name taken (`deploy_conflict`)", body = Object),
               (status = 413, description = "Over `--max-deploy-bytes` (`deploy_too_large`)", body = Object),
-              (status = 422, description = "Not a valid function (`invalid_function`), or beyond the tenant's quotas (`quota_exceeded`)", body = Object)))]
+              (status = 422, description = "Not a valid function (`invalid_function`), an OCI artifact that cannot be used (`invalid_artifact`), or beyond the tenant's quotas (`quota_exceeded`)", body = Object),
+              (status = 502, description = "The OCI registry cannot be reached (`registry_unavailable`)", body = Object)))]
 pub(crate) async fn put_tenant_function(
     State(app): State<Arc<AppState>>,
     Path((tenant, name)): Path<(String, String)>,
@@ -287,7 +376,12 @@ async fn put(app: Arc<AppState>, caller: Caller, tenant: String, name: String, r
             .function(&tenant, &name)
             .and_then(|f| f.current().map(|v| digest_label(&v.component)))
     });
-    let result = match read_upload(name.clone(), req, app.config.max_deploy_bytes).await {
+    let upload = if is_json(&req) {
+        pull_upload(&app, name.clone(), req).await
+    } else {
+        read_upload(name.clone(), req, app.config.max_deploy_bytes).await
+    };
+    let result = match upload {
         Ok(upload) => app.deploy(&t, upload, &caller).await.map_err(deploy_error),
         Err(e) => Err(e),
     };

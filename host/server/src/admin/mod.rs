@@ -41,7 +41,7 @@ use wasmfn_openapi::{SWAGGER_ASSETS, docs_page};
           delete_tenant, list_tenant_functions, get_tenant_function, put_tenant_function,
           rollback_tenant_function, delete_tenant_function, list_api_keys, create_api_key, delete_api_key,
           metrics, function_logs, tenant_function_logs, put_secret, put_tenant_secret, list_secrets,
-          list_tenant_secrets, delete_secret, delete_tenant_secret),
+          list_tenant_secrets, delete_secret, delete_tenant_secret, list_schedules, list_tenant_schedules),
     tags((name = "wasmfn", description = "The host's own endpoints.")),
     modifiers(&AdminTokenScheme)
 )]
@@ -74,11 +74,12 @@ pub fn admin_document() -> Value {
 /// Liveness: `status` and `version`, nothing more (the details are at
 /// `/_fn/status`, on the admin surface).
 #[utoipa::path(get, path = "/_fn/health", tag = "wasmfn",
-    responses((status = 200, description = "`status` is `ok`, or `degraded` while a function failed to load", body = Object)))]
+    responses((status = 200, description = "`status` is `ok`, or `degraded` while a function failed to load or the shared state store cannot be reached", body = Object)))]
 pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
     let failed = app.registry.snapshot().failed.len();
+    let store = app.deployments.as_ref().and_then(|d| d.degraded());
     Json(json!({
-        "status": if failed == 0 { "ok" } else { "degraded" },
+        "status": if failed == 0 && store.is_none() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -90,10 +91,15 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
 pub(crate) async fn status(State(app): State<Arc<AppState>>) -> Json<Value> {
     let s = app.registry.snapshot();
     let failed = s.failed.len();
+    let store = app.deployments.as_ref().and_then(|d| d.degraded());
+    let shared = app.deployments.as_ref().and_then(|d| d.shared.as_ref());
     Json(json!({
-        "status": if failed == 0 { "ok" } else { "degraded" },
+        "status": if failed == 0 && store.is_none() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "state_dir": app.deployments.as_ref().map(|d| d.root()),
+        // The shared desired state (`--state-store`): the version this host
+        // serves, and why the store cannot be reached when it cannot.
+        "state_store": shared.map(|s| json!({"version": s.version(), "error": store})),
         // How the admin surface is guarded: the tokens in force (null:
         // none, loopback only) and whether loopback clients may write.
         "admin": {
@@ -138,6 +144,39 @@ pub(crate) async fn ready(State(app): State<Arc<AppState>>, req: Request) -> Res
     Json(json!({"status": "ready"})).into_response()
 }
 
+/// Every schedule of the tenant `default` (or of the token's tenant).
+#[utoipa::path(get, path = "/_fn/schedules", tag = "wasmfn", security(("admin_token" = ["read"])),
+    responses((status = 200, description = "`schedules`: function, id, cron, timezone, method, path, retries, `next_run`, `running`, `runs`, `failures`, `last_run`", body = Object)))]
+pub(crate) async fn list_schedules(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    let tenant = caller.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_string());
+    schedules(&app, &caller, &tenant, &request_id(req.headers()))
+}
+
+/// Every schedule of a tenant's functions.
+#[utoipa::path(get, path = "/_fn/tenants/{tenant}/schedules", tag = "wasmfn", security(("admin_token" = ["read"])),
+    params(("tenant" = String, Path, description = "The tenant's id")),
+    responses((status = 200, description = "`schedules`, as `GET /_fn/schedules` lists them", body = Object),
+              (status = 404, description = "No such tenant (`tenant_not_found`)", body = Object)))]
+pub(crate) async fn list_tenant_schedules(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    schedules(&app, &caller, &tenant, &request_id(req.headers()))
+}
+
+fn schedules(app: &AppState, caller: &Caller, tenant: &str, id: &str) -> Response {
+    match visible_tenant(app, caller, tenant) {
+        Ok(_) => Json(app.scheduler.json(tenant)).into_response(),
+        Err(e) => e.into_response_with(id),
+    }
+}
+
 /// Every function (ready or failed), every mapped route, every conflict.
 #[utoipa::path(get, path = "/_fn/catalog", tag = "wasmfn", security(("admin_token" = ["read"])),
     params(("tenant" = Option<String>, Query, description = "Whose catalog (default: the token's tenant, else `default`)")),
@@ -164,6 +203,10 @@ pub(crate) async fn catalog(
             let name = f["name"].as_str().unwrap_or_default().to_string();
             if let Some(e) = app.build_errors.get(&name) {
                 f["build_error"] = json!(e.value());
+            }
+            let pin = f["artifact"]["reference"].as_str().and_then(|r| app.oci.pin(r));
+            if let Some(pin) = pin {
+                f["artifact"]["digest"] = json!(pin.digest);
             }
         }
     }
@@ -260,6 +303,9 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 "source": f.spec.dir,
                 "manifest": f.spec.manifest_path,
                 "component": f.spec.component_path,
+                // The OCI artifact its manifest names, and (filled in by the
+                // handler) the digest that reference is pinned to.
+                "artifact": f.spec.component_ref.as_ref().map(|r| json!({"reference": r})),
                 // How requests reach it: whole (`wasmfn:function/handler`), or
                 // through `wasi:http/incoming-handler`.
                 "handler": if f.component.handles_whole() { wasmfn_runtime::HANDLER_INTERFACE } else { "wasi:http/incoming-handler" },
@@ -352,6 +398,8 @@ pub(crate) fn surface(app: Arc<AppState>) -> axum::Router<Arc<AppState>> {
             axum::routing::put(put_tenant_secret).delete(delete_tenant_secret),
         )
         .route("/_fn/audit", get(audit))
+        .route("/_fn/schedules", get(list_schedules))
+        .route("/_fn/tenants/{tenant}/schedules", get(list_tenant_schedules))
         .route("/_fn/tenants", get(list_tenants))
         .route(
             "/_fn/tenants/{tenant}",

@@ -23,7 +23,7 @@ fn secret_error(e: SecretError) -> ApiError {
         SecretError::Invalid(message) => ApiError::InvalidSecret { message },
         SecretError::NotFound(name) => ApiError::SecretNotFound { name },
         SecretError::NoTenant(tenant) => ApiError::TenantNotFound { tenant },
-        SecretError::State(e) => ApiError::StateFailed { message: e.to_string() },
+        SecretError::State(e) => ApiError::state(&e),
     }
 }
 

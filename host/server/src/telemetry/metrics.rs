@@ -99,6 +99,9 @@ pub(crate) enum Limit {
     Auth,
     /// The request did not match its declared operation.
     Validation,
+    /// A key-value write of the guest passed its tenant's quota (the
+    /// guest got the error; the request went on).
+    KvQuota,
 }
 
 impl Limit {
@@ -115,6 +118,7 @@ impl Limit {
             Limit::Quota => "quota",
             Limit::Auth => "auth",
             Limit::Validation => "validation",
+            Limit::KvQuota => "kv_quota",
         }
     }
 }
@@ -268,13 +272,7 @@ impl Metrics {
             .inc();
         h.duration.observe(e.seconds);
         if let Some(limit) = e.limit {
-            self.rejections
-                .get_or_create(&ReasonLabels {
-                    tenant: tenant.clone(),
-                    function: function.clone(),
-                    reason: limit.as_str(),
-                })
-                .inc();
+            self.rejected(&h.labels, limit);
         }
         if let Some(inv) = e.invocation {
             h.cpu
@@ -302,6 +300,17 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a refusal of the function `labels` names.
+    pub(crate) fn rejected(&self, labels: &FunctionLabels, limit: Limit) {
+        self.rejections
+            .get_or_create(&ReasonLabels {
+                tenant: labels.tenant.clone(),
+                function: labels.function.clone(),
+                reason: limit.as_str(),
+            })
+            .inc();
     }
 
     /// Counts an outbound request of a guest.

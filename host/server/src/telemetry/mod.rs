@@ -146,6 +146,7 @@ impl Telemetry {
             bytes_out: AtomicU64::new(0),
             state: Mutex::new(State {
                 tenant: None,
+                schedule: None,
                 function: None,
                 route: None,
                 status: 0,
@@ -175,6 +176,8 @@ pub(crate) struct RequestRecord {
 
 struct State {
     tenant: Option<Arc<str>>,
+    /// The schedule that made the request, when the host made it.
+    schedule: Option<Arc<str>>,
     /// The function's name and its counters (its log ring).
     function: Option<(Arc<str>, Arc<FunctionStats>)>,
     route: Option<Arc<str>>,
@@ -207,6 +210,11 @@ impl RequestRecord {
                 .server
                 .set_attribute(KeyValue::new("wasmfn.tenant", tenant.to_string()));
         }
+    }
+
+    /// The request is one the host made for schedule `id`.
+    pub(crate) fn scheduled(&self, id: &str) {
+        self.state().schedule = Some(id.into());
     }
 
     /// The function and route that matched.
@@ -326,6 +334,7 @@ impl RequestRecord {
                 tenant = state.tenant.as_deref().unwrap_or(crate::tenant::DEFAULT_TENANT),
                 function = state.function.as_ref().map_or("", |(f, _)| &**f),
                 route = state.route.as_deref().unwrap_or("-"),
+                schedule = state.schedule.as_deref().unwrap_or("-"),
                 method = %self.method,
                 path = %self.path,
                 status = state.status,
@@ -460,6 +469,21 @@ impl Observer for RequestRecord {
                 span.end();
             }
         }))
+    }
+
+    fn key_value_refused(&self) {
+        let Some(m) = &self.telemetry.metrics else { return };
+        let labels = {
+            let s = self.state();
+            match (&s.tenant, &s.function) {
+                (Some(tenant), Some((function, ..))) => FunctionLabels {
+                    tenant: tenant.clone(),
+                    function: function.clone(),
+                },
+                _ => return,
+            }
+        };
+        m.rejected(&labels, metrics::Limit::KvQuota);
     }
 
     fn finished(&self, invocation: &Invocation) {
