@@ -1,29 +1,45 @@
-//! The embedded backend: one SQLite database in WAL mode.
+//! The embedded backend: one SQLite database in WAL mode, used by one
+//! thread of its own.
 //!
-//! Every operation is a transaction on one connection, so a write and the
-//! tenant's usage it changes are committed together. A commit reaches the
-//! write-ahead log before the call returns: a killed process loses no
-//! acknowledged write (`synchronous = NORMAL` leaves only a power loss
-//! able to undo the last commits).
+//! Requests hand their operations to that thread and wait for the answer
+//! without holding a runtime thread: the disk is never waited on where
+//! requests run. The thread takes every operation waiting when it is free
+//! and runs them in one transaction, each in a savepoint of its own (an
+//! operation that fails, a write past a quota, undoes only itself), then
+//! commits once for all of them: concurrent writes share one commit, the
+//! pages they touch reach the write-ahead log once, and the log is
+//! checkpointed (and synced) that much less often. Answers are given after
+//! the commit: a killed process loses no acknowledged write
+//! (`synchronous = NORMAL` leaves only a power loss able to undo the last
+//! commits). A write and the tenant's usage it changes are committed
+//! together.
 //!
 //! The host holds the database exclusively while it runs (SQLite's
 //! `locking_mode = EXCLUSIVE`): no file lock is taken and released around
-//! each transaction, which halves what a write costs. Another process
-//! cannot open the database meanwhile; a second host on the same state
-//! directory is refused, saying so.
+//! each transaction. Another process cannot open the database meanwhile;
+//! a second host on the same state directory is refused, saying so. The
+//! database is closed when the last handle on it is dropped, after the
+//! operations already handed over.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
 
 use super::{Delta, KeyPage, KvError, LIST_PAGE, Limits, Scope, Usage, counter_overflow, parse_counter};
 
 /// The SQLite database of every tenant's stores.
 #[derive(Debug)]
 pub struct Embedded {
-    conn: Mutex<Connection>,
+    /// Where operations go; `None` once dropped, which ends the thread.
+    ops: Option<mpsc::Sender<Box<dyn Op>>>,
+    thread: Option<JoinHandle<()>>,
 }
+
+/// Operations one transaction takes at most; the rest wait for the next.
+const MAX_BATCH: usize = 256;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS kv (
@@ -56,8 +72,62 @@ fn db(e: rusqlite::Error) -> KvError {
     KvError::Unavailable(format!("database: {e}"))
 }
 
+/// An operation handed to the database's thread: run inside the batch's
+/// transaction, answered once the transaction is committed (or not).
+trait Op: Send {
+    /// Whether it may write (it then runs in a savepoint of its own).
+    fn writes(&self) -> bool;
+    /// Runs it; `Err` when it failed (and, if it writes, is to be undone).
+    fn run(&mut self, c: &Connection) -> Result<(), ()>;
+    /// Answers its caller: its result if `committed` is `Ok`, else that error.
+    fn answer(self: Box<Self>, committed: &Result<(), KvError>);
+}
+
+struct Pending<T, F> {
+    writes: bool,
+    work: Option<F>,
+    result: Option<Result<T, KvError>>,
+    reply: oneshot::Sender<Result<T, KvError>>,
+}
+
+impl<T, F> Op for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, KvError> + Send,
+{
+    fn writes(&self) -> bool {
+        self.writes
+    }
+
+    fn run(&mut self, c: &Connection) -> Result<(), ()> {
+        let work = self.work.take().expect("an operation runs once");
+        // A panic must not take the thread (and every later operation) with it.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(c))).unwrap_or_else(|_| {
+            Err(KvError::Unavailable(
+                "the key-value operation failed (a bug: it panicked)".into(),
+            ))
+        });
+        let ok = r.is_ok();
+        self.result = Some(r);
+        if ok { Ok(()) } else { Err(()) }
+    }
+
+    fn answer(self: Box<Self>, committed: &Result<(), KvError>) {
+        let r = match committed {
+            Ok(()) => self.result.unwrap_or_else(|| Err(db_gone())),
+            Err(e) => Err(e.clone()),
+        };
+        // The caller may have stopped waiting (its request ended): nothing to tell.
+        let _ = self.reply.send(r);
+    }
+}
+
+fn db_gone() -> KvError {
+    KvError::Unavailable("the key-value database is closed (the host is stopping)".into())
+}
+
 impl Embedded {
-    /// Opens (or makes) the database at `path`.
+    /// Opens (or makes) the database at `path` and starts its thread.
     pub fn open(path: &Path) -> Result<Self, KvError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -73,35 +143,60 @@ impl Embedded {
             .map_err(failed(path))?;
         // The first write takes the lock, for as long as the connection lives.
         conn.execute_batch(SCHEMA).map_err(failed(path))?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("wasmfn-kv".into())
+            .spawn(move || serve(&conn, &rx))
+            .map_err(|e| KvError::Unavailable(format!("cannot start the key-value thread: {e}")))?;
+        Ok(Self {
+            ops: Some(tx),
+            thread: Some(thread),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, KvError>) -> Result<T, KvError> {
-        // A panic cannot leave a transaction half done (it rolls back on
-        // drop), so a poisoned lock still guards a consistent database.
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn)
+    /// Runs `work` on the database's thread, in the next transaction, and
+    /// answers once that is committed.
+    async fn submit<T, F>(&self, writes: bool, work: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, KvError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op = Box::new(Pending {
+            writes,
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        let ops = self.ops.as_ref().ok_or_else(db_gone)?;
+        ops.send(op).map_err(|_| db_gone())?;
+        answer.await.unwrap_or_else(|_| Err(db_gone()))
     }
 
-    pub(crate) fn usage(&self, tenant: &str) -> Result<Usage, KvError> {
-        self.with(|c| usage(c, tenant))
+    pub(crate) async fn usage(&self, tenant: &str) -> Result<Usage, KvError> {
+        let tenant = tenant.to_owned();
+        self.submit(false, move |c| usage(c, &tenant)).await
     }
 
-    pub(crate) fn get(&self, s: &Scope, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.with(|c| get(c, s, key))
+    pub(crate) async fn get(&self, s: &Scope, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let (s, key) = (s.clone(), key.to_owned());
+        self.submit(false, move |c| get(c, &s, &key)).await
     }
 
-    pub(crate) fn exists(&self, s: &Scope, key: &str) -> Result<bool, KvError> {
-        self.with(|c| {
+    pub(crate) async fn exists(&self, s: &Scope, key: &str) -> Result<bool, KvError> {
+        let (s, key) = (s.clone(), key.to_owned());
+        self.submit(false, move |c| {
             c.prepare_cached("SELECT 1 FROM kv WHERE tenant = ?1 AND store = ?2 AND key = ?3")
                 .and_then(|mut st| st.exists(params![&*s.tenant, &*s.store, key]))
                 .map_err(db)
         })
+        .await
     }
 
-    pub(crate) fn list_keys(&self, s: &Scope, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+    pub(crate) async fn list_keys(&self, s: &Scope, cursor: Option<u64>) -> Result<KeyPage, KvError> {
         let after = i64::try_from(cursor.unwrap_or(0)).unwrap_or(i64::MAX);
-        self.with(|c| {
+        let s = s.clone();
+        self.submit(false, move |c| {
             let mut st = c
                 .prepare_cached(
                     "SELECT id, key FROM kv WHERE tenant = ?1 AND store = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
@@ -122,85 +217,157 @@ impl Embedded {
                 cursor,
             })
         })
+        .await
     }
 
-    pub(crate) fn get_many(&self, s: &Scope, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.with(|c| {
-            let tx = c.transaction().map_err(db)?;
-            keys.iter().map(|k| get(&tx, s, k)).collect()
-        })
+    pub(crate) async fn get_many(&self, s: &Scope, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let s = s.clone();
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.submit(false, move |c| keys.iter().map(|k| get(c, &s, k)).collect())
+            .await
     }
 
-    pub(crate) fn set_many(&self, s: &Scope, pairs: &[(&str, &[u8])], limits: &Limits) -> Result<(), KvError> {
-        self.with(|c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
+    pub(crate) async fn set_many(&self, s: &Scope, pairs: &[(&str, &[u8])], limits: &Limits) -> Result<(), KvError> {
+        let s = s.clone();
+        let pairs: Vec<(String, Vec<u8>)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect();
+        let limits = limits.clone();
+        self.submit(true, move |c| {
             let mut delta = Delta::default();
             {
-                let mut put = tx
+                let mut put = c
                     .prepare_cached(
                         "INSERT INTO kv (tenant, store, key, value) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (tenant, store, key) DO UPDATE SET value = excluded.value",
                     )
                     .map_err(db)?;
-                for (key, value) in pairs {
-                    let old = stored_len(&tx, s, key)?;
+                for (key, value) in &pairs {
+                    let old = stored_len(c, &s, key)?;
                     delta.add(key, old, Some(value.len()));
                     put.execute(params![&*s.tenant, &*s.store, key, value]).map_err(db)?;
                 }
             }
-            check(&tx, &s.tenant, delta, limits)?;
-            add_usage(&tx, &s.tenant, delta)?;
-            tx.commit().map_err(db)
+            check(c, &s.tenant, delta, &limits)?;
+            add_usage(c, &s.tenant, delta)
         })
+        .await
     }
 
-    pub(crate) fn delete_many(&self, s: &Scope, keys: &[&str]) -> Result<(), KvError> {
-        self.with(|c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
+    pub(crate) async fn delete_many(&self, s: &Scope, keys: &[&str]) -> Result<(), KvError> {
+        let s = s.clone();
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.submit(true, move |c| {
             let mut delta = Delta::default();
             {
-                let mut del = tx
+                let mut del = c
                     .prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND store = ?2 AND key = ?3")
                     .map_err(db)?;
-                for key in keys {
-                    let old = stored_len(&tx, s, key)?;
+                for key in &keys {
+                    let old = stored_len(c, &s, key)?;
                     if old.is_some() {
                         del.execute(params![&*s.tenant, &*s.store, key]).map_err(db)?;
                         delta.add(key, old, None);
                     }
                 }
             }
-            add_usage(&tx, &s.tenant, delta)?;
-            tx.commit().map_err(db)
+            add_usage(c, &s.tenant, delta)
         })
+        .await
     }
 
-    pub(crate) fn increment(&self, s: &Scope, key: &str, by: i64, limits: &Limits) -> Result<u64, KvError> {
-        self.with(|c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let old = get(&tx, s, key)?;
-            let current = old.as_deref().map(|v| parse_counter(key, v)).transpose()?.unwrap_or(0);
-            let next = current.checked_add(by).ok_or_else(|| counter_overflow(key))?;
+    pub(crate) async fn increment(&self, s: &Scope, key: &str, by: i64, limits: &Limits) -> Result<u64, KvError> {
+        let (s, key) = (s.clone(), key.to_owned());
+        let limits = limits.clone();
+        self.submit(true, move |c| {
+            let old = get(c, &s, &key)?;
+            let current = old.as_deref().map(|v| parse_counter(&key, v)).transpose()?.unwrap_or(0);
+            let next = current.checked_add(by).ok_or_else(|| counter_overflow(&key))?;
             let text = next.to_string();
             let mut delta = Delta::default();
-            delta.add(key, old.as_ref().map(Vec::len), Some(text.len()));
-            check(&tx, &s.tenant, delta, limits)?;
-            tx.prepare_cached(
+            delta.add(&key, old.as_ref().map(Vec::len), Some(text.len()));
+            check(c, &s.tenant, delta, &limits)?;
+            c.prepare_cached(
                 "INSERT INTO kv (tenant, store, key, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, store, key) DO UPDATE SET value = excluded.value",
             )
             .and_then(|mut st| st.execute(params![&*s.tenant, &*s.store, key, text.as_bytes()]))
             .map_err(db)?;
-            add_usage(&tx, &s.tenant, delta)?;
-            tx.commit().map_err(db)?;
+            add_usage(c, &s.tenant, delta)?;
             Ok(next as u64)
         })
+        .await
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after what it was handed;
+        // waiting for it releases the database before this returns, so a
+        // host started next on the same state directory can open it.
+        drop(self.ops.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The database's thread: takes the operations waiting, runs them in one
+/// transaction, commits, answers; until every handle is dropped.
+fn serve(c: &Connection, ops: &mpsc::Receiver<Box<dyn Op>>) {
+    let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = ops.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let committed = run_batch(c, &mut batch);
+        for op in batch.drain(..) {
+            op.answer(&committed);
+        }
+    }
+}
+
+/// Runs `batch` in one transaction: each writing operation in a savepoint,
+/// undone alone if it fails. `Err` if the transaction could not be begun
+/// or committed (then nothing of it was written).
+fn run_batch(c: &Connection, batch: &mut [Box<dyn Op>]) -> Result<(), KvError> {
+    let writes = batch.iter().any(|op| op.writes());
+    if !writes {
+        // Reads alone: each sees the last commit, no transaction needed.
+        for op in batch.iter_mut() {
+            let _ = op.run(c);
+        }
+        return Ok(());
+    }
+    c.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+    let mut outcome = Ok(());
+    for op in batch.iter_mut() {
+        if !op.writes() {
+            let _ = op.run(c);
+            continue;
+        }
+        if let Err(e) = c.execute_batch("SAVEPOINT op") {
+            outcome = Err(db(e));
+            break;
+        }
+        let undo = if op.run(c).is_err() {
+            "ROLLBACK TO op; RELEASE op"
+        } else {
+            "RELEASE op"
+        };
+        if let Err(e) = c.execute_batch(undo) {
+            outcome = Err(db(e));
+            break;
+        }
+    }
+    match outcome.and_then(|()| c.execute_batch("COMMIT").map_err(db)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 

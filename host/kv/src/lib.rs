@@ -166,7 +166,7 @@ impl KeyValue {
     /// Keys and bytes tenant `tenant` uses in all its stores.
     pub async fn usage(&self, tenant: &str) -> Result<Usage, KvError> {
         match &self.backend {
-            Backend::Embedded(b) => b.usage(tenant),
+            Backend::Embedded(b) => b.usage(tenant).await,
             Backend::Redis(b) => b.usage(tenant).await,
         }
     }
@@ -274,7 +274,7 @@ impl Bucket {
     /// The value of `key`, if it is set.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         match &self.backend {
-            Backend::Embedded(b) => b.get(&self.scope, key),
+            Backend::Embedded(b) => b.get(&self.scope, key).await,
             Backend::Redis(b) => b.get(&self.scope, key).await,
         }
     }
@@ -293,7 +293,7 @@ impl Bucket {
     /// Whether `key` is set.
     pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
         match &self.backend {
-            Backend::Embedded(b) => b.exists(&self.scope, key),
+            Backend::Embedded(b) => b.exists(&self.scope, key).await,
             Backend::Redis(b) => b.exists(&self.scope, key).await,
         }
     }
@@ -301,7 +301,7 @@ impl Bucket {
     /// A page of the store's keys, from `cursor` (`None`: the first page).
     pub async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
         match &self.backend {
-            Backend::Embedded(b) => b.list_keys(&self.scope, cursor),
+            Backend::Embedded(b) => b.list_keys(&self.scope, cursor).await,
             Backend::Redis(b) => b.list_keys(&self.scope, cursor).await,
         }
     }
@@ -312,7 +312,7 @@ impl Bucket {
         let delta = i64::try_from(delta)
             .map_err(|_| KvError::Invalid(format!("an increment of {delta} is larger than {}", i64::MAX)))?;
         match &self.backend {
-            Backend::Embedded(b) => b.increment(&self.scope, key, delta, &self.limits),
+            Backend::Embedded(b) => b.increment(&self.scope, key, delta, &self.limits).await,
             Backend::Redis(b) => b.increment(&self.scope, key, delta, &self.limits).await,
         }
     }
@@ -323,7 +323,7 @@ impl Bucket {
             return Ok(Vec::new());
         }
         match &self.backend {
-            Backend::Embedded(b) => b.get_many(&self.scope, keys),
+            Backend::Embedded(b) => b.get_many(&self.scope, keys).await,
             Backend::Redis(b) => b.get_many(&self.scope, keys).await,
         }
     }
@@ -337,7 +337,7 @@ impl Bucket {
             return Ok(());
         }
         match &self.backend {
-            Backend::Embedded(b) => b.set_many(&self.scope, pairs, &self.limits),
+            Backend::Embedded(b) => b.set_many(&self.scope, pairs, &self.limits).await,
             Backend::Redis(b) => b.set_many(&self.scope, pairs, &self.limits).await,
         }
     }
@@ -348,7 +348,7 @@ impl Bucket {
             return Ok(());
         }
         match &self.backend {
-            Backend::Embedded(b) => b.delete_many(&self.scope, keys),
+            Backend::Embedded(b) => b.delete_many(&self.scope, keys).await,
             Backend::Redis(b) => b.delete_many(&self.scope, keys).await,
         }
     }

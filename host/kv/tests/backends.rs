@@ -284,6 +284,60 @@ async fn quotas(kv: &KeyValue) {
     assert_eq!(kv.usage("quota").await.unwrap(), Usage::default());
 }
 
+/// Many requests at once (the embedded store commits them together): each
+/// write is all or nothing on its own, a quota counts exactly, a counter
+/// loses no increment.
+async fn concurrency(kv: &KeyValue) {
+    let limits = Arc::new(Limits {
+        max_keys: Some(20),
+        ..Limits::default()
+    });
+    let writers: Vec<_> = (0..64)
+        .map(|i| {
+            let b = kv.bucket("crowd", "default", limits.clone());
+            tokio::spawn(async move { b.set_many(&[(&format!("k{i}"), b"v"), (&format!("j{i}"), b"w")]).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for w in writers {
+        match w.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(e) => quota(Err(e), "kv_max_keys"),
+        }
+    }
+    assert_eq!(stored, 10, "twenty keys are ten writes of two");
+    let b = kv.bucket("crowd", "default", limits.clone());
+    let page = b.list_keys(None).await.unwrap();
+    assert_eq!(page.keys.len(), 20, "{:?}", page.keys);
+    for k in page.keys.iter().filter(|k| k.starts_with('k')) {
+        let j = format!("j{}", &k[1..]);
+        assert!(page.keys.contains(&j), "{k} was written without {j}: {:?}", page.keys);
+    }
+    let bytes = page.keys.iter().map(|k| k.len() as u64 + 1).sum();
+    assert_eq!(kv.usage("crowd").await.unwrap(), Usage { keys: 20, bytes });
+    let counters: Vec<_> = (0..32)
+        .map(|_| {
+            let b = kv.bucket("crowd", "counters", Arc::new(Limits::default()));
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    b.increment("n", 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in counters {
+        c.await.unwrap();
+    }
+    assert_eq!(
+        kv.bucket("crowd", "counters", Arc::new(Limits::default()))
+            .get("n")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"320"[..])
+    );
+}
+
 async fn suite(kv: KeyValue) {
     basics(&kv).await;
     isolation(&kv).await;
@@ -291,15 +345,16 @@ async fn suite(kv: KeyValue) {
     counters(&kv).await;
     batches(&kv).await;
     quotas(&kv).await;
+    concurrency(&kv).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_backend() {
     let dir = tempfile::tempdir().unwrap();
     suite(embedded(dir.path())).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend() {
     let redis = Redis::start();
     suite(KeyValue::redis(&redis.url()).unwrap()).await;
