@@ -86,6 +86,43 @@ async fn reload_swaps_atomically_and_keeps_the_last_good_version() {
 }
 
 #[tokio::test]
+async fn a_broken_manifest_keeps_the_previous_version_serving() {
+    let f = Fixture::new();
+    f.function("f", "probe", json!({}));
+    let t = TestHost::start(f.path()).await;
+    assert_eq!(t.json("/f").await["route"], "/f");
+
+    // Not JSON any more: the function serves on as it was, the error names the file.
+    f.file("f/fn.config.json", r#"{"component": "#);
+    let report = t.reload().await;
+    assert_eq!(report["kept_previous"], json!(["f"]), "{report}");
+    assert_eq!(t.json("/f").await["route"], "/f");
+    let entry = t.function("f").await;
+    assert_eq!(entry["state"], "ready", "{entry}");
+    let error = entry["reload_error"].as_str().unwrap_or_default();
+    assert!(error.contains("fn.config.json"), "{entry}");
+
+    // A field of the wrong type: the same.
+    f.function("f", "probe", json!({"timeout_ms": "soon"}));
+    let report = t.reload().await;
+    assert_eq!(report["kept_previous"], json!(["f"]), "{report}");
+    let error = t.function("f").await["reload_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("timeout_ms"), "{error}");
+    assert_eq!(t.get("/f").await.status(), 200);
+
+    // Mended: the new manifest serves, nothing is kept.
+    f.function("f", "probe", json!({"invoke": {"routes": ["/g"]}}));
+    let report = t.reload().await;
+    assert_eq!(report["kept_previous"], json!([]), "{report}");
+    assert_eq!(t.json("/g").await["route"], "/g");
+    assert_eq!(t.get("/f").await.status(), 404);
+    assert!(t.function("f").await["reload_error"].is_null());
+}
+
+#[tokio::test]
 async fn reload_adds_and_removes_functions_and_keeps_unchanged_ones() {
     let f = Fixture::new();
     f.function("a", "probe", json!({})).function("b", "probe", json!({}));

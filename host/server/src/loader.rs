@@ -236,6 +236,9 @@ pub fn reload(
     }
     specs.extend(deployed.functions);
     failed.extend(deployed.failed);
+    // Functions whose new manifest is broken: their previous version, if
+    // still granted what it was made with, serves on (below).
+    let broken: HashSet<String> = failed.iter().map(|f| f.name.clone()).collect();
     if let Some(q) = quotas {
         specs.retain(|spec| match quota_refusal(q, spec) {
             Some(error) => {
@@ -310,15 +313,24 @@ pub fn reload(
             },
         }
     }
-    // A manifest that broke keeps the previous version serving too.
-    failed.retain(|f| match old(&f.name) {
-        Some(prev) if !functions.iter().any(|g| g.spec.name == f.name) => {
-            tracing::error!(function = %f.name, error = %f.error, "new version failed to load; the previous one keeps serving");
-            kept.insert(f.name.clone(), f.error.clone());
-            functions.push(prev.clone());
-            false
+    // A manifest that broke keeps the previous version serving too, unless
+    // what it was granted changed (a secret deleted on purpose stops it).
+    failed.retain(|f| {
+        if !broken.contains(&f.name) || functions.iter().any(|g| g.spec.name == f.name) {
+            return true;
         }
-        _ => true,
+        let Some(prev) = previous.and_then(|p| p.functions.iter().find(|g| g.spec.name == f.name)) else {
+            return true;
+        };
+        match grant(secrets, kv, tenant, quotas, &prev.spec.policy) {
+            Ok(g) if g.digest == prev.grant_digest => {
+                tracing::error!(function = %f.name, error = %f.error, "new version failed to load; the previous one keeps serving");
+                kept.insert(f.name.clone(), f.error.clone());
+                functions.push(prev.clone());
+                false
+            }
+            _ => true,
+        }
     });
     failed.sort_by(|a, b| a.name.cmp(&b.name));
     for f in &failed {
@@ -558,7 +570,7 @@ fn assemble(
     let doc = openapi::document(&doc_functions, routes, extra_doc);
     let openapi = serde_json::to_vec_pretty(&doc).expect("documents serialise").into();
     drop(doc_functions);
-    Snapshot {
+    let snapshot = Snapshot {
         functions,
         failed,
         table,
@@ -568,7 +580,11 @@ fn assemble(
         fingerprint,
         loaded_at: SystemTime::now(),
         deployed,
+    };
+    for (function, schedule, problem) in crate::schedule::problems(&snapshot) {
+        tracing::warn!(%function, %schedule, %problem, "a schedule's request does not reach its function");
     }
+    snapshot
 }
 
 fn unique_namespace(name: &str, taken: &mut HashSet<String>) -> String {
