@@ -26,7 +26,10 @@ fn check_is_a_ci_gate() {
     let (code, out, err) = wasmfn(&["check", good.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("/users/{id}"), "{out}");
-    assert!(out.contains("9 functions ready, 0 failed, 0 conflicts"), "{out}");
+    assert!(
+        out.contains("9 functions ready, 0 failed, 0 conflicts, 0 schedule errors"),
+        "{out}"
+    );
 
     let f = Fixture::new();
     f.function("a", "probe", json!({"invoke": {"routes": ["/x"]}}))
@@ -40,6 +43,35 @@ fn check_is_a_ci_gate() {
     let (code, out, _) = wasmfn(&["routes", f.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(out.contains("conflict: GET /x"), "{out}");
+
+    // A schedule whose request reaches another function, or no route: an
+    // error of its function's manifest, named, though the function serves.
+    let f = Fixture::new();
+    f.function("a", "probe", json!({"invoke": {"routes": ["/a"]}}))
+        .function(
+            "s",
+            "probe",
+            json!({"invoke": {"routes": ["/s"]}, "schedules": [
+                {"id": "to-a", "cron": "0 3 * * *", "path": "/a"},
+                {"id": "lost", "cron": "0 3 * * *", "method": "POST", "path": "/nowhere"},
+                {"id": "fine", "cron": "0 3 * * *"},
+            ]}),
+        );
+    let (code, out, _) = wasmfn(&["check", f.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: s: schedule `to-a`: `GET /a` is served by function `a`, not `s`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: s: schedule `lost`: `POST /nowhere` matches no route of function `s`"),
+        "{out}"
+    );
+    assert!(!out.contains("`fine`"), "{out}");
+    assert!(
+        out.contains("2 functions ready, 0 failed, 0 conflicts, 2 schedule errors"),
+        "{out}"
+    );
 
     let (code, _, err) = wasmfn(&["check", "/definitely/not/here"]);
     assert_eq!(code, 1);

@@ -95,7 +95,8 @@ async fn schedules_run_on_time_with_their_request_retries_and_results() {
             {"id": "retried", "cron": "* * * * * *", "method": "POST", "body": {"fail_first": 2},
              "retries": {"max": 2, "backoff_ms": 50}},
             {"id": "failing", "cron": "*/2 * * * * *", "method": "POST", "body": {"fail_first": 1000}},
-            {"id": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris"}
+            {"id": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris"},
+            {"id": "astray", "cron": "0 3 * * *", "path": "/elsewhere"}
         ]),
         json!({}),
     );
@@ -128,6 +129,15 @@ async fn schedules_run_on_time_with_their_request_retries_and_results() {
     assert_eq!(listing["tenant"], "default");
     let every = entry(&listing, "every-second");
     assert_eq!(every["function"], "ticker");
+    assert!(every["problem"].is_null(), "{every}");
+    // A schedule whose request reaches no route of its function says so.
+    let astray = entry(&listing, "astray");
+    assert_eq!(
+        astray["problem"],
+        "schedule `astray`: `GET /elsewhere` matches no route of function `ticker`; \
+         set its `path` to a route of this function",
+        "{astray}"
+    );
     assert_eq!(every["cron"], "* * * * * *");
     assert!(every["runs"].as_u64().unwrap() >= 3, "{every}");
     assert_eq!(every["failures"], 0);

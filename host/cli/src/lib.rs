@@ -158,14 +158,23 @@ fn offline_config(args: &HostArgs) -> anyhow::Result<wasmfn_server::HostConfig> 
 fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let host = Host::builder(offline_config(args)?).build()?;
     let s = host.snapshot();
-    let failed = s.failed.iter().map(|f| (f.name.clone(), f.error.clone())).collect();
+    // A schedule whose request reaches no route of its function is an
+    // error of that function's manifest, though the function serves.
+    let schedules = wasmfn_server::schedule::problems(&s);
+    let failed = s
+        .failed
+        .iter()
+        .map(|f| (f.name.clone(), f.error.clone()))
+        .chain(schedules.iter().map(|(f, _, why)| (f.clone(), why.clone())))
+        .collect();
     let report = RouteReport::new(&s.table, failed);
     print!("{report}");
     println!(
-        "{} functions ready, {} failed, {} conflicts",
+        "{} functions ready, {} failed, {} conflicts, {} schedule errors",
         s.functions.len(),
         s.failed.len(),
-        s.table.conflicts().len()
+        s.table.conflicts().len(),
+        schedules.len()
     );
     Ok(exit_code(report.is_clean()))
 }

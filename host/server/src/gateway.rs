@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::admission::{GateError, LimitedBody, LimitedResponse};
 use crate::callers::{CallerCheck, Denied, Verified};
-use crate::registry::{FunctionStats, LoadedFunction, Tenant};
+use crate::registry::{FunctionStats, LoadedFunction, Snapshot, Tenant};
 use crate::request_id::REQUEST_ID;
 use crate::telemetry::{Limit, RequestRecord};
 use wasmfn_manifest::CorsPolicy;
@@ -714,6 +714,43 @@ pub(crate) async fn scheduled_request(
     }
 }
 
+/// The route of `snapshot` a scheduled request of `function` takes: its
+/// match and the function's and mount's indexes; an error if the request
+/// reaches no route or another function's.
+fn resolve_scheduled<'s>(
+    snapshot: &'s Snapshot,
+    function: &str,
+    method: &Method,
+    host: &str,
+    port: Option<u16>,
+    segs: &[Cow<'_, str>],
+    path: &str,
+) -> Result<(wasmfn_routing::RouteMatch<'s>, usize, usize), String> {
+    let RouteOutcome::Matched(m) = snapshot.table.route(method, host, port, segs) else {
+        return Err(format!("`{method} {path}` matches no route of function `{function}`"));
+    };
+    let (fi, mi) = snapshot.mount_index[m.claim.tag];
+    let name = &snapshot.functions[fi].name;
+    if **name != *function {
+        return Err(format!(
+            "`{method} {path}` is served by function `{name}`, not `{function}`"
+        ));
+    }
+    Ok((m, fi, mi))
+}
+
+/// Why `request` (made by a schedule of `function`) would not reach
+/// `function` through `snapshot`'s routes, if it would not.
+pub(crate) fn scheduled_route_problem(snapshot: &Snapshot, function: &str, request: &Request) -> Option<String> {
+    let path = request.uri().path();
+    let segs = match split_path(path) {
+        Ok(s) => s,
+        Err(e) => return Some(format!("`path` `{path}`: {e}")),
+    };
+    let (host, port) = request_host(request);
+    resolve_scheduled(snapshot, function, request.method(), &host, port, &segs, path).err()
+}
+
 /// How a scheduled request went.
 #[derive(Debug, Clone)]
 pub(crate) struct ScheduledOutcome {
@@ -738,16 +775,9 @@ async fn route_scheduled(
     let segs = split_path(&path).map_err(|e| ApiError::InvalidPath { message: e.to_string() })?;
     let (host, port) = request_host(&req);
     let snapshot = tenant.snapshot();
-    let RouteOutcome::Matched(m) = snapshot.table.route(&method, &host, port, &segs) else {
-        return Err(ApiError::NotFound { path });
-    };
-    let (fi, mi) = snapshot.mount_index[m.claim.tag];
+    let (m, fi, mi) = resolve_scheduled(&snapshot, function, &method, &host, port, &segs, &path)
+        .map_err(|message| ApiError::InvalidPath { message })?;
     let f = snapshot.functions[fi].clone();
-    if *f.name != *function {
-        return Err(ApiError::InvalidPath {
-            message: format!("`{method} {path}` is served by function `{}`, not `{function}`", f.name),
-        });
-    }
     let mount = &f.mounts[mi];
     let mut target = Target::new(mount, &m, &method);
     target.own = req

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::registry::Tenant;
+use crate::registry::{LoadedFunction, Snapshot, Tenant};
 use wasmfn_manifest::Schedule;
 use wasmfn_routing::HostRule;
 
@@ -193,9 +193,11 @@ impl Scheduler {
         true
     }
 
-    /// Every schedule of `tenant`: its pattern, request, next run, last
-    /// result and counts.
-    pub(crate) fn json(&self, tenant: &str) -> Value {
+    /// Every schedule of `tenant` (serving `snapshot`): its pattern,
+    /// request, next run, last result, counts, and why its request would
+    /// not reach its function, if it would not.
+    pub(crate) fn json(&self, tenant: &str, snapshot: &Snapshot) -> Value {
+        let problems = problems(snapshot);
         let entries = self.entries.lock().expect("no panics while held");
         let list: Vec<Value> = entries
             .iter()
@@ -216,6 +218,10 @@ impl Scheduler {
                     "runs": e.runs,
                     "failures": e.failures,
                     "last_run": e.last,
+                    "problem": problems
+                        .iter()
+                        .find(|(f, i, _)| f == function && i == id)
+                        .map(|(_, _, why)| why),
                 })
             })
             .collect();
@@ -396,29 +402,34 @@ async fn one_request(
         .registry
         .tenant(tenant_id)
         .ok_or_else(|| format!("tenant `{tenant_id}` is gone"))?;
-    let (path, host) = {
+    let req = {
         let s = tenant.snapshot();
         let f = s
             .functions
             .iter()
             .find(|f| f.spec.name == *function)
             .ok_or_else(|| format!("function `{function}` is not serving"))?;
-        let path = match &schedule.path {
-            Some(p) => p.clone(),
-            None => f
-                .spec
-                .routes
-                .first()
-                .map(|r| r.to_string())
-                .ok_or_else(|| "the function has no route".to_string())?,
-        };
-        (path, request_host(f.spec.hosts.first()))
+        request(f, schedule, tick)?
+    };
+    Ok(crate::gateway::scheduled_request(app, &tenant, function, id, req).await)
+}
+
+/// The request `schedule` of `f` makes for the run of `tick`.
+fn request(f: &LoadedFunction, schedule: &Schedule, tick: DateTime<Utc>) -> Result<Request, String> {
+    let path = match &schedule.path {
+        Some(p) => p.clone(),
+        None => f
+            .spec
+            .routes
+            .first()
+            .map(|r| r.to_string())
+            .ok_or_else(|| "the function has no route".to_string())?,
     };
     let mut req = Request::builder()
         .method(schedule.method.clone())
         .uri(&path)
-        .header(http::header::HOST, host)
-        .header(SCHEDULE_HEADER, id.as_str())
+        .header(http::header::HOST, request_host(f.spec.hosts.first()))
+        .header(SCHEDULE_HEADER, schedule.id.as_str())
         .header(SCHEDULE_RUN_HEADER, rfc3339(tick));
     let body = match &schedule.body {
         Some(v) => {
@@ -427,10 +438,32 @@ async fn one_request(
         }
         None => Body::empty(),
     };
-    let req = req
-        .body(body)
-        .map_err(|e| format!("`path` `{path}` does not make a request: {e}"))?;
-    Ok(crate::gateway::scheduled_request(app, &tenant, function, id, req).await)
+    req.body(body)
+        .map_err(|e| format!("`path` `{path}` does not make a request: {e}"))
+}
+
+/// The schedules of `snapshot`'s functions whose request would not reach
+/// their own function (another function's route, or none): `(function,
+/// schedule id, why)`. Logged at load, listed by `wasmfn check` and shown
+/// in `GET /_fn/schedules`; such a schedule's runs fail until it is mended.
+pub fn problems(snapshot: &Snapshot) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for f in &snapshot.functions {
+        for s in &f.spec.schedules {
+            let why = match request(f, s, Utc::now()) {
+                Ok(req) => crate::gateway::scheduled_route_problem(snapshot, &f.spec.name, &req),
+                Err(e) => Some(e),
+            };
+            if let Some(why) = why {
+                out.push((
+                    f.spec.name.clone(),
+                    s.id.clone(),
+                    format!("schedule `{}`: {why}; set its `path` to a route of this function", s.id),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The header that tells the guest which schedule made the request.

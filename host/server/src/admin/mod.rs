@@ -172,7 +172,7 @@ pub(crate) async fn list_tenant_schedules(
 
 fn schedules(app: &AppState, caller: &Caller, tenant: &str, id: &str) -> Response {
     match visible_tenant(app, caller, tenant) {
-        Ok(_) => Json(app.scheduler.json(tenant)).into_response(),
+        Ok(t) => Json(app.scheduler.json(tenant, &t.snapshot())).into_response(),
         Err(e) => e.into_response_with(id),
     }
 }
