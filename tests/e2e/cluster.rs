@@ -96,6 +96,8 @@ struct Cluster {
     registry: Registry,
     tokens: PathBuf,
     token: String,
+    /// Whether blobs go to the registry (`--blob-registry`) instead of Redis.
+    blobs_in_registry: bool,
 }
 
 impl Cluster {
@@ -124,7 +126,18 @@ impl Cluster {
         ]
         .into_iter()
         .map(String::from)
+        .chain(
+            self.blobs_in_registry
+                .then(|| ["--blob-registry".to_string(), self.blob_repository()])
+                .into_iter()
+                .flatten(),
+        )
         .collect()
+    }
+
+    /// Where `--blob-registry` keeps blobs.
+    fn blob_repository(&self) -> String {
+        self.registry.reference("wasmfn/blobs")
     }
 
     async fn start(&self, r: &mut Replica, name: &'static str) {
@@ -232,6 +245,7 @@ async fn three_replicas_behind_haproxy_share_deploys_restarts_and_failures() {
         registry: Registry::start(),
         tokens,
         token: t["ci"].clone(),
+        blobs_in_registry: false,
     };
     let token = cluster.token.clone();
     let v1 = folder(work.path(), "v1", "hello_plain", json!({"description": "v1"}));
@@ -368,6 +382,7 @@ async fn a_replica_that_loses_the_store_serves_on_degraded_and_stores_again_when
         registry: Registry::start(),
         tokens,
         token: t["ci"].clone(),
+        blobs_in_registry: false,
     };
     let token = cluster.token.clone();
     let v1 = folder(work.path(), "v1", "hello_plain", json!({}));
@@ -443,4 +458,108 @@ async fn a_replica_that_loses_the_store_serves_on_degraded_and_stores_again_when
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "plain hello\n");
+}
+
+#[tokio::test]
+async fn with_a_blob_registry_uploaded_components_travel_through_it_not_through_redis() {
+    let work = tempfile::tempdir().unwrap();
+    let (tokens, t) = tokens(work.path(), &[("ci", &["admin"])]);
+    let cluster = Cluster {
+        functions: Fixture::new(),
+        redis: Redis::start(),
+        registry: Registry::start(),
+        tokens,
+        token: t["ci"].clone(),
+        blobs_in_registry: true,
+    };
+    let token = cluster.token.clone();
+    let replica = || Replica {
+        port: free_port(),
+        state: tempfile::tempdir().unwrap(),
+        child: None,
+    };
+    let (mut a, mut b) = (replica(), replica());
+    cluster.start(&mut a, "[a] ").await;
+    cluster.start(&mut b, "[b] ").await;
+
+    // An upload through one replica reaches the other.
+    let component = std::fs::read(guest("hello_plain")).unwrap();
+    let base = format!("http://127.0.0.1:{}", a.port);
+    let client = reqwest::Client::new();
+    let since = Instant::now();
+    let r = crate::hosted::put(&client, &base, Some(&token), "hello", "{}", component.clone()).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let digest = serving(a.port, &token).await.expect("a serves what it was given");
+    converged(&[a.port, b.port], &token, &digest, since).await;
+    let r = reqwest::get(format!("http://127.0.0.1:{}/hello", b.port))
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "plain hello\n");
+
+    // The component is an artifact of the repository, tagged by its digest,
+    // and Redis holds no blob.
+    let hex = crate::hosted::sha256(&component);
+    let hex = hex.trim_start_matches("sha256:");
+    let tags: Value = reqwest::get(format!("http://{}/v2/wasmfn/blobs/tags/list", cluster.registry.host()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        tags["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &format!("sha256-{hex}")),
+        "{tags}"
+    );
+    let scan = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &cluster.redis.port.to_string(),
+            "--scan",
+            "--pattern",
+            "wasmfn:state:*",
+        ])
+        .output()
+        .expect("redis-cli runs (Debian's redis-tools, which redis-server depends on)");
+    let keys = String::from_utf8_lossy(&scan.stdout);
+    assert!(keys.contains("wasmfn:state:"), "the state is in Redis: {keys}");
+    assert!(!keys.contains("wasmfn:state:blob:"), "no blob is: {keys}");
+
+    // A replica started afresh fetches the blobs from the registry.
+    let mut c = replica();
+    cluster.start(&mut c, "[c] ").await;
+    let r = reqwest::get(format!("http://127.0.0.1:{}/hello", c.port))
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "plain hello\n");
+
+    // A repository named with a tag is refused at start, saying what to write.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args(["serve", cluster.functions.path().to_str().unwrap(), "--state-dir"])
+        .arg(work.path().join("refused"))
+        .args(["--state-store", &cluster.redis.url(), "--blob-registry"])
+        .arg(format!("{}:v1", cluster.blob_repository()))
+        .env("WASMFN_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("`--blob-registry`") && err.contains("a tag or digest is not wanted"),
+        "{err}"
+    );
+    // And without a state store, naming the fix.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args(["serve", cluster.functions.path().to_str().unwrap(), "--state-dir"])
+        .arg(work.path().join("alone"))
+        .args(["--blob-registry", &cluster.blob_repository()])
+        .env("WASMFN_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("it needs `--state-store`"), "{err}");
 }

@@ -383,6 +383,13 @@ pub struct ServeArgs {
     /// directory keeps this host's copy.
     #[arg(long, env = "WASMFN_STATE_STORE")]
     pub state_store: Option<String>,
+    /// With `--state-store`: keep the shared state's blobs (deployed
+    /// components, manifests, fragments) in this OCI repository
+    /// (`oci://REGISTRY/REPOSITORY`), each tagged `sha256-<hex>` of its
+    /// digest, instead of in Redis. Credentials and plain-HTTP registries
+    /// as for deploys (`--registry-auth`, `--insecure-registry`).
+    #[arg(long, env = "WASMFN_BLOB_REGISTRY")]
+    pub blob_registry: Option<String>,
     /// Keep functions' key-value stores in this Redis server
     /// (`redis://[user:password@]host:port[/db]`), shared by every host
     /// that names it [default: `kv.sqlite3` in the state directory].
@@ -580,6 +587,7 @@ impl ServeArgs {
         }
         c.max_deploy_bytes = self.max_deploy_bytes;
         c.state_store = self.state_store.clone();
+        c.blob_registry = self.blob_registry.clone();
         c.secrets_dir = self.secrets_dir.clone();
         c.secrets_key_file = self.secrets_key_file.clone();
         if let Some(url) = &self.kv_redis_url {

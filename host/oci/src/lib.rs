@@ -35,6 +35,13 @@ pub const MANIFEST_ANNOTATION: &str = "dev.wasmfn.manifest";
 /// The manifest annotation holding the function's OpenAPI fragment.
 pub const OPENAPI_ANNOTATION: &str = "dev.wasmfn.openapi";
 
+/// The artifact type (and layer media type) of a blob of a host's shared
+/// state kept in a registry (`--blob-registry`): a component, manifest or
+/// fragment, by its digest.
+pub const BLOB_MEDIA_TYPE: &str = "application/vnd.wasmfn.blob.v1";
+/// The empty config such an artifact has (OCI image spec 1.1).
+const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+
 /// Why a push or a pull failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -162,6 +169,18 @@ impl OciRef {
     /// The digest it is pinned to, if it is (`sha256:…`).
     pub fn digest(&self) -> Option<&str> {
         self.reference.digest()
+    }
+
+    /// The tag a blob of `digest` is kept under in this repository:
+    /// `oci://registry/repository:sha256-<hex>`.
+    fn blob_tag(&self, digest: &str) -> OciRef {
+        OciRef {
+            reference: Reference::with_tag(
+                self.reference.registry().to_string(),
+                self.reference.repository().to_string(),
+                digest.replace(':', "-"),
+            ),
+        }
     }
 
     /// The same artifact pinned to `digest`: `oci://registry/repository@digest`.
@@ -379,6 +398,55 @@ impl Registries {
             .await
             .map_err(|e| self.classify(r, e))?;
         Ok(r.pinned(&digest))
+    }
+
+    /// Keeps `bytes` in the repository of `repo` as an artifact of one
+    /// [`BLOB_MEDIA_TYPE`] layer tagged `sha256-<hex>` of their digest
+    /// (the tag keeps it from the registry's garbage collection), and
+    /// answers the digest. Keeping the same bytes again changes nothing.
+    pub async fn put_blob(&self, repo: &OciRef, bytes: &[u8]) -> Result<String, OciError> {
+        let digest = sha256(bytes);
+        let target = repo.blob_tag(&digest);
+        let layer = ImageLayer::new(bytes.to_vec(), BLOB_MEDIA_TYPE.to_string(), None);
+        let config = Config::new(b"{}".to_vec(), EMPTY_CONFIG_MEDIA_TYPE.to_string(), None);
+        let layers = [layer];
+        let mut manifest = OciImageManifest::build(&layers, &config, None);
+        manifest.artifact_type = Some(BLOB_MEDIA_TYPE.to_string());
+        let auth = self.auth(target.registry());
+        self.client
+            .push(&target.reference, &layers, config, &auth, Some(manifest))
+            .await
+            .map_err(|e| self.classify(&target, e))?;
+        Ok(digest)
+    }
+
+    /// The bytes of `digest` (`sha256:<hex>`) in the repository of `repo`,
+    /// checked against it; `None` when the repository does not hold them.
+    pub async fn get_blob(&self, repo: &OciRef, digest: &str) -> Result<Option<Vec<u8>>, OciError> {
+        let target = repo.pinned(digest);
+        let auth = self.auth(target.registry());
+        let attempt = async {
+            self.client
+                .auth(&target.reference, &auth, oci_client::RegistryOperation::Pull)
+                .await?;
+            let mut bytes = Vec::new();
+            self.client.pull_blob(&target.reference, digest, &mut bytes).await?;
+            Ok(bytes)
+        };
+        match attempt.await.map_err(|e| self.classify(&target, e)) {
+            Ok(bytes) => {
+                let found = sha256(&bytes);
+                if found != digest {
+                    return Err(OciError::Digest {
+                        reference: target.to_string(),
+                        message: format!("blob {digest} arrived as {found}"),
+                    });
+                }
+                Ok(Some(bytes))
+            }
+            Err(OciError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The error of `e`, named for what the operator can do about it.

@@ -155,12 +155,19 @@ impl Deployments {
     }
 
     /// As [`Deployments::open`], with the desired state shared through the
-    /// store at `url` (`--state-store`): the store's state is read (or this
+    /// store at `url` (`--state-store`), its blobs in `config`'s
+    /// `blob_registry` if it names one: the store's state is read (or this
     /// one stored as its first) before anything loads.
-    pub fn open_shared(root: &Path, keep_versions: usize, url: &str) -> anyhow::Result<Self> {
+    pub fn open_shared(
+        root: &Path,
+        keep_versions: usize,
+        url: &str,
+        config: &crate::HostConfig,
+    ) -> anyhow::Result<Self> {
+        let blobs = crate::shared::BlobRegistry::from_config(config)?;
         let mut d = Self::open(root, keep_versions)?;
         let mut desired = d.desired();
-        let shared = crate::shared::SharedStore::open(url, &d.dir, &mut desired)?;
+        let shared = crate::shared::SharedStore::open(url, &d.dir, &mut desired, blobs)?;
         *d.desired.lock().expect("no panics while held") = desired;
         d.shared = Some(shared);
         Ok(d)

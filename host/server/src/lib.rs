@@ -128,6 +128,10 @@ pub struct HostConfig {
     /// A Redis (`redis://…`) holding the desired state shared by several
     /// hosts; `None`: the state directory alone.
     pub state_store: Option<String>,
+    /// With `state_store`: the repository (`oci://REGISTRY/REPOSITORY`)
+    /// the shared state's blobs (components, manifests, fragments) are
+    /// kept in, instead of the store itself.
+    pub blob_registry: Option<String>,
 }
 
 /// Where functions' key-value stores (`wasi:keyvalue`) are kept.
@@ -164,6 +168,7 @@ impl HostConfig {
             key_value: KeyValueBackend::Embedded,
             registries: wasmfn_oci::RegistryOptions::default(),
             state_store: None,
+            blob_registry: None,
         }
     }
 }
@@ -231,8 +236,13 @@ impl AppState {
         let runtime = Runtime::new(rc)?;
         let telemetry = Arc::new(telemetry::Telemetry::start(&config.telemetry)?);
         let registry = Registry::default();
+        if config.blob_registry.is_some() && config.state_store.is_none() {
+            anyhow::bail!(
+                "`--blob-registry` keeps the blobs of a shared state: it needs `--state-store` (a host alone keeps them in its state directory)"
+            );
+        }
         let deployments = match (&config.state_dir, &config.state_store) {
-            (Some(d), Some(url)) => Some(deploy::Deployments::open_shared(d, config.keep_versions, url)?),
+            (Some(d), Some(url)) => Some(deploy::Deployments::open_shared(d, config.keep_versions, url, &config)?),
             (Some(d), None) => Some(deploy::Deployments::open(d, config.keep_versions)?),
             (None, Some(_)) => {
                 anyhow::bail!("`--state-store` needs a state directory (`--state-dir`) to keep its copy in")

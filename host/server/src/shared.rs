@@ -21,10 +21,40 @@ use crate::tenant::DEFAULT_TENANT;
 /// How often a host compares its version with the store's, beside the announcements.
 pub const RECONCILE: Duration = Duration::from_secs(2);
 
+/// Where the shared state's blobs are kept when not in the store itself
+/// (`--blob-registry oci://REGISTRY/REPOSITORY`): each an artifact of the
+/// repository, tagged by its digest.
+#[derive(Debug)]
+pub struct BlobRegistry {
+    registries: wasmfn_oci::Registries,
+    repository: wasmfn_oci::OciRef,
+}
+
+impl BlobRegistry {
+    /// The blob registry `config` names, if it names one.
+    pub(crate) fn from_config(config: &crate::HostConfig) -> anyhow::Result<Option<Self>> {
+        let Some(text) = &config.blob_registry else {
+            return Ok(None);
+        };
+        let form = "name a repository, `oci://REGISTRY/REPOSITORY` (e.g. `oci://registry.example:5000/wasmfn/blobs`)";
+        let path = text.strip_prefix(wasmfn_oci::SCHEME).unwrap_or(text);
+        let last = path.rsplit('/').next().unwrap_or_default();
+        if path.contains('@') || (path.contains('/') && last.contains(':')) {
+            anyhow::bail!("`--blob-registry` `{text}`: a tag or digest is not wanted; {form}");
+        }
+        let repository = wasmfn_oci::OciRef::parse(text).map_err(|e| anyhow::anyhow!("`--blob-registry`: {e}"))?;
+        let registries =
+            wasmfn_oci::Registries::new(&config.registries).map_err(|e| anyhow::anyhow!("`--registry-auth`: {e}"))?;
+        Ok(Some(Self { registries, repository }))
+    }
+}
+
 /// This host's link to the shared state.
 #[derive(Debug)]
 pub struct SharedStore {
     store: wasmfn_kv::SharedState,
+    /// Where blobs go and come from, when not the store.
+    blob_registry: Option<BlobRegistry>,
     /// The store's version the local state is.
     version: AtomicU64,
     /// Blobs known to be in the store.
@@ -71,10 +101,16 @@ impl SharedStore {
     /// the store's state when it has one (its blobs fetched into `dir`),
     /// else `local` stored as its first version. A store that cannot be
     /// reached leaves `local` as it is, and the host starts `degraded`.
-    pub(crate) fn open(url: &str, dir: &StateDir, local: &mut DesiredState) -> anyhow::Result<Self> {
+    pub(crate) fn open(
+        url: &str,
+        dir: &StateDir,
+        local: &mut DesiredState,
+        blob_registry: Option<BlobRegistry>,
+    ) -> anyhow::Result<Self> {
         let store = wasmfn_kv::SharedState::new(url).map_err(|e| anyhow::anyhow!("`--state-store`: {e}"))?;
         let shared = Self {
             store,
+            blob_registry,
             version: AtomicU64::new(0),
             uploaded: Mutex::new(HashSet::new()),
             degraded: Mutex::new(None),
@@ -135,7 +171,15 @@ impl SharedStore {
             };
             for hex in missing {
                 let bytes = dir.read_blob(&hex).map_err(shared_error)?;
-                self.store.put_blob(&hex, &bytes).await.map_err(shared_error)?;
+                match &self.blob_registry {
+                    Some(r) => {
+                        r.registries
+                            .put_blob(&r.repository, &bytes)
+                            .await
+                            .map_err(|e| shared_error(format!("`--blob-registry`: {e}")))?;
+                    }
+                    None => self.store.put_blob(&hex, &bytes).await.map_err(shared_error)?,
+                }
                 self.uploaded.lock().expect("no panics while held").insert(hex);
             }
             let doc = serde_json::to_vec(next).expect("the state serialises");
@@ -171,12 +215,13 @@ impl SharedStore {
                 self.uploaded.lock().expect("no panics while held").insert(hex);
                 continue;
             }
-            let bytes = self
-                .store
-                .get_blob(&hex)
-                .await
-                .map_err(shared_error)?
-                .ok_or_else(|| shared_error(format!("the state store names blob {hex} but does not hold it")))?;
+            let bytes = self.get_blob(&hex).await?.ok_or_else(|| match &self.blob_registry {
+                Some(r) => shared_error(format!(
+                    "the state store names blob {hex}, which neither `--blob-registry` {} nor the store holds",
+                    r.repository
+                )),
+                None => shared_error(format!("the state store names blob {hex} but does not hold it")),
+            })?;
             let stored = dir.put_blob(&bytes)?;
             if stored != hex {
                 return Err(shared_error(format!("blob {hex} arrived as {stored}")));
@@ -184,6 +229,24 @@ impl SharedStore {
             self.uploaded.lock().expect("no panics while held").insert(hex);
         }
         Ok(Some((v, state)))
+    }
+
+    /// The bytes of blob `hex`: from the blob registry when there is one
+    /// (else, or when it lacks them, from the store: blobs stored before
+    /// the registry was named stay readable).
+    async fn get_blob(&self, hex: &str) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(r) = &self.blob_registry {
+            let digest = format!("sha256:{hex}");
+            if let Some(bytes) = r
+                .registries
+                .get_blob(&r.repository, &digest)
+                .await
+                .map_err(|e| shared_error(format!("`--blob-registry`: {e}")))?
+            {
+                return Ok(Some(bytes));
+            }
+        }
+        self.store.get_blob(hex).await.map_err(shared_error)
     }
 }
 
