@@ -53,7 +53,7 @@ fn check_is_a_ci_gate() {
             "probe",
             json!({"invoke": {"routes": ["/s"]}, "schedules": [
                 {"id": "to-a", "cron": "0 3 * * *", "path": "/a"},
-                {"id": "lost", "cron": "0 3 * * *", "method": "POST", "path": "/nowhere"},
+                {"id": "lost", "cron": "0 3 * * *", "path": "/nowhere"},
                 {"id": "fine", "cron": "0 3 * * *"},
             ]}),
         );
@@ -64,7 +64,7 @@ fn check_is_a_ci_gate() {
         "{out}"
     );
     assert!(
-        out.contains("error: s: schedule `lost`: `POST /nowhere` matches no route of function `s`"),
+        out.contains("error: s: schedule `lost`: `GET /nowhere` matches no route of function `s`"),
         "{out}"
     );
     assert!(!out.contains("`fine`"), "{out}");
