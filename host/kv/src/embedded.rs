@@ -1,29 +1,26 @@
-//! The embedded backend: one SQLite database in WAL mode, used by one
-//! thread of its own.
+//! The embedded backend: one SQLite database in WAL mode, on one connection.
 //!
-//! Requests hand their operations to that thread and wait for the answer
-//! without holding a runtime thread: the disk is never waited on where
-//! requests run. The thread takes every operation waiting when it is free
-//! and runs them in one transaction, each in a savepoint of its own (an
-//! operation that fails, a write past a quota, undoes only itself), then
-//! commits once for all of them: concurrent writes share one commit, the
-//! pages they touch reach the write-ahead log once, and the log is
-//! checkpointed (and synced) that much less often. Answers are given after
-//! the commit: a killed process loses no acknowledged write
-//! (`synchronous = NORMAL` leaves only a power loss able to undo the last
-//! commits). A write and the tenant's usage it changes are committed
-//! together.
+//! Operations take turns. A request that finds no operation running runs
+//! its own at once, on its own thread; one that finds the database busy
+//! leaves its operation and waits for the answer without holding a thread.
+//! The request whose turn it is, once done with its own, runs every
+//! operation left meanwhile in one transaction, each in a savepoint of its
+//! own (an operation that fails, a write past a quota, undoes only itself),
+//! commits once for all of them, and goes on until none is left: under
+//! contention concurrent writes share one commit, the pages they touch
+//! reach the write-ahead log once, and the log is checkpointed (and
+//! synced) that much less often. Answers are given after the commit: a
+//! killed process loses no acknowledged write (`synchronous = NORMAL`
+//! leaves only a power loss able to undo the last commits). A write and
+//! the tenant's usage it changes are committed together.
 //!
 //! The host holds the database exclusively while it runs (SQLite's
 //! `locking_mode = EXCLUSIVE`): no file lock is taken and released around
 //! each transaction. Another process cannot open the database meanwhile;
-//! a second host on the same state directory is refused, saying so. The
-//! database is closed when the last handle on it is dropped, after the
-//! operations already handed over.
+//! a second host on the same state directory is refused, saying so.
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -33,9 +30,25 @@ use super::{Delta, KeyPage, KvError, LIST_PAGE, Limits, Scope, Usage, counter_ov
 /// The SQLite database of every tenant's stores.
 #[derive(Debug)]
 pub struct Embedded {
-    /// Where operations go; `None` once dropped, which ends the thread.
-    ops: Option<mpsc::Sender<Box<dyn Op>>>,
-    thread: Option<JoinHandle<()>>,
+    /// Whether an operation is running, and those that wait for it.
+    turn: Mutex<Turn>,
+    /// Taken only by the request whose turn it is.
+    conn: Mutex<Connection>,
+}
+
+#[derive(Default)]
+struct Turn {
+    busy: bool,
+    waiting: Vec<Box<dyn Op>>,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("busy", &self.busy)
+            .field("waiting", &self.waiting.len())
+            .finish()
+    }
 }
 
 /// Operations one transaction takes at most; the rest wait for the next.
@@ -123,11 +136,11 @@ where
 }
 
 fn db_gone() -> KvError {
-    KvError::Unavailable("the key-value database is closed (the host is stopping)".into())
+    KvError::Unavailable("the key-value operation was not answered (a bug: its turn ended without it)".into())
 }
 
 impl Embedded {
-    /// Opens (or makes) the database at `path` and starts its thread.
+    /// Opens (or makes) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, KvError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -143,33 +156,57 @@ impl Embedded {
             .map_err(failed(path))?;
         // The first write takes the lock, for as long as the connection lives.
         conn.execute_batch(SCHEMA).map_err(failed(path))?;
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("wasmfn-kv".into())
-            .spawn(move || serve(&conn, &rx))
-            .map_err(|e| KvError::Unavailable(format!("cannot start the key-value thread: {e}")))?;
         Ok(Self {
-            ops: Some(tx),
-            thread: Some(thread),
+            turn: Mutex::new(Turn::default()),
+            conn: Mutex::new(conn),
         })
     }
 
-    /// Runs `work` on the database's thread, in the next transaction, and
-    /// answers once that is committed.
+    /// Runs `work` in a transaction and answers once that is committed.
+    /// When no operation is running, the caller runs it at once; else it
+    /// is left for the one running, which, once done with its own, runs
+    /// every operation left meanwhile in one transaction, and again until
+    /// none is left: waiting callers hold no thread.
     async fn submit<T, F>(&self, writes: bool, work: F) -> Result<T, KvError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, KvError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let op = Box::new(Pending {
+        let op: Box<dyn Op> = Box::new(Pending {
             writes,
             work: Some(work),
             result: None,
             reply,
         });
-        let ops = self.ops.as_ref().ok_or_else(db_gone)?;
-        ops.send(op).map_err(|_| db_gone())?;
+        let mut batch = {
+            let mut turn = lock(&self.turn);
+            if turn.busy {
+                turn.waiting.push(op);
+                None
+            } else {
+                turn.busy = true;
+                Some(vec![op])
+            }
+        };
+        if let Some(batch) = &mut batch {
+            // No await from here to the end of the turn: a request dropped
+            // meanwhile cannot leave the turn taken.
+            let conn = lock(&self.conn);
+            loop {
+                let committed = run_batch(&conn, batch);
+                for op in batch.drain(..) {
+                    op.answer(&committed);
+                }
+                let mut turn = lock(&self.turn);
+                if turn.waiting.is_empty() {
+                    turn.busy = false;
+                    break;
+                }
+                let take = turn.waiting.len().min(MAX_BATCH);
+                batch.extend(turn.waiting.drain(..take));
+            }
+        }
         answer.await.unwrap_or_else(|_| Err(db_gone()))
     }
 
@@ -298,35 +335,10 @@ impl Embedded {
     }
 }
 
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread after what it was handed;
-        // waiting for it releases the database before this returns, so a
-        // host started next on the same state directory can open it.
-        drop(self.ops.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The database's thread: takes the operations waiting, runs them in one
-/// transaction, commits, answers; until every handle is dropped.
-fn serve(c: &Connection, ops: &mpsc::Receiver<Box<dyn Op>>) {
-    let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = ops.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match ops.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let committed = run_batch(c, &mut batch);
-        for op in batch.drain(..) {
-            op.answer(&committed);
-        }
-    }
+/// Locks `m`; a panic cannot leave a transaction half done (it rolls back
+/// on drop), so a poisoned lock still guards a consistent database.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs `batch` in one transaction: each writing operation in a savepoint,
