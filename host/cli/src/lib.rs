@@ -160,7 +160,7 @@ fn check(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let s = host.snapshot();
     // A schedule whose request reaches no route of its function is an
     // error of that function's manifest, though the function serves.
-    let schedules = wasmfn_server::schedule::problems(&s);
+    let schedules = &s.schedule_problems;
     let failed = s
         .failed
         .iter()

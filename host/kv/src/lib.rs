@@ -281,7 +281,6 @@ impl Bucket {
 
     /// Sets `key` to `value`.
     pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.check_value(key, value)?;
         self.set_many(&[(key, value)]).await
     }
 

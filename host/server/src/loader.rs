@@ -570,7 +570,7 @@ fn assemble(
     let doc = openapi::document(&doc_functions, routes, extra_doc);
     let openapi = serde_json::to_vec_pretty(&doc).expect("documents serialise").into();
     drop(doc_functions);
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         functions,
         failed,
         table,
@@ -580,8 +580,10 @@ fn assemble(
         fingerprint,
         loaded_at: SystemTime::now(),
         deployed,
+        schedule_problems: Vec::new(),
     };
-    for (function, schedule, problem) in crate::schedule::problems(&snapshot) {
+    snapshot.schedule_problems = crate::schedule::problems(&snapshot);
+    for (function, schedule, problem) in &snapshot.schedule_problems {
         tracing::warn!(%function, %schedule, %problem, "a schedule's request does not reach its function");
     }
     snapshot

@@ -257,6 +257,9 @@ pub struct Snapshot {
     /// Functions deployed through the admin API (the others come from the
     /// functions directory): name → digest of the serving component (`sha256:…`).
     pub deployed: std::collections::BTreeMap<String, String>,
+    /// Schedules whose request would not reach their own function:
+    /// `(function, schedule id, why)`, found at load ([`crate::schedule::problems`]).
+    pub schedule_problems: Vec<(String, String, String)>,
 }
 
 impl Snapshot {
@@ -278,6 +281,7 @@ impl Snapshot {
             fingerprint: 0,
             loaded_at: SystemTime::now(),
             deployed: Default::default(),
+            schedule_problems: Vec::new(),
         }
     }
 }

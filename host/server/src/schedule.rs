@@ -197,7 +197,7 @@ impl Scheduler {
     /// request, next run, last result, counts, and why its request would
     /// not reach its function, if it would not.
     pub(crate) fn json(&self, tenant: &str, snapshot: &Snapshot) -> Value {
-        let problems = problems(snapshot);
+        let problems = &snapshot.schedule_problems;
         let entries = self.entries.lock().expect("no panics while held");
         let list: Vec<Value> = entries
             .iter()
@@ -444,8 +444,10 @@ fn request(f: &LoadedFunction, schedule: &Schedule, tick: DateTime<Utc>) -> Resu
 
 /// The schedules of `snapshot`'s functions whose request would not reach
 /// their own function (another function's route, or none): `(function,
-/// schedule id, why)`. Logged at load, listed by `wasmfn check` and shown
-/// in `GET /_fn/schedules`; such a schedule's runs fail until it is mended.
+/// schedule id, why)`. Found once per load (kept in
+/// [`Snapshot::schedule_problems`]), logged, listed by `wasmfn check` and
+/// shown in `GET /_fn/schedules`; such a schedule's runs fail until it is
+/// mended.
 pub fn problems(snapshot: &Snapshot) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for f in &snapshot.functions {
