@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod drain;
 mod hosted;
+mod http3;
 mod images;
 mod kubernetes;
 mod kv;

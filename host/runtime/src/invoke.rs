@@ -2,8 +2,9 @@
 //! under the function's deadline and memory limit. A component that
 //! handles requests whole (`wasmfn:function/handler`) gets the request in
 //! one call and answers with a complete response; any other (and any
-//! response that streams) goes through `wasi:http/incoming-handler`, its
-//! response streamed back while the instance keeps running.
+//! response that streams) goes through `wasi:http/incoming-handler@0.2`
+//! or `wasi:http/handler@0.3`, its response streamed back while the
+//! instance keeps running.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,8 +20,10 @@ use tokio::task::AbortHandle;
 use wasmtime::component::ComponentExportIndex;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+mod p3;
 
 use super::fair;
 use super::observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer};
@@ -29,7 +32,7 @@ use super::share::{ActiveInvocation, CpuShare};
 use super::state::{InstanceState, InvokeTags, TagCell};
 use super::warm::WarmSlot;
 use super::whole;
-use super::{Capabilities, CompiledComponent, Interrupt, Runtime};
+use super::{Capabilities, CompiledComponent, Handler, Interrupt, Runtime};
 
 /// Why a request body stopped, as the host's body wrappers report it.
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +103,10 @@ pub enum InvokeError {
     /// The guest trapped, or a host call failed it, or it panicked the host task; the message.
     #[error("the function trapped: {0}")]
     Trap(String),
-    /// The guest answered with a `wasi:http` error code instead of a response.
-    #[error("the function returned an error response: {0:?}")]
-    GuestError(ErrorCode),
+    /// The guest answered with a `wasi:http` error code instead of a
+    /// response; the code as `wasi:http` names it.
+    #[error("the function returned an error response: {0}")]
+    GuestError(String),
     /// The guest answered whole with a response that is not valid HTTP
     /// (status, header or `content-length`); the reason.
     #[error("the function returned an invalid response: {0}")]
@@ -290,9 +294,10 @@ impl Runtime {
     }
 }
 
-/// Where the guest's response head arrives.
-type HeadSender = tokio::sync::oneshot::Sender<Result<http::Response<HyperOutgoingBody>, ErrorCode>>;
-type HeadReceiver = tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>;
+/// Where the guest's response head arrives, or the `wasi:http` error code
+/// it answered instead (as named in [`InvokeError::GuestError`]).
+type HeadSender = tokio::sync::oneshot::Sender<Result<http::Response<HyperOutgoingBody>, String>>;
+type HeadReceiver = tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, String>>;
 
 /// The request as the guest will take it.
 enum Incoming<B> {
@@ -385,7 +390,7 @@ where
             made
         }
     };
-    let request = match incoming {
+    match incoming {
         Incoming::Whole { export, parts, body } => match whole::call(&mut *store, &instance, &export, &parts, &body)
             .await?
         {
@@ -393,7 +398,7 @@ where
                 let resp = whole::into_response(resp).map_err(|m| Failed::Invoke(InvokeError::InvalidResponse(m)))?;
                 // The receiver is only gone if the request was.
                 let _ = head.send(Ok(resp));
-                return Ok(());
+                Ok(())
             }
             // Its response streams: the same request through `wasi:http`,
             // on the same instance.
@@ -401,18 +406,47 @@ where
                 let body =
                     Full::new(body).map_err(|never: std::convert::Infallible| -> RequestBodyError { match never {} });
                 let request = http::Request::from_parts(parts, body);
-                store.data_mut().http().new_incoming_request(Scheme::Http, request)?
+                handle(store, component, &instance, request, head).await
             }
         },
-        Incoming::Streamed(request) => store.data_mut().http().new_incoming_request(Scheme::Http, request)?,
-    };
-    let out = store.data_mut().http().new_response_outparam(head)?;
-    let proxy = component.proxy.load(&mut *store, &instance)?;
-    proxy
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, request, out)
-        .await?;
-    Ok(())
+        Incoming::Streamed(request) => handle(store, component, &instance, request, head).await,
+    }
+}
+
+/// Calls the component's `wasi:http` handler with `request`, its response
+/// head sent to `head`; returns when the guest is done with the request.
+async fn handle<B>(
+    store: &mut Store<InstanceState>,
+    component: &CompiledComponent,
+    instance: &wasmtime::component::Instance,
+    request: http::Request<B>,
+    head: HeadSender,
+) -> Result<(), Failed>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
+{
+    match &component.handler {
+        Handler::P2(indices) => {
+            let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+            let out = store
+                .data_mut()
+                .http()
+                .new_response_outparam_from_callback(move |answer| {
+                    // The receiver is only gone if the request was.
+                    let _ = head.send(answer.map_err(|code| format!("{code:?}")));
+                })?;
+            let proxy = indices.load(&mut *store, instance)?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, request, out)
+                .await?;
+            Ok(())
+        }
+        Handler::P3(indices) => {
+            let service = indices.load(&mut *store, instance)?;
+            p3::handle(store, &service, request, head).await
+        }
+    }
 }
 
 /// Waits for whichever comes first, the response head or the guest's end,

@@ -55,6 +55,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+use wasmtime_wasi_http::p3::bindings::ServiceIndices;
 
 pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
@@ -191,8 +192,9 @@ pub enum CompileError {
         /// wasmtime's error, with its causes.
         message: String,
     },
-    /// The component does not export `wasi:http/incoming-handler`.
-    #[error("`{path}` does not export `wasi:http/incoming-handler@0.2.x`: {message}")]
+    /// The component exports neither `wasi:http/incoming-handler@0.2`
+    /// nor `wasi:http/handler@0.3`.
+    #[error("`{path}` does not export `wasi:http/incoming-handler@0.2.x` (or `wasi:http/handler@0.3.0`): {message}")]
     NoHandler {
         /// The component's path, as shown in messages.
         path: String,
@@ -278,12 +280,54 @@ impl MemoryImage {
     }
 }
 
+/// Which `wasi:http` a component serves requests through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpInterface {
+    /// `wasi:http/incoming-handler@0.2.x` (WASIp2): one instance serves one
+    /// request at a time.
+    P2,
+    /// `wasi:http/handler@0.3.0` (WASIp3), an async `handle`: experimental,
+    /// as wasmtime 48 implements it.
+    P3,
+}
+
+impl HttpInterface {
+    /// The export, as the catalog names it.
+    pub fn export_name(&self) -> &'static str {
+        match self {
+            HttpInterface::P2 => "wasi:http/incoming-handler",
+            HttpInterface::P3 => "wasi:http/handler",
+        }
+    }
+
+    /// The `wasi:http` version: `0.2` (any 0.2.x) or `0.3.0`.
+    pub fn version(&self) -> &'static str {
+        match self {
+            HttpInterface::P2 => "0.2",
+            HttpInterface::P3 => "0.3.0",
+        }
+    }
+
+    /// Whether wasmtime marks its support experimental.
+    pub fn experimental(&self) -> bool {
+        matches!(self, HttpInterface::P3)
+    }
+}
+
+/// Where a component's `wasi:http` handler is among its exports.
+#[derive(Clone)]
+enum Handler {
+    P2(ProxyIndices),
+    P3(ServiceIndices),
+}
+
 /// A compiled, pre-instantiated component, ready for requests.
 #[derive(Clone)]
 pub struct CompiledComponent {
     pre: InstancePre<InstanceState>,
-    /// Where `wasi:http/incoming-handler` is among its exports.
-    proxy: ProxyIndices,
+    /// Its `wasi:http` handler.
+    handler: Handler,
     /// `wasmfn:function/handler.handle`, when it exports it.
     whole: Option<ComponentExportIndex>,
     image: MemoryImage,
@@ -293,6 +337,14 @@ impl CompiledComponent {
     /// Its memory image and how instances get it.
     pub fn memory_image(&self) -> MemoryImage {
         self.image
+    }
+
+    /// Which `wasi:http` it serves requests through.
+    pub fn http_interface(&self) -> HttpInterface {
+        match self.handler {
+            Handler::P2(_) => HttpInterface::P2,
+            Handler::P3(_) => HttpInterface::P3,
+        }
     }
 
     /// Whether requests are handled whole (`wasmfn:function/handler`).
@@ -317,6 +369,8 @@ fn engine_config(pooling: Option<&RuntimeConfig>, cow: bool, cache: Option<&wasm
     // deserialise is compiled again and replaced.
     config.cache(cache.cloned());
     config.wasm_component_model(true);
+    // `wasi:http@0.3` components: async exports, streams and futures.
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.memory_init_cow(cow);
@@ -369,6 +423,11 @@ impl Tier {
         // wasi:cli and wasi:filesystem too; they get them, empty.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
+        // The same for WASIp3, for components that serve `wasi:http@0.3`;
+        // outgoing requests go through the same hooks (the function's
+        // outbound rules) on both.
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
         // `wasi:config/store`: the function's `config` and listed secrets.
         wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InstanceState| {
             wasmtime_wasi_config::WasiConfig::from(&s.config.0)
@@ -655,10 +714,15 @@ impl Runtime {
                 path: path.to_string(),
                 message: format!("{e:#}"),
             })?;
-        let proxy = ProxyIndices::new(&pre).map_err(|e| CompileError::NoHandler {
-            path: path.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        // A component that exports the 0.3 handler is served through it
+        // (as `wasmtime serve` does), even if it also exports the 0.2 one.
+        let handler = match ServiceIndices::new(&pre) {
+            Ok(service) => Handler::P3(service),
+            Err(_) => Handler::P2(ProxyIndices::new(&pre).map_err(|e| CompileError::NoHandler {
+                path: path.to_string(),
+                message: format!("{e:#}"),
+            })?),
+        };
         let whole = whole::find(&component).map_err(|message| CompileError::BadHandler {
             path: path.to_string(),
             message,
@@ -669,7 +733,7 @@ impl Runtime {
         };
         Ok(CompiledComponent {
             pre,
-            proxy,
+            handler,
             whole,
             image,
         })

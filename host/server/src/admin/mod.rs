@@ -307,8 +307,13 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 // handler) the digest that reference is pinned to.
                 "artifact": f.spec.component_ref.as_ref().map(|r| json!({"reference": r})),
                 // How requests reach it: whole (`wasmfn:function/handler`), or
-                // through `wasi:http/incoming-handler`.
-                "handler": if f.component.handles_whole() { wasmfn_runtime::HANDLER_INTERFACE } else { "wasi:http/incoming-handler" },
+                // through `wasi:http/incoming-handler` (0.2) or
+                // `wasi:http/handler` (0.3, experimental).
+                "handler": if f.component.handles_whole() { wasmfn_runtime::HANDLER_INTERFACE } else { f.component.http_interface().export_name() },
+                "wasi_http": {
+                    "version": f.component.http_interface().version(),
+                    "experimental": f.component.http_interface().experimental(),
+                },
                 // The data its instances start with, and how they get it.
                 "memory_image": {
                     "bytes": f.component.memory_image().bytes,

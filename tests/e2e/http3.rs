@@ -1,0 +1,192 @@
+//! `wasi:http@0.3` components (WASIp3, experimental in wasmtime 48) served
+//! beside 0.2 ones: the same routing, limits, outbound rules and document,
+//! bodies streamed both ways. The guest (`tests/guests/src/bin/http3.rs`)
+//! declares its paths (`/hello`, `/echo`, …), mounted under its folder.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_0_3_component_is_served_beside_a_0_2_one_and_describes_itself() {
+    let f = Fixture::new();
+    f.function("p3", "http3", json!({}))
+        .function("plain", "hello_plain", json!({}));
+    let t = TestHost::start(f.path()).await;
+
+    let r = t.get("/p3/hello").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "hello from wasi:http 0.3\n");
+    assert_eq!(t.get("/plain").await.text().await.unwrap(), "plain hello\n");
+
+    // The guest's own status passes through; a path it does not declare
+    // is the host's 404.
+    let r = t.get("/p3/fetch").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.text().await.unwrap(), "missing url\n");
+    let (code, _) = error_code(t.get("/p3/nowhere").await, 404).await;
+    assert_eq!(code, "not_found");
+
+    let entry = t.function("p3").await;
+    assert_eq!(entry["handler"], "wasi:http/handler", "{entry}");
+    assert_eq!(entry["wasi_http"], json!({"version": "0.3.0", "experimental": true}));
+    let plain = t.function("plain").await;
+    assert_eq!(plain["handler"], "wasi:http/incoming-handler");
+    assert_eq!(plain["wasi_http"], json!({"version": "0.2", "experimental": false}));
+
+    // `wasmfn:function/metadata` works the same: its paths are in the document.
+    let doc = t.json("/_fn/openapi.json").await;
+    assert_eq!(
+        doc["paths"]["/p3/hello"]["get"]["summary"], "A wasi:http 0.3 hello",
+        "{doc:#}"
+    );
+    assert!(doc["paths"]["/p3/echo"]["post"].is_object(), "{doc:#}");
+
+    // A fresh instance per request by default.
+    for _ in 0..3 {
+        assert_eq!(t.get("/p3/count").await.text().await.unwrap(), "1\n");
+    }
+}
+
+#[tokio::test]
+async fn bodies_stream_in_and_out_of_a_0_3_component() {
+    let f = Fixture::new();
+    f.function("p3", "http3", json!({"max_body_bytes": 4 << 20}));
+    let t = TestHost::start(f.path()).await;
+
+    // A body the guest copies back chunk by chunk, by a task of its own
+    // that runs after `handle` returned.
+    let sent: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    let r = t
+        .client
+        .post(t.url("/p3/echo"))
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-echo-method"], "Method::Post");
+    let got = r.bytes().await.unwrap();
+    assert_eq!(got.len(), sent.len());
+    assert!(got.as_ref() == sent.as_slice(), "the echo differs from what was sent");
+
+    // A chunked upload with no length declared.
+    let r = t
+        .client
+        .post(t.url("/p3/echo"))
+        .body(chunked_body(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().await.unwrap();
+    assert_eq!(got.len(), 100_000);
+    assert!(got[..50_000].iter().all(|&b| b == b'a') && got[50_000..].iter().all(|&b| b == b'b'));
+
+    // A response written after its head went out, in chunks.
+    let r = t.get("/p3/stream?chunks=64&size=65536").await;
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().await.unwrap();
+    assert_eq!(got.len(), 64 * 65536);
+    assert!(got[..65536].iter().all(|&b| b == b'a'));
+    assert!(got[63 * 65536..].iter().all(|&b| b == b'a' + (63 % 26) as u8));
+
+    // Over `max_body_bytes`: refused before the guest runs.
+    let (code, _) = error_code(
+        t.client
+            .post(t.url("/p3/echo"))
+            .body(vec![0u8; (4 << 20) + 1])
+            .send()
+            .await
+            .unwrap(),
+        413,
+    )
+    .await;
+    assert_eq!(code, "payload_too_large");
+}
+
+#[tokio::test]
+async fn the_limits_hold_for_a_0_3_component() {
+    let f = Fixture::new();
+    f.function("p3", "http3", json!({"timeout_ms": 300, "max_memory_bytes": 16 << 20}));
+    let t = TestHost::start(f.path()).await;
+
+    // A guest that computes forever is stopped at its deadline.
+    let started = Instant::now();
+    let (code, _) = error_code(t.get("/p3/spin").await, 504).await;
+    assert_eq!(code, "gateway_timeout");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // So is one that waits.
+    let (code, _) = error_code(t.get("/p3/wait?ms=5000").await, 504).await;
+    assert_eq!(code, "gateway_timeout");
+
+    // Memory past `max_memory_bytes` is refused.
+    let (code, body) = error_code(t.get("/p3/grow?mb=32").await, 500).await;
+    assert_eq!(code, "out_of_memory", "{body}");
+    let r = t.get("/p3/grow?mb=2").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "grew 2097152 bytes\n");
+
+    // A panic is the function's error, and the next request is served.
+    let (code, _) = error_code(t.get("/p3/trap").await, 500).await;
+    assert_eq!(code, "function_error");
+    assert_eq!(t.get("/p3/hello").await.status(), 200);
+
+    let stats = &t.function("p3").await["stats"];
+    assert_eq!(
+        (stats["timed_out"].as_u64(), stats["out_of_memory"].as_u64()),
+        (Some(2), Some(1)),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn outbound_rules_hold_for_a_0_3_component() {
+    let upstream = FixtureServer::start().await;
+    let f = Fixture::new();
+    f.function("p3", "http3", json!({}));
+    f.function("open", "http3", json!({"allowed_outbound_hosts": [upstream.url()]}));
+    let t = TestHost::start(f.path()).await;
+
+    let r = t.get(&format!("/p3/fetch?url={}/ping", upstream.url())).await;
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("HttpRequestDenied"), "{text}");
+    let r = t.get(&format!("/open/fetch?url={}/ping", upstream.url())).await;
+    let text = r.text().await.unwrap();
+    assert_eq!(text, "upstream 200: pong", "{text}");
+}
+
+#[tokio::test]
+async fn a_0_3_instance_is_reused_in_sequence_and_dropped_after_a_failure() {
+    let f = Fixture::new();
+    f.function("p3", "http3", json!({"instance_reuse": 3}));
+    f.function("long", "http3", json!({"instance_reuse": 100, "timeout_ms": 300}));
+    let t = TestHost::start(f.path()).await;
+    let count = |path: &'static str| {
+        let t = &t;
+        async move { t.get(path).await.text().await.unwrap() }
+    };
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        counts.push(count("/p3/count").await);
+    }
+    assert_eq!(counts, ["1\n", "2\n", "3\n", "1\n"], "three requests per instance");
+    // A body streamed by a task after `handle` returned, then the same
+    // instance again.
+    let r = t.get("/p3/stream?chunks=8&size=1000").await;
+    assert_eq!(r.bytes().await.unwrap().len(), 8000);
+    assert_eq!(count("/p3/count").await, "3\n");
+
+    // A trap and a timeout each end the instance.
+    assert_eq!(count("/long/count").await, "1\n");
+    assert_eq!(count("/long/count").await, "2\n");
+    assert_eq!(t.get("/long/trap").await.status(), 500);
+    assert_eq!(count("/long/count").await, "1\n", "a trapped instance is never reused");
+    assert_eq!(count("/long/count").await, "2\n");
+    assert_eq!(t.get("/long/spin").await.status(), 504);
+    assert_eq!(count("/long/count").await, "1\n", "nor one that timed out");
+}
