@@ -190,3 +190,155 @@ async fn a_0_3_instance_is_reused_in_sequence_and_dropped_after_a_failure() {
     assert_eq!(t.get("/long/spin").await.status(), 504);
     assert_eq!(count("/long/count").await, "1\n", "nor one that timed out");
 }
+
+/// `GET path` from `n` clients at once; every answer's status and text.
+async fn at_once(t: &TestHost, path: &str, n: usize) -> Vec<(u16, String)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (t.client.clone(), t.url(path));
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn one_0_3_instance_serves_several_requests_at_once() {
+    let f = Fixture::new();
+    f.function(
+        "p3",
+        "http3",
+        json!({"instance_concurrency": 4, "instance_reuse": 100, "timeout_ms": 5000}),
+    );
+    let t = TestHost::start(f.path()).await;
+
+    // Four requests that each wait 400 ms are on one instance together.
+    let started = Instant::now();
+    let answers = at_once(&t, "/p3/wait?ms=400", 4).await;
+    for (status, text) in &answers {
+        assert_eq!(*status, 200, "{text}");
+        assert_eq!(text, "waited 400 ms; at most 4 waiting at once\n");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "four waits of 400 ms took {:?}: not at once",
+        started.elapsed()
+    );
+    let entry = t.function("p3").await;
+    assert_eq!(entry["policy"]["instance_concurrency"], 4, "{entry}");
+    assert_eq!(entry["concurrent_instances"]["made"], 1, "{entry}");
+    assert_eq!(entry["concurrent_instances"]["in_flight"], 0, "{entry}");
+
+    // Eight at once need a second instance: no instance has more than four.
+    let answers = at_once(&t, "/p3/wait?ms=400", 8).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(_, text)| text.ends_with("at most 4 waiting at once\n")),
+        "{answers:?}"
+    );
+    assert_eq!(t.function("p3").await["concurrent_instances"]["made"], 2);
+
+    // Bodies stream in and out of a shared instance too.
+    let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = t
+        .client
+        .post(t.url("/p3/echo"))
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().as_ref() == sent.as_slice());
+}
+
+#[tokio::test]
+async fn a_failure_on_a_shared_0_3_instance_ends_it_and_the_next_request_gets_another() {
+    let f = Fixture::new();
+    f.function(
+        "p3",
+        "http3",
+        json!({"instance_concurrency": 8, "instance_reuse": 1000, "timeout_ms": 500, "max_memory_bytes": 16 << 20}),
+    );
+    let t = TestHost::start(f.path()).await;
+    assert_eq!(t.get("/p3/count").await.text().await.unwrap(), "1\n");
+    assert_eq!(
+        t.get("/p3/count").await.text().await.unwrap(),
+        "2\n",
+        "the same instance"
+    );
+
+    // A trap fails the requests that share its instance.
+    let waiting = {
+        let (client, url) = (t.client.clone(), t.url("/p3/wait?ms=300"));
+        tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, _) = error_code(t.get("/p3/trap").await, 500).await;
+    assert_eq!(code, "function_error");
+    assert_eq!(
+        waiting.await.unwrap(),
+        500,
+        "its neighbour on the instance failed with it"
+    );
+    assert_eq!(t.get("/p3/count").await.text().await.unwrap(), "1\n", "a new instance");
+
+    // A guest that computes past its deadline is answered 504, and its
+    // instance is stopped: the next request is on a new one.
+    let started = Instant::now();
+    let (code, _) = error_code(t.get("/p3/spin").await, 504).await;
+    assert_eq!(code, "gateway_timeout");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(t.get("/p3/count").await.text().await.unwrap(), "1\n", "a new instance");
+
+    // `max_memory_bytes` caps the instance.
+    let (code, _) = error_code(t.get("/p3/grow?mb=32").await, 500).await;
+    assert_eq!(code, "out_of_memory");
+    assert_eq!(t.get("/p3/count").await.text().await.unwrap(), "1\n", "a new instance");
+    let stats = &t.function("p3").await["stats"];
+    assert_eq!(
+        (stats["timed_out"].as_u64(), stats["out_of_memory"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn instance_concurrency_is_refused_where_it_cannot_apply() {
+    let f = Fixture::new();
+    f.function("above_reuse", "http3", json!({"instance_concurrency": 4}));
+    f.function(
+        "plain",
+        "hello_plain",
+        json!({"instance_concurrency": 4, "instance_reuse": 10}),
+    );
+    f.function("fine", "http3", json!({}));
+    let t = TestHost::start(f.path()).await;
+    let entry = t.function("above_reuse").await;
+    assert_eq!(entry["state"], "failed");
+    let error = entry["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "fn.config.json`: field `instance_concurrency`: 4 requests at once is more than `instance_reuse` (1)"
+        ) && error.contains("set `instance_reuse` to 4 or more"),
+        "{error}"
+    );
+    let entry = t.function("plain").await;
+    assert_eq!(entry["state"], "failed");
+    let error = entry["error"].as_str().unwrap();
+    assert!(
+        error.contains("needs a component that exports `wasi:http/handler@0.3.0`")
+            && error.contains("exports `wasi:http/incoming-handler`"),
+        "{error}"
+    );
+    // The others serve.
+    assert_eq!(t.get("/fine/hello").await.status(), 200);
+}

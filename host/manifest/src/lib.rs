@@ -106,6 +106,10 @@ pub struct FunctionManifest {
     /// How long an instance kept for reuse may wait idle, in ms.
     #[serde(default, deserialize_with = "instance_idle_ms")]
     pub instance_idle_ms: Option<u64>,
+    /// Requests one instance of a `wasi:http@0.3` component may serve at
+    /// once (1: one at a time).
+    #[serde(default, deserialize_with = "instance_concurrency")]
+    pub instance_concurrency: Option<u64>,
     /// Destinations the guest may send HTTP requests to; replaces, not merges, an overlay's list.
     #[serde(default, deserialize_with = "outbound_rules")]
     pub allowed_outbound_hosts: Option<Vec<OutboundRule>>,
@@ -356,6 +360,7 @@ impl FunctionManifest {
             max_memory_bytes: self.max_memory_bytes,
             instance_reuse: self.instance_reuse.map(|v| v as u32),
             instance_idle_ms: self.instance_idle_ms,
+            instance_concurrency: self.instance_concurrency.map(|v| v as u32),
             allowed_outbound_hosts: self.allowed_outbound_hosts.clone(),
             auth: self.auth.clone(),
             cors: self.cors.clone(),
@@ -406,6 +411,13 @@ fn instance_reuse<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Err
 }
 fn instance_idle_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     ranged(d, limits::INSTANCE_IDLE_MS, "milliseconds")
+}
+fn instance_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(
+        d,
+        limits::INSTANCE_CONCURRENCY,
+        "requests at once per instance (1 = one at a time)",
+    )
 }
 
 fn overflow_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
@@ -468,7 +480,7 @@ mod tests {
               "timeout_ms": 200, "max_concurrency": 2, "max_queue": 1, "queue_timeout_ms": 50,
               "overflow_status": 503, "max_body_bytes": 0, "max_response_bytes": 10,
               "max_memory_bytes": 1048576, "allowed_outbound_hosts": ["https://api.example.com"],
-              "instance_reuse": 1000, "instance_idle_ms": 5000
+              "instance_reuse": 1000, "instance_idle_ms": 5000, "instance_concurrency": 16
             }"#,
         )
         .unwrap();
@@ -484,10 +496,16 @@ mod tests {
             (200, 2, 1, 503)
         );
         assert_eq!(p.max_body_bytes, 0);
-        assert_eq!((p.instance_reuse, p.instance_idle_ms), (1000, 5000));
+        assert_eq!(
+            (p.instance_reuse, p.instance_idle_ms, p.instance_concurrency),
+            (1000, 5000, 16)
+        );
         // Unset, every request gets an instance of its own.
         let d = Policy::default().with(&parse("{}").unwrap().policy());
-        assert_eq!((d.instance_reuse, d.instance_idle_ms), (1, 60_000));
+        assert_eq!(
+            (d.instance_reuse, d.instance_idle_ms, d.instance_concurrency),
+            (1, 60_000, 1)
+        );
     }
 
     #[test]
@@ -510,6 +528,10 @@ mod tests {
             (
                 r#"{"max_memory_bytes": 10}"#,
                 "field `max_memory_bytes`: `10` is not allowed: expected a whole number of bytes from 65536",
+            ),
+            (
+                r#"{"instance_concurrency": 1001}"#,
+                "field `instance_concurrency`: `1001` is not allowed: expected a whole number of requests at once per instance (1 = one at a time) from 1 to 1000",
             ),
             (
                 r#"{"instance_reuse": 0}"#,

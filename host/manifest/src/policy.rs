@@ -33,6 +33,8 @@ pub struct PolicyOverlay {
     pub instance_reuse: Option<u32>,
     /// How long a reused instance may wait idle, in ms.
     pub instance_idle_ms: Option<u64>,
+    /// Requests one `wasi:http@0.3` instance may serve at once.
+    pub instance_concurrency: Option<u32>,
     /// Destinations the guest may call; a set list replaces the one below it.
     pub allowed_outbound_hosts: Option<Vec<OutboundRule>>,
     /// How callers authenticate; replaces the one below it.
@@ -61,6 +63,7 @@ impl PolicyOverlay {
             max_memory_bytes: upper.max_memory_bytes.or(self.max_memory_bytes),
             instance_reuse: upper.instance_reuse.or(self.instance_reuse),
             instance_idle_ms: upper.instance_idle_ms.or(self.instance_idle_ms),
+            instance_concurrency: upper.instance_concurrency.or(self.instance_concurrency),
             allowed_outbound_hosts: upper
                 .allowed_outbound_hosts
                 .clone()
@@ -100,6 +103,10 @@ pub struct Policy {
     pub instance_reuse: u32,
     /// How long an instance kept for reuse may wait for its next request, in ms.
     pub instance_idle_ms: u64,
+    /// Requests one instance of a `wasi:http@0.3` component may serve at
+    /// once; 1 (the default) serves them one at a time. At most
+    /// `instance_reuse`.
+    pub instance_concurrency: u32,
     /// Destinations the guest may send HTTP requests to; empty denies every one.
     #[serde(serialize_with = "serialize_rules")]
     pub allowed_outbound_hosts: Vec<OutboundRule>,
@@ -148,6 +155,7 @@ impl Default for Policy {
             max_memory_bytes: 128 * 1024 * 1024,
             instance_reuse: 1,
             instance_idle_ms: 60_000,
+            instance_concurrency: 1,
             allowed_outbound_hosts: Vec::new(),
             auth: None,
             cors: None,
@@ -172,6 +180,7 @@ impl Policy {
             max_memory_bytes: o.max_memory_bytes.unwrap_or(self.max_memory_bytes),
             instance_reuse: o.instance_reuse.unwrap_or(self.instance_reuse),
             instance_idle_ms: o.instance_idle_ms.unwrap_or(self.instance_idle_ms),
+            instance_concurrency: o.instance_concurrency.unwrap_or(self.instance_concurrency),
             allowed_outbound_hosts: o
                 .allowed_outbound_hosts
                 .clone()
@@ -208,6 +217,8 @@ pub mod limits {
     pub const INSTANCE_REUSE: (u64, u64) = (1, 1_000_000);
     /// Inclusive range of `instance_idle_ms`, in ms (up to one hour).
     pub const INSTANCE_IDLE_MS: (u64, u64) = (1, 3_600_000);
+    /// Inclusive range of `instance_concurrency`, in requests at once.
+    pub const INSTANCE_CONCURRENCY: (u64, u64) = (1, 1_000);
     /// The statuses `overflow_status` may be.
     pub const OVERFLOW_STATUS: [u16; 2] = [429, 503];
 }

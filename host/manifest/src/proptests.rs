@@ -24,6 +24,7 @@ fn manifest_json() -> impl Strategy<Value = Value> {
         Just("max_memory_bytes"),
         Just("instance_reuse"),
         Just("instance_idle_ms"),
+        Just("instance_concurrency"),
         Just("allowed_outbound_hosts"),
         Just("invoke"),
         Just("openapi"),

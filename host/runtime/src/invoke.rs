@@ -25,7 +25,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 mod p3;
 
+pub(crate) use p3::serve as serve_p3;
+
 use super::fair;
+use super::lanes::{LanePool, LaneRequest};
 use super::observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer};
 use super::reuse::{Kept, ReuseHost, ReusePool};
 use super::share::{ActiveInvocation, CpuShare};
@@ -79,6 +82,10 @@ pub struct InvokeRequest<B> {
     /// or removed and its drain runs out: it stops this invocation as the
     /// host-wide interrupt does.
     pub retire: Option<Arc<Interrupt>>,
+    /// The function version's instances that serve several requests at
+    /// once (`instance_concurrency` above 1, `wasi:http@0.3` components):
+    /// the request takes a seat in one of them.
+    pub lanes: Option<Arc<LanePool>>,
     /// Told how the instance was got, of each outbound request, and how
     /// the invocation ended.
     pub observer: Option<Arc<dyn Observer>>,
@@ -152,10 +159,25 @@ impl Runtime {
             guard,
             warm: warm_slot,
             reuse,
+            lanes,
             retire,
             observer,
             output,
         } = req;
+        if let (Some(pool), Handler::P3(_)) = (&lanes, &component.handler) {
+            let req = LaneRequest {
+                request,
+                tags,
+                deadline,
+                max_memory_bytes,
+                capabilities,
+                guard,
+                retire,
+                observer,
+                output,
+            };
+            return self.invoke_in_lane(component, pool, req).await;
+        }
         let incoming = Incoming::read(component, request, deadline).await?;
         let (mut store, mut instance, served, kind) = match reuse.as_ref().and_then(|pool| pool.take()) {
             Some(kept) => (kept.store, Some(kept.instance), kept.served, InstanceKind::Reused),
@@ -296,7 +318,7 @@ impl Runtime {
 
 /// Where the guest's response head arrives, or the `wasi:http` error code
 /// it answered instead (as named in [`InvokeError::GuestError`]).
-type HeadSender = tokio::sync::oneshot::Sender<Result<http::Response<HyperOutgoingBody>, String>>;
+pub(crate) type HeadSender = tokio::sync::oneshot::Sender<Result<http::Response<HyperOutgoingBody>, String>>;
 type HeadReceiver = tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, String>>;
 
 /// The request as the guest will take it.
@@ -614,7 +636,7 @@ impl Retire {
 }
 
 /// How an invocation that failed ended, for its [`Observer`].
-fn exit_of(e: &InvokeError) -> Exit {
+pub(crate) fn exit_of(e: &InvokeError) -> Exit {
     match e {
         InvokeError::Timeout => Exit::Timeout,
         InvokeError::OutOfMemory(_) => Exit::OutOfMemory,
@@ -630,19 +652,19 @@ fn exit_of(e: &InvokeError) -> Exit {
 
 /// An invocation's observer, with how it got its instance.
 #[derive(Clone)]
-struct Report {
-    observer: Option<Arc<dyn Observer>>,
-    kind: InstanceKind,
+pub(crate) struct Report {
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) kind: InstanceKind,
 }
 
 impl Report {
-    fn instance_ready(&self, instantiation: Duration) {
+    pub(crate) fn instance_ready(&self, instantiation: Duration) {
         if let Some(o) = &self.observer {
             o.instance_ready(self.kind, instantiation);
         }
     }
 
-    fn finished(&self, exit: Exit, cpu: Duration, memory_peak_bytes: Option<u64>) {
+    pub(crate) fn finished(&self, exit: Exit, cpu: Duration, memory_peak_bytes: Option<u64>) {
         if let Some(o) = &self.observer {
             o.finished(&Invocation {
                 kind: self.kind,
@@ -699,7 +721,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// What a failed instantiation or call was, by the type of its error: an
 /// interrupt is the deadline, a pool at its limit is capacity (not the
 /// guest's fault), a refused memory growth is out of memory.
-fn classify(e: &wasmtime::Error, memory_denied: bool, interrupted: bool) -> InvokeError {
+pub(crate) fn classify(e: &wasmtime::Error, memory_denied: bool, interrupted: bool) -> InvokeError {
     let message = format!("{e:#}");
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) if interrupted => InvokeError::Interrupted,
@@ -727,6 +749,18 @@ pub struct GuestBody {
     inner: HyperOutgoingBody,
     abort: AbortOnDrop,
     done: bool,
+}
+
+impl GuestBody {
+    /// A body streamed by an instance that serves other requests too: it
+    /// ends with its request, not the instance.
+    pub(crate) fn from_lane(inner: HyperOutgoingBody) -> Self {
+        Self {
+            inner,
+            abort: AbortOnDrop(None),
+            done: false,
+        }
+    }
 }
 
 impl Body for GuestBody {

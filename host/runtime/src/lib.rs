@@ -29,6 +29,8 @@
 //!   heavy guest's pause per tick beside lighter neighbours.
 //! - `reuse`: [`ReusePool`], instances that serve several requests in
 //!   sequence (`instance_reuse`), and what they may not keep.
+//! - `lanes`: [`LanePool`], `wasi:http@0.3` instances that serve several
+//!   requests at once (`instance_concurrency`).
 //! - `describe`: the `wasmfn:function/metadata` export ([`DescribeError`]).
 //! - `outbound`: outgoing HTTP, checked against the function's rules.
 //! - `state`, `stdio`: what each store holds; guest output as log lines.
@@ -38,6 +40,7 @@ mod fair;
 mod interrupt;
 mod invoke;
 mod keyvalue;
+mod lanes;
 mod observe;
 mod outbound;
 mod reuse;
@@ -61,6 +64,7 @@ pub use describe::{DescribeError, METADATA_INTERFACE};
 pub use interrupt::Interrupt;
 pub use invoke::{GuestBody, InvokeError, InvokeRequest, RequestBodyError};
 pub use keyvalue::KeyValueGrant;
+pub use lanes::{LanePool, LaneStats};
 pub use observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer, OutboundDone, OutboundOutcome, Stream};
 pub use reuse::{ReuseHost, ReusePool, ReuseStats};
 pub use share::Load;
@@ -657,6 +661,14 @@ impl Runtime {
             n => n.min(self.config.max_instances),
         };
         Some(ReusePool::new(self.reuse.clone(), max_uses, idle_for, cap as usize))
+    }
+
+    /// The lanes of a function version whose `wasi:http@0.3` instances
+    /// serve up to `per_instance` requests at once (`instance_concurrency`)
+    /// and `max_uses` in all (`instance_reuse`, at least `per_instance`),
+    /// each ending after `idle_for` without a request; `None` for 1.
+    pub fn lane_pool(&self, per_instance: u32, max_uses: u32, idle_for: Duration) -> Option<Arc<LanePool>> {
+        (per_instance > 1).then(|| LanePool::new(per_instance, max_uses, idle_for))
     }
 
     /// How instances have been reused since start.

@@ -296,8 +296,10 @@ impl Drop for ReusePool {
 /// Whether the table still holds a resource of a request: the request,
 /// its headers and body, the response, an outbound request or response.
 /// (Streams and pollables are children of these: a guest cannot drop the
-/// parent and keep them.) What a guest keeps for its whole life, such as
-/// its stdout stream, is not a request's.
+/// parent and keep them. A `wasi:http@0.3` body stream is a component
+/// model stream, not an entry of the table, and is not checked: see
+/// `docs/limits.md`.) What a guest keeps for its whole life, such as its
+/// stdout stream, is not a request's.
 fn holds_request_resources(table: &mut ResourceTable) -> bool {
     table.iter_mut().any(|entry| {
         let e: &dyn std::any::Any = entry;
@@ -312,5 +314,8 @@ fn holds_request_resources(table: &mut ResourceTable) -> bool {
             || e.is::<RequestOptions>()
             || e.is::<HostFutureIncomingResponse>()
             || e.is::<HostIncomingResponse>()
+            || e.is::<wasmtime_wasi_http::p3::Request>()
+            || e.is::<wasmtime_wasi_http::p3::Response>()
+            || e.is::<wasmtime_wasi_http::p3::MaybeMutable<RequestOptions>>()
     })
 }

@@ -180,6 +180,7 @@ async fn one_request(
                 capabilities: wasmfn_runtime::Capabilities::default(),
                 guard: Box::new(()),
                 warm,
+                lanes: None,
                 reuse: None,
                 retire: None,
                 observer: None,

@@ -422,6 +422,7 @@ async fn invoke(
                 guard: Box::new((permit, tenant_permit, host_permit)),
                 warm: Some(f.warm.clone()),
                 reuse: f.reuse.clone(),
+                lanes: f.lanes.clone(),
                 retire: Some(f.retire.clone()),
                 observer: record.clone().map(|r| r as Arc<dyn Observer>),
                 output: Some(f.stats.clone()),

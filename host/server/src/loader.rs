@@ -40,6 +40,15 @@ pub enum LoadError {
         /// The host's `--memory-ceiling`.
         ceiling: u64,
     },
+    /// `instance_concurrency` cannot apply: it is above `instance_reuse`,
+    /// or the component serves `wasi:http@0.2`.
+    #[error("invalid `{}`: field `instance_concurrency`: {message}", manifest.display())]
+    InstanceConcurrency {
+        /// The manifest that sets it.
+        manifest: PathBuf,
+        /// What is wrong, and the fix.
+        message: String,
+    },
     /// The component file cannot be read.
     #[error("cannot read component `{}`: {source}", path.display())]
     ReadComponent {
@@ -712,6 +721,16 @@ fn prepare_one(
             ceiling,
         });
     }
+    let (at_once, in_all) = (spec.policy.instance_concurrency, spec.policy.instance_reuse);
+    if at_once > in_all {
+        return Err(LoadError::InstanceConcurrency {
+            manifest: spec.manifest_path.clone(),
+            message: format!(
+                "{at_once} requests at once is more than `instance_reuse` ({in_all}) allows an instance in all; \
+                 set `instance_reuse` to {at_once} or more"
+            ),
+        });
+    }
     let bytes = std::fs::read(&spec.component_path).map_err(|source| LoadError::ReadComponent {
         path: spec.component_path.clone(),
         source: Arc::new(source),
@@ -741,6 +760,17 @@ fn prepare_one(
         Ok((component, described))
     });
     let (component, described) = built.clone()?;
+    if at_once > 1 && component.http_interface() != wasmfn_runtime::HttpInterface::P3 {
+        return Err(LoadError::InstanceConcurrency {
+            manifest: spec.manifest_path.clone(),
+            message: format!(
+                "{at_once} needs a component that exports `wasi:http/handler@0.3.0`; `{}` exports `{}`, \
+                 whose instances serve one request at a time: remove the field (or set it to 1)",
+                spec.component_path.display(),
+                component.http_interface().export_name()
+            ),
+        });
+    }
     let (fragment, source) = match described {
         Some(text) => {
             let fragment = Fragment::parse(&text).map_err(|source| LoadError::Described {

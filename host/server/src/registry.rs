@@ -20,8 +20,8 @@ use wasmfn_manifest::discovery::{FailedSpec, FunctionSpec};
 use wasmfn_openapi::{Fragment, Mount};
 use wasmfn_routing::RouteTable;
 use wasmfn_runtime::{
-    Capabilities, CompiledComponent, GuestConfig, GuestOutput, Interrupt, KeyValueGrant, ReusePool, Runtime, Stream,
-    WarmSlot,
+    Capabilities, CompiledComponent, GuestConfig, GuestOutput, Interrupt, KeyValueGrant, LanePool, ReusePool, Runtime,
+    Stream, WarmSlot,
 };
 
 /// A function that is compiled, mounted and serving.
@@ -65,6 +65,9 @@ pub struct LoadedFunction {
     pub warm: Arc<WarmSlot>,
     /// Its idle instances, when they serve several requests (`instance_reuse`).
     pub reuse: Option<Arc<ReusePool>>,
+    /// Its instances that serve several requests at once
+    /// (`instance_concurrency` above 1).
+    pub lanes: Option<Arc<LanePool>>,
     /// Set when this version has left the serving set and its drain ran
     /// out: whatever of it still runs is interrupted.
     pub retire: Arc<Interrupt>,
@@ -99,6 +102,11 @@ impl LoadedFunction {
             Duration::from_millis(p.instance_idle_ms),
             p.max_concurrency,
         );
+        let lanes = runtime.lane_pool(
+            p.instance_concurrency,
+            p.instance_reuse,
+            Duration::from_millis(p.instance_idle_ms),
+        );
         let gate = ConcurrencyGate::new(
             p.max_concurrency,
             p.max_queue,
@@ -119,6 +127,7 @@ impl LoadedFunction {
             component,
             warm,
             reuse,
+            lanes,
             gate,
             stats,
             spec,

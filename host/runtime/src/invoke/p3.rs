@@ -10,9 +10,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use wasmtime::Store;
-use wasmtime_wasi_http::WasiHttpView;
+use wasmtime::component::Accessor;
 use wasmtime_wasi_http::p3::Request;
 use wasmtime_wasi_http::p3::bindings::Service;
+use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 
 use super::{Failed, HeadSender, RequestBodyError};
 use crate::state::InstanceState;
@@ -29,33 +30,58 @@ pub(super) async fn handle<B>(
 where
     B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
 {
-    let (request, request_io) = Request::from_http(store.data_mut().http().hooks, request);
     store
-        .run_concurrent(async move |accessor| -> wasmtime::Result<()> {
-            let response = match service.handle(accessor, request).await? {
-                Ok(response) => response,
-                Err(code) => {
-                    // The receiver is only gone if the request was.
-                    let _ = head.send(Err(format!("{code:?}")));
-                    return Ok(());
-                }
-            };
-            let response = accessor.with(|store| response.into_http(store, request_io))?;
-            let (ended_tx, ended) = tokio::sync::oneshot::channel();
-            let response = response.map(|inner| {
-                Watched {
-                    inner,
-                    ended: Some(ended_tx),
-                }
-                .boxed_unsync()
-            });
-            if head.send(Ok(response)).is_ok() {
-                // The guest's tasks produce the body meanwhile.
-                let _ = ended.await;
-            }
-            Ok(())
-        })
+        .run_concurrent(async move |accessor| serve(accessor, service, request, head).await)
         .await??;
+    Ok(())
+}
+
+/// [`handle`] inside the store's event loop, one of the requests an
+/// instance may serve at once.
+pub(crate) async fn serve<B>(
+    accessor: &Accessor<InstanceState>,
+    service: &Service,
+    request: http::Request<B>,
+    head: HeadSender,
+) -> wasmtime::Result<()>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
+{
+    // As `Request::from_http` makes it, the headers checked by the hooks.
+    let (parts, body) = request.into_parts();
+    let headers = accessor.with(|mut store| FieldMap::new_immutable(store.data_mut().http().hooks, parts.headers));
+    let uri = parts.uri.into_parts();
+    let (request, request_io) = Request::new(
+        parts.method,
+        // As the 0.2 handler gets it: the host serves plain HTTP.
+        uri.scheme.or(Some(http::uri::Scheme::HTTP)),
+        uri.authority,
+        uri.path_and_query,
+        headers,
+        None,
+        body,
+    );
+    let response = match service.handle(accessor, request).await? {
+        Ok(response) => response,
+        Err(code) => {
+            // The receiver is only gone if the request was.
+            let _ = head.send(Err(format!("{code:?}")));
+            return Ok(());
+        }
+    };
+    let response = accessor.with(|store| response.into_http(store, request_io))?;
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    let response = response.map(|inner| {
+        Watched {
+            inner,
+            ended: Some(ended_tx),
+        }
+        .boxed_unsync()
+    });
+    if head.send(Ok(response)).is_ok() {
+        // The guest's tasks produce the body meanwhile.
+        let _ = ended.await;
+    }
     Ok(())
 }
 

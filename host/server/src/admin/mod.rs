@@ -328,6 +328,9 @@ pub fn catalog_json(s: &Snapshot) -> Value {
                 // Instances waiting for its next request, kept from earlier
                 // ones (`policy.instance_reuse` above 1; null otherwise).
                 "idle_instances": f.reuse.as_ref().map(|p| p.idle_count()),
+                // Instances serving several requests at once
+                // (`policy.instance_concurrency` above 1; null otherwise).
+                "concurrent_instances": f.lanes.as_ref().map(|l| l.stats()),
                 "stats": f.stats.view(Some(&f.gate)),
                 "error": null,
                 "reload_error": s.kept.get(&f.spec.name),

@@ -249,6 +249,7 @@ impl Call {
                     capabilities: crate::Capabilities::default(),
                     guard: Box::new(()),
                     warm: None,
+                    lanes: None,
                     reuse: self.reuse,
                     retire: self.retire,
                     observer: self.observer,
