@@ -76,6 +76,8 @@ struct Lane {
     admitted: AtomicU32,
     /// It takes no new request.
     closed: AtomicBool,
+    /// Wakes its task when it is closed, so an idle lane ends at once.
+    closing: tokio::sync::Notify,
     /// The latest deadline of the requests it was given.
     latest_deadline: Mutex<Option<Instant>>,
     /// The instance's running time per request in flight, summed over its
@@ -87,6 +89,7 @@ struct Lane {
 impl Lane {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.closing.notify_one();
     }
 
     fn closed(&self) -> bool {
@@ -302,6 +305,7 @@ impl Runtime {
             in_flight: AtomicU32::new(0),
             admitted: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
             latest_deadline: Mutex::new(None),
             share_ns: AtomicU64::new(0),
         });
@@ -507,6 +511,8 @@ impl LaneRun {
                     });
                 }
                 () = idle, if running.is_empty() => self.lane.close(),
+                // Closed from outside (its version replaced): checked above.
+                () = self.lane.closing.notified() => {}
             }
         }
     }
