@@ -44,6 +44,19 @@ async fn a_0_3_component_is_served_beside_a_0_2_one_and_describes_itself() {
         "{doc:#}"
     );
     assert!(doc["paths"]["/p3/echo"]["post"].is_object(), "{doc:#}");
+    // Requests are checked against it before the guest runs.
+    assert_eq!(
+        doc["paths"]["/p3/wait"]["get"]["parameters"][0]["name"], "ms",
+        "{doc:#}"
+    );
+    for bad in ["/p3/wait?ms=soon", "/p3/wait?ms=20000", "/p3/wait"] {
+        let (code, body) = error_code(t.get(bad).await, 422).await;
+        assert_eq!(code, "validation_error", "{bad}: {body}");
+    }
+    assert_eq!(
+        t.get("/p3/wait?ms=1").await.text().await.unwrap(),
+        "waited 1 ms; at most 1 waiting at once\n"
+    );
 
     // A fresh instance per request by default.
     for _ in 0..3 {

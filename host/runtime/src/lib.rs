@@ -225,6 +225,11 @@ pub struct Runtime {
     copied: Mutex<Option<Tier>>,
     /// Whether `copied` is used at all.
     split: bool,
+    /// For `wasi:http@0.3` components: an engine with the component model's
+    /// concurrency (async exports, streams, futures), made when the first
+    /// such component loads. The other engines run without it, so a 0.2
+    /// component's calls take wasmtime's plain async path.
+    p3: Mutex<Option<Tier>>,
     config: RuntimeConfig,
     cache: Option<wasmtime::Cache>,
     /// The engines the ticker advances.
@@ -366,15 +371,21 @@ impl CompiledComponent {
     }
 }
 
-fn engine_config(pooling: Option<&RuntimeConfig>, cow: bool, cache: Option<&wasmtime::Cache>) -> Config {
+fn engine_config(pooling: Option<&RuntimeConfig>, cow: bool, cache: Option<&wasmtime::Cache>, p3: bool) -> Config {
     let mut config = Config::new();
     // Compiled code is cached on disk, keyed by the component's bytes, the
     // engine's settings and wasmtime's version; an entry that does not
     // deserialise is compiled again and replaced.
     config.cache(cache.cloned());
     config.wasm_component_model(true);
-    // `wasi:http@0.3` components: async exports, streams and futures.
-    config.wasm_component_model_async(true);
+    if p3 {
+        // `wasi:http@0.3` components: async exports, streams and futures.
+        config.wasm_component_model_async(true);
+    } else {
+        // Without it, every call into a component goes through the
+        // concurrent event loop, which a 0.2 component does not need.
+        config.concurrency_support(false);
+    }
     config.epoch_interruption(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config.memory_init_cow(cow);
@@ -408,11 +419,12 @@ fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
 
 impl Tier {
     /// An engine (pooling if `config` asks and the machine allows) that maps
-    /// memory images copy-on-write or copies them, and its linker.
-    fn new(config: &RuntimeConfig, cow: bool, cache: Option<&wasmtime::Cache>) -> anyhow::Result<Self> {
-        let on_demand = || Engine::new(&engine_config(None, cow, cache)).map_err(wasm_err);
+    /// memory images copy-on-write or copies them, and its linker; with
+    /// `p3`, for `wasi:http@0.3` components.
+    fn new(config: &RuntimeConfig, cow: bool, cache: Option<&wasmtime::Cache>, p3: bool) -> anyhow::Result<Self> {
+        let on_demand = || Engine::new(&engine_config(None, cow, cache, p3)).map_err(wasm_err);
         let (engine, pooling) = if config.pooling {
-            match Engine::new(&engine_config(Some(config), cow, cache)) {
+            match Engine::new(&engine_config(Some(config), cow, cache, p3)) {
                 Ok(e) => (e, true),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
@@ -427,11 +439,13 @@ impl Tier {
         // wasi:cli and wasi:filesystem too; they get them, empty.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wasm_err)?;
-        // The same for WASIp3, for components that serve `wasi:http@0.3`;
-        // outgoing requests go through the same hooks (the function's
-        // outbound rules) on both.
-        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
+        if p3 {
+            // The same for WASIp3, for components that serve
+            // `wasi:http@0.3`; outgoing requests go through the same hooks
+            // (the function's outbound rules) on both.
+            wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(wasm_err)?;
+        }
         // `wasi:config/store`: the function's `config` and listed secrets.
         wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InstanceState| {
             wasmtime_wasi_config::WasiConfig::from(&s.config.0)
@@ -446,6 +460,20 @@ impl Tier {
             cow,
         })
     }
+}
+
+/// Whether a component exports `wasi:http/handler@0.3.x` (looked for at
+/// any depth: a nested component's export only puts the component on the
+/// engine that could serve it, where it is served as 0.2 all the same).
+fn exports_wasi_http_p3(bytes: &[u8]) -> bool {
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .any(|payload| match payload {
+            Ok(wasmparser::Payload::ComponentExportSection(reader)) => reader
+                .into_iter()
+                .any(|e| e.is_ok_and(|e| e.name.name.starts_with("wasi:http/handler@0.3."))),
+            _ => false,
+        })
 }
 
 /// Bytes of linear memory that `bytes`' core modules (nested at any depth)
@@ -485,7 +513,7 @@ impl Runtime {
             }
         });
         let split = config.memory_cow && pagemap_scan_supported();
-        let first = Tier::new(&config, config.memory_cow, cache.as_ref())?;
+        let first = Tier::new(&config, config.memory_cow, cache.as_ref(), false)?;
         let ticking = Arc::new(Mutex::new(vec![first.engine.weak()]));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let epoch_ticks = Arc::new(AtomicU64::new(0));
@@ -530,6 +558,7 @@ impl Runtime {
             first,
             copied: Mutex::new(None),
             split,
+            p3: Mutex::new(None),
             cache,
             ticking,
             ticker_stop,
@@ -573,19 +602,25 @@ impl Runtime {
         self.split.then_some(self.config.cow_max_image_bytes)
     }
 
-    /// The tier for a component whose memory images have `image_bytes`.
-    fn tier_for(&self, image_bytes: u64) -> Result<Tier, String> {
-        if !self.split || image_bytes <= self.config.cow_max_image_bytes {
+    /// The tier for a component whose memory images have `image_bytes`,
+    /// or for a `wasi:http@0.3` component (`p3`; its images mapped as the
+    /// host maps small ones).
+    fn tier_for(&self, image_bytes: u64, p3: bool) -> Result<Tier, String> {
+        let (slot, cow, what) = if p3 {
+            (&self.p3, self.config.memory_cow, "wasi:http@0.3 components")
+        } else if !self.split || image_bytes <= self.config.cow_max_image_bytes {
             return Ok(self.first.clone());
-        }
-        let mut copied = self.copied.lock().expect("copied tier");
-        if let Some(tier) = copied.as_ref() {
+        } else {
+            (&self.copied, false, "copied memory images")
+        };
+        let mut made = slot.lock().expect("tier");
+        if let Some(tier) = made.as_ref() {
             return Ok(tier.clone());
         }
-        let tier = Tier::new(&self.config, false, self.cache.as_ref())
-            .map_err(|e| format!("cannot create the engine for copied memory images: {e:#}"))?;
+        let tier = Tier::new(&self.config, cow, self.cache.as_ref(), p3)
+            .map_err(|e| format!("cannot create the engine for {what}: {e:#}"))?;
         self.ticking.lock().expect("epoch engines").push(tier.engine.weak());
-        *copied = Some(tier.clone());
+        *made = Some(tier.clone());
         Ok(tier)
     }
 
@@ -711,10 +746,12 @@ impl Runtime {
             ));
         }
         let image_bytes = memory_image_bytes(bytes);
-        let tier = self.tier_for(image_bytes).map_err(|message| CompileError::Compile {
-            path: path.to_string(),
-            message,
-        })?;
+        let tier = self
+            .tier_for(image_bytes, exports_wasi_http_p3(bytes))
+            .map_err(|message| CompileError::Compile {
+                path: path.to_string(),
+                message,
+            })?;
         let component = Component::new(&tier.engine, bytes).map_err(|e| CompileError::Compile {
             path: path.to_string(),
             message: format!("{e:#}"),
@@ -761,6 +798,18 @@ impl Drop for Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_0_3_handler_is_found_among_a_components_exports() {
+        let with = |name: &str| {
+            wat::parse_str(format!(r#"(component (instance $i) (export "{name}" (instance $i)))"#)).unwrap()
+        };
+        assert!(exports_wasi_http_p3(&with("wasi:http/handler@0.3.0")));
+        assert!(exports_wasi_http_p3(&with("wasi:http/handler@0.3.1")));
+        assert!(!exports_wasi_http_p3(&with("wasi:http/incoming-handler@0.2.12")));
+        assert!(!exports_wasi_http_p3(&with("wasi:http/handler@0.30.0")));
+        assert!(!exports_wasi_http_p3(b"\0asm\x0d\0\x01\0garbage"));
+    }
 
     #[test]
     fn memory_images_count_active_data_of_every_core_module() {

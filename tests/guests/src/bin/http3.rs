@@ -66,7 +66,8 @@ impl metadata::exports::wasmfn::function::metadata::Guest for Component {
             format!(r#""/echo":{{"post":{}}}"#, op("The body, streamed back")),
             get("/stream", "Chunks written after the head"),
             get("/count", "Requests this instance has handled"),
-            get("/wait", "An answer after a wait"),
+            // A parameter the host checks before the guest runs.
+            r#""/wait":{"get":{"summary":"An answer after a wait","parameters":[{"name":"ms","in":"query","required":true,"schema":{"type":"integer","minimum":0,"maximum":10000}}],"responses":{"200":{"description":"OK"}}}}"#.to_string(),
             get("/spin", "Computes forever"),
             get("/grow", "Allocates memory"),
             get("/trap", "Panics"),
