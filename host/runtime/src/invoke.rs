@@ -28,7 +28,7 @@ mod p3;
 pub(crate) use p3::serve as serve_p3;
 
 use super::fair;
-use super::lanes::{LanePool, LaneRequest};
+use super::lanes::LanePool;
 use super::observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer};
 use super::reuse::{Kept, ReuseHost, ReusePool};
 use super::share::{ActiveInvocation, CpuShare};
@@ -150,6 +150,10 @@ impl Runtime {
     where
         B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
     {
+        if let (Some(pool), Handler::P3(_)) = (&req.lanes, &component.handler) {
+            let pool = pool.clone();
+            return self.invoke_in_lane(component, &pool, req).await;
+        }
         let InvokeRequest {
             request,
             tags,
@@ -159,25 +163,11 @@ impl Runtime {
             guard,
             warm: warm_slot,
             reuse,
-            lanes,
+            lanes: _,
             retire,
             observer,
             output,
         } = req;
-        if let (Some(pool), Handler::P3(_)) = (&lanes, &component.handler) {
-            let req = LaneRequest {
-                request,
-                tags,
-                deadline,
-                max_memory_bytes,
-                capabilities,
-                guard,
-                retire,
-                observer,
-                output,
-            };
-            return self.invoke_in_lane(component, pool, req).await;
-        }
         let incoming = Incoming::read(component, request, deadline).await?;
         let (mut store, mut instance, served, kind) = match reuse.as_ref().and_then(|pool| pool.take()) {
             Some(kept) => (kept.store, Some(kept.instance), kept.served, InstanceKind::Reused),
@@ -285,17 +275,33 @@ impl Runtime {
         deadline: Instant,
         retire: Option<Arc<Interrupt>>,
     ) -> (ActiveInvocation, fair::Ticket) {
+        let (tenant, function) = self.shares(&tags.tenant, &tags.function);
+        let active = ActiveInvocation::start(tenant.load.clone(), function.load.clone());
+        let ticket = self.arm_epochs(store, tags, retire, move |now| now >= deadline);
+        (active, ticket)
+    }
+
+    /// The epoch callback of a store whose guests run for `tags`' function:
+    /// each tick a running guest yields, as [`Self::arm_deadline`] says;
+    /// it is interrupted once `overdue` says so, or the host or `retire`
+    /// interrupts. Returns its place at the fair scheduler.
+    pub(crate) fn arm_epochs(
+        &self,
+        store: &mut Store<InstanceState>,
+        tags: &InvokeTags,
+        retire: Option<Arc<Interrupt>>,
+        overdue: impl Fn(Instant) -> bool + Send + Sync + 'static,
+    ) -> fair::Ticket {
         store.set_epoch_deadline(1);
         let interrupt = self.interrupt.clone();
         let (tenant, function) = self.shares(&tags.tenant, &tags.function);
         let ticket = self.fair.ticket(&tenant.fair, function.id);
         let marker = ticket.marker();
-        let active = ActiveInvocation::start(tenant.load.clone(), function.load.clone());
         let mut share = CpuShare::new(tenant.load.clone(), function.load.clone());
         let ticks = self.epoch_ticks.clone();
         let mut seen = ticks.load(Ordering::Acquire);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline || interrupt.is_set() || retire.as_ref().is_some_and(|r| r.is_set()) {
+            if overdue(Instant::now()) || interrupt.is_set() || retire.as_ref().is_some_and(|r| r.is_set()) {
                 return Ok(UpdateDeadline::Interrupt);
             }
             let now = ticks.load(Ordering::Acquire);
@@ -312,7 +318,7 @@ impl Runtime {
             }
             Ok(next)
         });
-        (active, ticket)
+        ticket
     }
 }
 

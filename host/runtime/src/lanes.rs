@@ -33,13 +33,13 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use serde::Serialize;
+use wasmtime::Store;
 use wasmtime::component::Accessor;
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p3::bindings::Service;
 
-use super::invoke::{self, GuestBody, HeadSender, InvokeError, Report, RequestBodyError};
-use super::observe::{Exit, InstanceKind, Observer};
-use super::share::{ActiveInvocation, CpuShare};
+use super::invoke::{self, GuestBody, HeadSender, InvokeError, InvokeRequest, Report, RequestBodyError};
+use super::observe::{Exit, InstanceKind};
+use super::share::ActiveInvocation;
 use super::state::{InstanceState, TagCell};
 use super::{Capabilities, CompiledComponent, Handler, Interrupt, Runtime};
 
@@ -184,19 +184,6 @@ impl Drop for LanePool {
     }
 }
 
-/// What a lane's instance is made with.
-pub(crate) struct LaneRequest<B> {
-    pub(crate) request: http::Request<B>,
-    pub(crate) tags: super::InvokeTags,
-    pub(crate) deadline: Instant,
-    pub(crate) max_memory_bytes: u64,
-    pub(crate) capabilities: Capabilities,
-    pub(crate) guard: Box<dyn Send>,
-    pub(crate) retire: Option<Arc<Interrupt>>,
-    pub(crate) observer: Option<Arc<dyn Observer>>,
-    pub(crate) output: Option<Arc<dyn super::GuestOutput>>,
-}
-
 impl Runtime {
     /// Runs one request on a lane of `pool`: a seat in one that serves
     /// requests already, or a new one.
@@ -204,12 +191,13 @@ impl Runtime {
         &self,
         component: &CompiledComponent,
         pool: &LanePool,
-        req: LaneRequest<B>,
+        req: InvokeRequest<B>,
     ) -> Result<http::Response<GuestBody>, InvokeError>
     where
         B: Body<Data = Bytes, Error = RequestBodyError> + Send + 'static,
     {
-        let LaneRequest {
+        // A lane's instance is neither a warm one nor kept for reuse.
+        let InvokeRequest {
             request,
             tags,
             deadline,
@@ -219,6 +207,7 @@ impl Runtime {
             retire,
             observer,
             output,
+            ..
         } = req;
         let (tenant, function) = self.shares(&tags.tenant, &tags.function);
         let active = ActiveInvocation::start(tenant.load.clone(), function.load.clone());
@@ -316,35 +305,12 @@ impl Runtime {
         );
         let mut store = Store::new(component.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        let (tenant, function) = self.shares(&tags.tenant, &tags.function);
-        let ticket = self.fair.ticket(&tenant.fair, function.id);
-        let marker = ticket.marker();
-        let mut share = CpuShare::new(tenant.load.clone(), function.load.clone());
-        let ticks = self.epoch_ticks.clone();
-        let mut seen = ticks.load(Ordering::Acquire);
-        let interrupt = self.interrupt.clone();
-        {
+        let overdue = {
             let lane = lane.clone();
-            let retire = retire.clone();
-            let interrupt = interrupt.clone();
-            store.epoch_deadline_callback(move |_| {
-                if interrupt.is_set() || retire.as_ref().is_some_and(|r| r.is_set()) || lane.overdue(Instant::now()) {
-                    return Ok(UpdateDeadline::Interrupt);
-                }
-                let now = ticks.load(Ordering::Acquire);
-                let next = if now == seen {
-                    UpdateDeadline::Yield(1)
-                } else {
-                    seen = now;
-                    share.next_tick()
-                };
-                if let UpdateDeadline::Yield(_) = next {
-                    marker.mark();
-                }
-                Ok(next)
-            });
-        }
+            move |now| lane.overdue(now)
+        };
+        let ticket = self.arm_epochs(&mut store, tags, retire.clone(), overdue);
+        let interrupt = self.interrupt.clone();
         let run = LaneRun {
             lane: lane.clone(),
             component: component.clone(),
