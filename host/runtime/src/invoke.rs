@@ -14,22 +14,27 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use tokio::task::AbortHandle;
 use wasmtime::component::ComponentExportIndex;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+mod body;
+mod outcome;
 mod p3;
+
+pub use body::GuestBody;
+use outcome::panic_message;
+pub(crate) use outcome::{Report, classify, exit_of};
 
 pub(crate) use p3::serve as serve_p3;
 
 use super::fair;
 use super::lanes::LanePool;
-use super::observe::{Exit, GuestOutput, InstanceKind, Invocation, Observer};
+use super::observe::{Exit, GuestOutput, InstanceKind, Observer};
 use super::reuse::{Kept, ReuseHost, ReusePool};
 use super::share::{ActiveInvocation, CpuShare};
 use super::state::{InstanceState, InvokeTags, TagCell};
@@ -507,11 +512,7 @@ async fn answer(
                     retire.finish(true, exit, cpu);
                 }
             });
-            return Ok(resp.map(|body| GuestBody {
-                inner: body,
-                abort: AbortOnDrop(Some(task.abort_handle())),
-                done: false,
-            }));
+            return Ok(resp.map(|body| GuestBody::new(body, Some(task.abort_handle()))));
         }
         // An error response: the guest is stopped, as nothing it does now
         // can reach the client.
@@ -540,11 +541,7 @@ async fn answer(
         }
     };
     match head {
-        Ok(Ok(resp)) => Ok(resp.map(|body| GuestBody {
-            inner: body,
-            abort: AbortOnDrop(None),
-            done: false,
-        })),
+        Ok(Ok(resp)) => Ok(resp.map(|body| GuestBody::new(body, None))),
         Ok(Err(code)) => Err(InvokeError::GuestError(code)),
         Err(_) => Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
     }
@@ -641,47 +638,6 @@ impl Retire {
     }
 }
 
-/// How an invocation that failed ended, for its [`Observer`].
-pub(crate) fn exit_of(e: &InvokeError) -> Exit {
-    match e {
-        InvokeError::Timeout => Exit::Timeout,
-        InvokeError::OutOfMemory(_) => Exit::OutOfMemory,
-        InvokeError::Interrupted => Exit::Interrupted,
-        InvokeError::GuestError(_) | InvokeError::NoResponse => Exit::Error,
-        InvokeError::StackOverflow(_)
-        | InvokeError::Trap(_)
-        | InvokeError::InvalidResponse(_)
-        | InvokeError::Capacity(_)
-        | InvokeError::RequestBody(_) => Exit::Trap,
-    }
-}
-
-/// An invocation's observer, with how it got its instance.
-#[derive(Clone)]
-pub(crate) struct Report {
-    pub(crate) observer: Option<Arc<dyn Observer>>,
-    pub(crate) kind: InstanceKind,
-}
-
-impl Report {
-    pub(crate) fn instance_ready(&self, instantiation: Duration) {
-        if let Some(o) = &self.observer {
-            o.instance_ready(self.kind, instantiation);
-        }
-    }
-
-    pub(crate) fn finished(&self, exit: Exit, cpu: Duration, memory_peak_bytes: Option<u64>) {
-        if let Some(o) = &self.observer {
-            o.finished(&Invocation {
-                kind: self.kind,
-                cpu,
-                memory_peak_bytes,
-                exit,
-            });
-        }
-    }
-}
-
 pin_project_lite::pin_project! {
     /// A future with the time spent polling it: the guest's CPU time.
     struct Timed<F> {
@@ -714,114 +670,3 @@ trait TimedExt: Future + Sized {
 }
 
 impl<F: Future> TimedExt for F {}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown cause".into());
-    format!("the host panicked running the function: {detail}")
-}
-
-/// What a failed instantiation or call was, by the type of its error: an
-/// interrupt is the deadline, a pool at its limit is capacity (not the
-/// guest's fault), a refused memory growth is out of memory.
-pub(crate) fn classify(e: &wasmtime::Error, memory_denied: bool, interrupted: bool) -> InvokeError {
-    let message = format!("{e:#}");
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) if interrupted => InvokeError::Interrupted,
-        Some(Trap::Interrupt) => InvokeError::Timeout,
-        Some(Trap::StackOverflow) => InvokeError::StackOverflow(message),
-        _ if memory_denied => InvokeError::OutOfMemory(message),
-        _ if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => InvokeError::Capacity(message),
-        _ => InvokeError::Trap(message),
-    }
-}
-
-struct AbortOnDrop(Option<AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.abort();
-        }
-    }
-}
-
-/// The guest's response body. Dropped before its end, it stops the
-/// instance that produces it.
-pub struct GuestBody {
-    inner: HyperOutgoingBody,
-    abort: AbortOnDrop,
-    done: bool,
-}
-
-impl GuestBody {
-    /// A body streamed by an instance that serves other requests too: it
-    /// ends with its request, not the instance.
-    pub(crate) fn from_lane(inner: HyperOutgoingBody) -> Self {
-        Self {
-            inner,
-            abort: AbortOnDrop(None),
-            done: false,
-        }
-    }
-}
-
-impl Body for GuestBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = r {
-            // Finished normally: let the instance finish its work, within
-            // its deadline.
-            self.done = true;
-            self.abort.0 = None;
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_pool_is_capacity_by_its_type_not_its_text() {
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_component_instances(1);
-        let mut config = wasmtime::Config::new();
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        let engine = wasmtime::Engine::new(&config).unwrap();
-        let bytes = wat::parse_str("(component)").unwrap();
-        let component = wasmtime::component::Component::from_binary(&engine, &bytes).unwrap();
-        let linker = wasmtime::component::Linker::<()>::new(&engine);
-        let mut first = wasmtime::Store::new(&engine, ());
-        linker.instantiate(&mut first, &component).unwrap();
-        let mut second = wasmtime::Store::new(&engine, ());
-        let full = linker.instantiate(&mut second, &component).unwrap_err();
-        assert!(
-            matches!(classify(&full, false, false), InvokeError::Capacity(_)),
-            "{full:#}"
-        );
-
-        // A guest's own message that reads like one is still the guest's.
-        let lookalike = wasmtime::Error::msg("maximum concurrent limit reached");
-        assert!(matches!(classify(&lookalike, false, false), InvokeError::Trap(_)));
-        assert!(matches!(classify(&lookalike, true, false), InvokeError::OutOfMemory(_)));
-        let interrupt = wasmtime::Error::from(Trap::Interrupt);
-        assert!(matches!(classify(&interrupt, false, false), InvokeError::Timeout));
-        assert!(matches!(classify(&interrupt, false, true), InvokeError::Interrupted));
-    }
-}
