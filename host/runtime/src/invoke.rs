@@ -100,7 +100,7 @@ pub struct InvokeRequest<B> {
 }
 
 /// Why an invocation produced no response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvokeError {
     /// The deadline passed before the response head (or, taken whole, the request body) was in.

@@ -374,7 +374,7 @@ impl LaneRun {
                 self.lane.close();
                 rx.close();
                 while let Ok(job) = rx.try_recv() {
-                    self.end(job.tail, Err(clone_error(&e)), None);
+                    self.end(job.tail, Err(e.clone()), None);
                 }
                 return;
             }
@@ -394,10 +394,10 @@ impl LaneRun {
         let left: Vec<Tail> = tails.lock().expect("lane tails").drain().map(|(_, t)| t).collect();
         let failure = failure.unwrap_or(InvokeError::Trap("the instance serving the request stopped".into()));
         for tail in left {
-            self.end(tail, Err(clone_error(&failure)), memory);
+            self.end(tail, Err(failure.clone()), memory);
         }
         while let Ok(job) = rx.try_recv() {
-            self.end(job.tail, Err(clone_error(&failure)), memory);
+            self.end(job.tail, Err(failure.clone()), memory);
         }
     }
 
@@ -436,7 +436,7 @@ impl LaneRun {
                         && !matches!(e, InvokeError::Timeout)
                     {
                         // A trap in one request is the instance's.
-                        return Err(clone_error(e));
+                        return Err(e.clone());
                     }
                     let memory = accessor.with(|mut store| store.get().limiter.used());
                     if let Some(tail) = tails.lock().expect("lane tails").remove(&id) {
@@ -496,22 +496,6 @@ impl LaneRun {
         tail.report.finished(exit, cpu, memory);
         // The caller is gone only if its request is.
         let _ = tail.done.send(ended);
-    }
-}
-
-/// The errors a failed instance gives each of its requests.
-fn clone_error(e: &InvokeError) -> InvokeError {
-    match e {
-        InvokeError::Timeout => InvokeError::Timeout,
-        InvokeError::OutOfMemory(m) => InvokeError::OutOfMemory(m.clone()),
-        InvokeError::StackOverflow(m) => InvokeError::StackOverflow(m.clone()),
-        InvokeError::Trap(m) => InvokeError::Trap(m.clone()),
-        InvokeError::GuestError(m) => InvokeError::GuestError(m.clone()),
-        InvokeError::InvalidResponse(m) => InvokeError::InvalidResponse(m.clone()),
-        InvokeError::NoResponse => InvokeError::NoResponse,
-        InvokeError::Capacity(m) => InvokeError::Capacity(m.clone()),
-        InvokeError::Interrupted => InvokeError::Interrupted,
-        InvokeError::RequestBody(m) => InvokeError::RequestBody(m.clone()),
     }
 }
 
