@@ -355,8 +355,9 @@ impl Runtime {
             ));
         }
         let image_bytes = memory_image_bytes(bytes);
+        let p3 = exports_wasi_http_p3(bytes);
         let tier = self
-            .tier_for(image_bytes, exports_wasi_http_p3(bytes))
+            .tier_for(image_bytes, p3)
             .map_err(|message| CompileError::Compile {
                 path: path.to_string(),
                 message,
@@ -374,12 +375,16 @@ impl Runtime {
             })?;
         // A component that exports the 0.3 handler is served through it
         // (as `wasmtime serve` does), even if it also exports the 0.2 one.
-        let handler = match ServiceIndices::new(&pre) {
-            Ok(service) => Handler::P3(service),
-            Err(_) => Handler::P2(ProxyIndices::new(&pre).map_err(|e| CompileError::NoHandler {
-                path: path.to_string(),
-                message: format!("{e:#}"),
-            })?),
+        let handler = match (ServiceIndices::new(&pre), ProxyIndices::new(&pre)) {
+            (Ok(service), _) => Handler::P3(service),
+            (Err(_), Ok(proxy)) => Handler::P2(proxy),
+            // Neither: why the one it tried to export is not usable.
+            (Err(e3), Err(e2)) => {
+                return Err(CompileError::NoHandler {
+                    path: path.to_string(),
+                    message: format!("{:#}", if p3 { e3 } else { e2 }),
+                });
+            }
         };
         let whole = whole::find(&component).map_err(|message| CompileError::BadHandler {
             path: path.to_string(),
