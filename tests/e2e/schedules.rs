@@ -281,40 +281,27 @@ async fn hosts_on_one_redis_fire_each_run_once() {
 async fn a_run_whose_host_is_killed_is_taken_over_once() {
     let redis = Redis::start();
     let fx = Fixture::new();
-    // A run every 10 s that takes 3 s; the lease lasts the timeout (4 s) and 3 s more.
+    // A run every 10 s that takes 6 s (long enough for a second host to
+    // start meanwhile); the lease lasts the timeout (8 s) and 3 s more.
     ticker(
         &fx,
-        json!([{"id": "slow", "cron": "*/10 * * * * *", "method": "POST", "body": {"sleep_ms": 3000},
+        json!([{"id": "slow", "cron": "*/10 * * * * *", "method": "POST", "body": {"sleep_ms": 6000},
                 "retries": {"max": 1, "backoff_ms": 10}}]),
-        json!({"timeout_ms": 4000}),
+        json!({"timeout_ms": 8000}),
     );
     let (file, t) = tokens(fx.path(), &[("reader", &["read"])]);
     let url = redis.url();
     let flags = ["--kv-redis-url", url.as_str(), "--admin-tokens", file.to_str().unwrap()];
-    let mut hosts = vec![
-        serve(fx.path(), &flags).await.print_log("[a] "),
-        serve(fx.path(), &flags).await.print_log("[b] "),
-    ];
-    // Find the host trying a run, and kill it in the middle.
+    // Host `a` alone, until its run is in the guest (started, not ended).
+    let (mut killed, owner_base) = serve(fx.path(), &flags).await.print_log("[a] ");
     let end = Instant::now() + Duration::from_secs(25);
-    let owner = loop {
-        let mut found = None;
-        for (i, (_, base)) in hosts.iter().enumerate() {
-            if entry(&schedules(base, &t["reader"]).await, "slow")["attempting"] == 1 {
-                found = Some(i);
-            }
-        }
-        if let Some(i) = found {
-            break i;
-        }
-        assert!(Instant::now() < end, "no host tried the run");
+    while entry(&schedules(&owner_base, &t["reader"]).await, "slow")["attempting"] != 1 {
+        assert!(Instant::now() < end, "host a tried no run");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // The run is in the guest (started, not ended) when its host is killed.
-    let (_, owner_base) = &hosts[owner];
+    }
     let mut tick = String::new();
     until(
-        owner_base,
+        &owner_base,
         Duration::from_secs(5),
         "the run started in the guest",
         |s| {
@@ -324,16 +311,23 @@ async fn a_run_whose_host_is_killed_is_taken_over_once() {
         },
     )
     .await;
-    let s = store(owner_base).await;
+    let s = store(&owner_base).await;
     for (t, _) in under(&s, "started:slow:") {
         if !s.contains_key(&format!("attempts:slow:{t}")) {
             tick = t.to_string();
         }
     }
-    let (mut killed, _) = hosts.remove(owner);
+    // Host `b` starts after that run's tick: it watches the run all the
+    // same (a run of the last lease period that another host took), and
+    // `a` is killed before the run ends.
+    let (_b, survivor) = serve(fx.path(), &flags).await.print_log("[b] ");
+    let survivor = &survivor;
+    assert!(
+        !store(survivor).await.contains_key(&format!("attempts:slow:{tick}")),
+        "the run ended before host b was up: a slower guest is needed"
+    );
     signal(&killed, "KILL");
     killed.wait().await.unwrap();
-    let (_, survivor) = &hosts[0];
     // The survivor takes that run over once its lease runs out (the
     // timeout and 3 s), and ends it: started twice, ended once.
     let ended = format!("attempts:slow:{tick}");

@@ -6,8 +6,10 @@
 //! **once**: the host that takes the run's lease in Redis runs it, and keeps
 //! the lease alive while it tries; the others watch the lease, and take it
 //! over if it runs out before the run is done (the host died), applying
-//! what is left of the retry policy. Without Redis, runs are this host's
-//! alone. Runs missed while no host was up are not replayed.
+//! what is left of the retry policy. A host that starts (or gets a new
+//! schedule) watches the runs of the last lease period that other hosts
+//! took, too. Without Redis, runs are this host's alone. Runs missed while
+//! no host was up are not replayed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,12 @@ const LOOP_AT_MOST: Duration = Duration::from_millis(500);
 
 /// `(tenant, function, schedule id)`.
 type Key = (String, String, String);
+
+/// A run of a schedule: its key, the schedule, the tick it is for.
+type Due = (Key, Schedule, DateTime<Utc>);
+
+/// The most ticks of one schedule a host watches when it starts.
+const ADOPT_AT_MOST: usize = 16;
 
 /// The schedules of every tenant's functions, their next runs and last results.
 #[derive(Debug, Default)]
@@ -96,10 +104,14 @@ pub(crate) async fn run(app: Arc<AppState>) {
             return;
         }
         let now = Utc::now();
-        let due = app.scheduler.refresh(&app, now);
+        let (due, adopted) = app.scheduler.refresh(&app, now);
         for (key, schedule, tick) in due {
             let app = app.clone();
             tokio::spawn(async move { fire(app, key, schedule, tick).await });
+        }
+        for (key, schedule, tick) in adopted {
+            let app = app.clone();
+            tokio::spawn(async move { adopt(app, key, schedule, tick).await });
         }
         let wait = app
             .scheduler
@@ -113,21 +125,36 @@ pub(crate) async fn run(app: Arc<AppState>) {
 impl Scheduler {
     /// Brings the entries in line with what each tenant serves now, and
     /// takes the runs that are due (at most one per schedule: missed ticks
-    /// are not replayed).
-    fn refresh(&self, app: &AppState, now: DateTime<Utc>) -> Vec<(Key, Schedule, DateTime<Utc>)> {
-        let mut seen: Vec<(Key, Schedule)> = Vec::new();
+    /// are not replayed). A schedule new here (the host just started, or
+    /// the function just came) also gives its ticks of the last lease
+    /// period when the host shares a lease store: runs another host may be
+    /// making, to watch ([`adopt`]).
+    fn refresh(&self, app: &AppState, now: DateTime<Utc>) -> (Vec<Due>, Vec<Due>) {
+        // Each schedule, with its function's lease period.
+        let mut seen: Vec<(Key, Schedule, Duration)> = Vec::new();
         for tenant in app.registry.tenants().iter() {
             let snapshot = tenant.snapshot();
             for f in &snapshot.functions {
+                let ttl = Duration::from_millis(f.spec.policy.timeout_ms) + LEASE_MARGIN;
                 for s in &f.spec.schedules {
-                    seen.push(((tenant.id.to_string(), f.spec.name.clone(), s.id.clone()), s.clone()));
+                    seen.push((
+                        (tenant.id.to_string(), f.spec.name.clone(), s.id.clone()),
+                        s.clone(),
+                        ttl,
+                    ));
                 }
             }
         }
+        let shared = shared_leases(app).is_some();
         let mut entries = self.entries.lock().expect("no panics while held");
-        entries.retain(|k, _| seen.iter().any(|(s, _)| s == k));
+        entries.retain(|k, _| seen.iter().any(|(s, ..)| s == k));
         let mut due = Vec::new();
-        for (key, schedule) in seen {
+        let mut adopted = Vec::new();
+        for (key, schedule, ttl) in seen {
+            if shared && !entries.contains_key(&key) {
+                let recent = recent_ticks(&schedule, now, ttl);
+                adopted.extend(recent.into_iter().map(|t| (key.clone(), schedule.clone(), t)));
+            }
             let e = entries.entry(key.clone()).or_insert_with(|| Entry {
                 next: schedule.next_after(now),
                 schedule: schedule.clone(),
@@ -147,7 +174,12 @@ impl Scheduler {
                 due.push((key, schedule, tick));
             }
         }
-        due
+        for (key, ..) in &adopted {
+            if let Some(e) = entries.get_mut(key) {
+                e.running += 1;
+            }
+        }
+        (due, adopted)
     }
 
     /// The soonest next run.
@@ -238,18 +270,43 @@ fn run_name((tenant, function, id): &Key, tick: DateTime<Utc>) -> String {
     format!("schedule:{tenant}:{function}:{id}:{}", tick.timestamp_millis())
 }
 
-/// Fires the run of `schedule` at `tick`, once across the hosts that share a store.
-async fn fire(app: Arc<AppState>, key: Key, schedule: Schedule, tick: DateTime<Utc>) {
-    let name = run_name(&key, tick);
-    let timeout = function_timeout(&app, &key).unwrap_or(Duration::from_secs(30));
-    let ttl = timeout + LEASE_MARGIN;
-    // Leases in the Redis of the key-value stores, else in that of the shared state.
-    let shared = app.kv.as_ref().and_then(|kv| kv.shared_leases()).or_else(|| {
+/// Leases in the Redis of the key-value stores, else in that of the shared
+/// state; `None` when the host shares neither.
+fn shared_leases(app: &AppState) -> Option<wasmfn_kv::SharedLeases> {
+    app.kv.as_ref().and_then(|kv| kv.shared_leases()).or_else(|| {
         app.deployments
             .as_ref()
             .and_then(|d| d.shared.as_ref())
             .map(|s| s.leases())
-    });
+    })
+}
+
+/// How long a run's lease lasts: the function's timeout and the margin.
+fn lease_ttl(app: &AppState, key: &Key) -> Duration {
+    function_timeout(app, key).unwrap_or(Duration::from_secs(30)) + LEASE_MARGIN
+}
+
+/// The ticks of `schedule` in the lease period before `now` (`now`
+/// included), the latest [`ADOPT_AT_MOST`].
+fn recent_ticks(schedule: &Schedule, now: DateTime<Utc>, ttl: Duration) -> Vec<DateTime<Utc>> {
+    let Ok(ttl) = chrono::Duration::from_std(ttl) else {
+        return Vec::new();
+    };
+    let mut ticks = Vec::new();
+    let mut t = now - ttl;
+    while let Some(next) = schedule.next_after(t).filter(|n| *n <= now) {
+        ticks.push(next);
+        t = next;
+    }
+    let skip = ticks.len().saturating_sub(ADOPT_AT_MOST);
+    ticks.split_off(skip)
+}
+
+/// Fires the run of `schedule` at `tick`, once across the hosts that share a store.
+async fn fire(app: Arc<AppState>, key: Key, schedule: Schedule, tick: DateTime<Utc>) {
+    let name = run_name(&key, tick);
+    let ttl = lease_ttl(&app, &key);
+    let shared = shared_leases(&app);
     let run = match &shared {
         None => {
             if app.scheduler.claim_local(&name, ttl) {
@@ -274,6 +331,28 @@ async fn fire(app: Arc<AppState>, key: Key, schedule: Schedule, tick: DateTime<U
     {
         tracing::warn!(tenant = %key.0, function = %key.1, schedule = %key.2, error = r.error.as_deref().unwrap_or(""), "scheduled run failed");
     }
+    app.scheduler.ended(&key, run);
+}
+
+/// A run of a tick this host did not see come (it started, or learnt the
+/// schedule, after it): watched like one this host found taken, so that it
+/// is taken over if the host making it goes away. A tick whose lease is not
+/// there was not taken by any host, and is not replayed.
+async fn adopt(app: Arc<AppState>, key: Key, schedule: Schedule, tick: DateTime<Utc>) {
+    // A host takes a run's lease at its tick: a moment later it is there.
+    if let Ok(early) = (tick + chrono::Duration::seconds(1) - Utc::now()).to_std() {
+        tokio::time::sleep(early).await;
+    }
+    let name = run_name(&key, tick);
+    let run = match shared_leases(&app) {
+        Some(leases) => match leases.get(&name).await {
+            Ok(Some(v)) if v != "done" => {
+                watch(&app, &key, &schedule, tick, &leases, &name, lease_ttl(&app, &key)).await
+            }
+            _ => None,
+        },
+        None => None,
+    };
     app.scheduler.ended(&key, run);
 }
 
