@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::*;
+use crate::observability::metrics::{samples, scrape, value};
 
 #[tokio::test]
 async fn a_0_3_component_is_served_beside_a_0_2_one_and_describes_itself() {
@@ -159,9 +160,15 @@ async fn the_limits_hold_for_a_0_3_component() {
 #[tokio::test]
 async fn outbound_rules_hold_for_a_0_3_component() {
     let upstream = FixtureServer::start().await;
+    let other = FixtureServer::start().await;
     let f = Fixture::new();
     f.function("p3", "http3", json!({}));
     f.function("open", "http3", json!({"allowed_outbound_hosts": [upstream.url()]}));
+    f.function(
+        "shared",
+        "http3",
+        json!({"allowed_outbound_hosts": [upstream.url()], "instance_concurrency": 2, "instance_reuse": 10}),
+    );
     let t = TestHost::start(f.path()).await;
 
     let r = t.get(&format!("/p3/fetch?url={}/ping", upstream.url())).await;
@@ -171,6 +178,30 @@ async fn outbound_rules_hold_for_a_0_3_component() {
     let r = t.get(&format!("/open/fetch?url={}/ping", upstream.url())).await;
     let text = r.text().await.unwrap();
     assert_eq!(text, "upstream 200: pong", "{text}");
+
+    // An instance serving several requests at once calls out under the
+    // same rules, and its calls are counted for its function.
+    for _ in 0..2 {
+        let r = t.get(&format!("/shared/fetch?url={}/ping", upstream.url())).await;
+        assert_eq!(r.text().await.unwrap(), "upstream 200: pong");
+    }
+    let r = t.get(&format!("/shared/fetch?url={}/ping", other.url())).await;
+    assert_eq!(r.status(), 502);
+    let seen = samples(&scrape(&t, None).await);
+    let outbound = |host: &str, outcome: &str| {
+        value(
+            &seen,
+            "wasmfn_outbound_requests_total",
+            &[
+                ("tenant", "default"),
+                ("function", "shared"),
+                ("host", host),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(outbound("127.0.0.1", "ok"), Some(2.0), "{seen:?}");
+    assert_eq!(outbound("", "denied"), Some(1.0), "{seen:?}");
 }
 
 #[tokio::test]

@@ -97,6 +97,11 @@ pub struct InvokeRequest<B> {
     /// Where a fresh instance's output lines go besides the log (a warm
     /// or reused one has its own from when it was made: the same function's).
     pub output: Option<Arc<dyn GuestOutput>>,
+    /// Told of the outbound requests and key-value refusals of an instance
+    /// that serves several requests at once (`lanes`), which no one request
+    /// can be credited with: the function's, not the request's (no trace).
+    /// Taken when such an instance is made.
+    pub shared_observer: Option<Arc<dyn Observer>>,
 }
 
 /// Why an invocation produced no response.
@@ -172,6 +177,7 @@ impl Runtime {
             retire,
             observer,
             output,
+            shared_observer: _,
         } = req;
         let incoming = Incoming::read(component, request, deadline).await?;
         let (mut store, mut instance, served, kind) = match reuse.as_ref().and_then(|pool| pool.take()) {

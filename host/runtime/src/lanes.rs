@@ -207,6 +207,7 @@ impl Runtime {
             retire,
             observer,
             output,
+            shared_observer,
             ..
         } = req;
         let (tenant, function) = self.shares(&tags.tenant, &tags.function);
@@ -237,6 +238,7 @@ impl Runtime {
                     capabilities.clone(),
                     retire.clone(),
                     output.clone(),
+                    shared_observer.clone(),
                 )
             });
             job.tail.report.kind = if made {
@@ -287,6 +289,7 @@ impl Runtime {
         capabilities: Capabilities,
         retire: Option<Arc<Interrupt>>,
         output: Option<Arc<dyn super::GuestOutput>>,
+        shared_observer: Option<Arc<dyn super::Observer>>,
     ) -> Arc<Lane> {
         let (jobs, rx) = tokio::sync::mpsc::unbounded_channel();
         let lane = Arc::new(Lane {
@@ -299,7 +302,7 @@ impl Runtime {
             share_ns: AtomicU64::new(0),
         });
         let state = InstanceState::new(
-            TagCell::new(tags.function.clone(), output),
+            TagCell::shared(tags.function.clone(), output, shared_observer),
             max_memory_bytes,
             capabilities,
         );

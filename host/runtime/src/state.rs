@@ -187,6 +187,10 @@ pub struct TagCell {
     function: Arc<str>,
     output: Option<Arc<dyn GuestOutput>>,
     request: Mutex<Option<Current>>,
+    /// What observes an instance that serves several requests at once:
+    /// no one of them is its request, so its outbound requests and
+    /// key-value refusals are the function's.
+    shared: Option<Arc<dyn Observer>>,
 }
 
 /// The request an instance serves now.
@@ -212,6 +216,23 @@ impl TagCell {
             function,
             output,
             request: Mutex::new(None),
+            shared: None,
+        })
+    }
+
+    /// Tags for an instance that serves several requests at once: it never
+    /// has one request, its lines say `-`, and `observer` is told of its
+    /// outbound requests and key-value refusals.
+    pub fn shared(
+        function: Arc<str>,
+        output: Option<Arc<dyn GuestOutput>>,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            function,
+            output,
+            request: Mutex::new(None),
+            shared: observer,
         })
     }
 
@@ -242,8 +263,12 @@ impl TagCell {
             .map_or_else(|| "-".into(), |c| c.id.clone())
     }
 
-    /// What observes the request the instance serves now, if anything does.
+    /// What observes the request the instance serves now (for an instance
+    /// serving several at once, the function's observer), if anything does.
     pub(crate) fn observer(&self) -> Option<Arc<dyn Observer>> {
+        if let Some(shared) = &self.shared {
+            return Some(shared.clone());
+        }
         self.request.lock().expect("request tag").as_ref()?.observer.clone()
     }
 

@@ -185,6 +185,7 @@ async fn one_request(
                 retire: None,
                 observer: None,
                 output: None,
+                shared_observer: None,
             },
         )
         .await

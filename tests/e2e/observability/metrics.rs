@@ -83,7 +83,7 @@ pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> 
 }
 
 /// `GET /_fn/metrics` (with `token`), checked to be a 200 in OpenMetrics text.
-async fn scrape(h: &TestHost, token: Option<&str>) -> String {
+pub(crate) async fn scrape(h: &TestHost, token: Option<&str>) -> String {
     let mut r = h.client.get(h.url("/_fn/metrics"));
     if let Some(t) = token {
         r = r.bearer_auth(t);

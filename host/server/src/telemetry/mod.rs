@@ -160,6 +160,23 @@ impl Telemetry {
             }),
         }))
     }
+
+    /// What observes the function's instances that serve several requests
+    /// at once (`instance_concurrency`); `None` when metrics are off.
+    pub(crate) fn shared_observer(
+        self: &Arc<Self>,
+        tenant: &Arc<str>,
+        function: &Arc<str>,
+    ) -> Option<Arc<dyn Observer>> {
+        self.metrics.as_ref()?;
+        Some(Arc::new(SharedInstance {
+            telemetry: self.clone(),
+            labels: FunctionLabels {
+                tenant: tenant.clone(),
+                function: function.clone(),
+            },
+        }))
+    }
 }
 
 /// One function request, recorded when it is over (see the module's doc).
@@ -492,6 +509,31 @@ impl Observer for RequestRecord {
         if let Some((mut guest, _)) = s.spans.as_mut().and_then(|sp| sp.guest.take()) {
             guest_attributes(&mut guest, invocation);
             guest.end();
+        }
+    }
+}
+
+/// An instance that serves several requests at once belongs to no one of
+/// them: its outbound requests and key-value refusals are counted for its
+/// function, and join no request's trace.
+struct SharedInstance {
+    telemetry: Arc<Telemetry>,
+    labels: FunctionLabels,
+}
+
+impl Observer for SharedInstance {
+    fn outbound(&self, _: &Method, _: &http::Uri, host: &str, _: &mut HeaderMap) -> Option<OutboundDone> {
+        let (telemetry, labels, host) = (self.telemetry.clone(), self.labels.clone(), Box::<str>::from(host));
+        Some(Box::new(move |outcome: OutboundOutcome, _| {
+            if let Some(m) = &telemetry.metrics {
+                m.outbound(&labels, &host, outcome);
+            }
+        }))
+    }
+
+    fn key_value_refused(&self) {
+        if let Some(m) = &self.telemetry.metrics {
+            m.rejected(&self.labels, metrics::Limit::KvQuota);
         }
     }
 }

@@ -254,6 +254,7 @@ impl Call {
                     retire: self.retire,
                     observer: self.observer,
                     output: None,
+                    shared_observer: None,
                 },
             )
             .await?;
