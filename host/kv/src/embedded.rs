@@ -156,6 +156,8 @@ impl Embedded {
             .map_err(failed(path))?;
         // The first write takes the lock, for as long as the connection lives.
         conn.execute_batch(SCHEMA).map_err(failed(path))?;
+        // Every statement the store runs stays prepared (about 15).
+        conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
             turn: Mutex::new(Turn::default()),
             conn: Mutex::new(conn),
@@ -342,8 +344,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs `batch` in one transaction: each writing operation in a savepoint,
-/// undone alone if it fails. `Err` if the transaction could not be begun
-/// or committed (then nothing of it was written).
+/// undone alone if it fails (an operation alone in its batch needs none: the
+/// transaction is rolled back instead). `Err` if the transaction could not
+/// be begun or committed (then nothing of it was written).
 fn run_batch(c: &Connection, batch: &mut [Box<dyn Op>]) -> Result<(), KvError> {
     let writes = batch.iter().any(|op| op.writes());
     if !writes {
@@ -353,34 +356,50 @@ fn run_batch(c: &Connection, batch: &mut [Box<dyn Op>]) -> Result<(), KvError> {
         }
         return Ok(());
     }
-    c.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+    run(c, "BEGIN IMMEDIATE")?;
+    if let [op] = batch {
+        // Its own result answers it; a failed one leaves nothing behind.
+        let end = if op.run(c).is_ok() { "COMMIT" } else { "ROLLBACK" };
+        return run(c, end).inspect_err(|_| {
+            let _ = run(c, "ROLLBACK");
+        });
+    }
     let mut outcome = Ok(());
     for op in batch.iter_mut() {
         if !op.writes() {
             let _ = op.run(c);
             continue;
         }
-        if let Err(e) = c.execute_batch("SAVEPOINT op") {
-            outcome = Err(db(e));
+        if let Err(e) = run(c, "SAVEPOINT op") {
+            outcome = Err(e);
             break;
         }
-        let undo = if op.run(c).is_err() {
-            "ROLLBACK TO op; RELEASE op"
+        let ended = if op.run(c).is_err() {
+            run(c, "ROLLBACK TO op").and_then(|()| run(c, "RELEASE op"))
         } else {
-            "RELEASE op"
+            run(c, "RELEASE op")
         };
-        if let Err(e) = c.execute_batch(undo) {
-            outcome = Err(db(e));
+        if let Err(e) = ended {
+            outcome = Err(e);
             break;
         }
     }
-    match outcome.and_then(|()| c.execute_batch("COMMIT").map_err(db)) {
+    match outcome.and_then(|()| run(c, "COMMIT")) {
         Ok(()) => Ok(()),
         Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
+            let _ = run(c, "ROLLBACK");
             Err(e)
         }
     }
+}
+
+/// Runs one statement that takes no parameters and gives no rows (a
+/// transaction's `BEGIN`, `COMMIT`, a savepoint), prepared once.
+fn run(c: &Connection, sql: &str) -> Result<(), KvError> {
+    c.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(drop)
+        .map_err(db)
 }
 
 impl Delta {
