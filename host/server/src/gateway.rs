@@ -426,10 +426,10 @@ async fn invoke(
                 retire: Some(f.retire.clone()),
                 observer: record.clone().map(|r| r as Arc<dyn Observer>),
                 output: Some(f.stats.clone()),
-                shared_observer: f
-                    .lanes
-                    .as_ref()
-                    .and_then(|_| app.telemetry.shared_observer(&tenant.id, &f.name)),
+                shared_observer: f.lanes.as_ref().and_then(|_| {
+                    app.telemetry
+                        .shared_observer(&f.stats.shared_observer, &tenant.id, &f.name)
+                }),
             },
         )
         .await;

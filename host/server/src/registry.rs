@@ -190,6 +190,9 @@ pub struct FunctionStats {
     pub logs: LogRing,
     /// Its metric series, found at its first request.
     pub(crate) metrics: std::sync::OnceLock<crate::telemetry::metrics::Handles>,
+    /// What observes its instances that serve several requests at once,
+    /// made at its first request.
+    pub(crate) shared_observer: crate::telemetry::SharedObserver,
 }
 
 /// Counters as shown in the catalog.

@@ -162,20 +162,26 @@ impl Telemetry {
     }
 
     /// What observes the function's instances that serve several requests
-    /// at once (`instance_concurrency`); `None` when metrics are off.
+    /// at once (`instance_concurrency`), made once per function (kept in
+    /// `cell`); `None` when metrics are off.
     pub(crate) fn shared_observer(
         self: &Arc<Self>,
+        cell: &SharedObserver,
         tenant: &Arc<str>,
         function: &Arc<str>,
     ) -> Option<Arc<dyn Observer>> {
-        self.metrics.as_ref()?;
-        Some(Arc::new(SharedInstance {
-            telemetry: self.clone(),
-            labels: FunctionLabels {
-                tenant: tenant.clone(),
-                function: function.clone(),
-            },
-        }))
+        cell.0
+            .get_or_init(|| {
+                self.metrics.as_ref()?;
+                Some(Arc::new(SharedInstance {
+                    telemetry: self.clone(),
+                    labels: FunctionLabels {
+                        tenant: tenant.clone(),
+                        function: function.clone(),
+                    },
+                }) as Arc<dyn Observer>)
+            })
+            .clone()
     }
 }
 
@@ -510,6 +516,17 @@ impl Observer for RequestRecord {
             guest_attributes(&mut guest, invocation);
             guest.end();
         }
+    }
+}
+
+/// A function's observer of its instances that serve several requests at
+/// once, made at its first request ([`Telemetry::shared_observer`]).
+#[derive(Default)]
+pub(crate) struct SharedObserver(std::sync::OnceLock<Option<Arc<dyn Observer>>>);
+
+impl std::fmt::Debug for SharedObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedObserver")
     }
 }
 
